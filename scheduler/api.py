@@ -1,0 +1,441 @@
+"""The organisation REST API under /api/v1 (JSON, `Authorization: Bearer <api key>`).
+
+Each endpoint is declared once, with the models that validate it; routes and the OpenAPI
+document are both generated from that declaration. Handlers are thin: parse, call, render.
+Every query is scoped to the caller's organisation, so another organisation's ids are 404.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduler import keys
+from scheduler.availability import Availability, AvailabilityError
+from scheduler.bookings import active_booking
+from scheduler.calendars import load_calendars
+from scheduler.errors import Conflict, FieldError, NotFound, Unauthorized, ValidationFailed
+from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
+from scheduler.orgs import authenticate
+from scheduler.problems import field_errors
+from scheduler.schemas import (
+    AvailabilityDoc,
+    BookingList,
+    BookingOut,
+    BookingSummary,
+    CandidateIn,
+    CandidateList,
+    CandidateOut,
+    EvaluatorIn,
+    EvaluatorList,
+    EvaluatorOut,
+    EvaluatorPatch,
+    RangeQuery,
+    RoomLinks,
+    SlotOut,
+    SlotsOut,
+    SlotsQuery,
+)
+from scheduler.slots import find_slots
+
+PREFIX = "/api/v1"
+MAX_RANGE_DAYS = 62
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler receives: the caller's organisation and the parsed input."""
+
+    request: web.Request
+    org: Organisation
+    session: AsyncSession
+    body: Any = None
+    query: Any = None
+
+    def path_id(self, name: str = "id") -> uuid.UUID:
+        try:
+            return uuid.UUID(self.request.match_info[name])
+        except ValueError as exc:
+            raise NotFound(f"no such {name.removesuffix('_id') or 'object'}") from exc
+
+
+Handler = Callable[[Call], Awaitable[BaseModel | None]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    write: bool = False
+    errors: tuple[int, ...] = field(default=(401, 404, 422))
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+def endpoint(method: str, path: str, summary: str, **kw: Any) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        ENDPOINTS.append(Endpoint(method, path, fn, summary, **kw))
+        return fn
+
+    return register
+
+
+# --- reading input -----------------------------------------------------------------------
+
+
+async def _org_for(request: web.Request, session: AsyncSession) -> Organisation:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("send the organisation's API key as `Authorization: Bearer <key>`")
+    found = await authenticate(session, key.strip())
+    if found is None:
+        raise Unauthorized("unknown or revoked API key")
+    return found[0]
+
+
+async def json_body(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise ValidationFailed(
+            [FieldError("body", "send JSON with Content-Type: application/json")]
+        )
+    try:
+        return json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed([FieldError("body", f"not valid JSON: {exc}")]) from exc
+
+
+def parse(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(field_errors(exc, prefix)) from exc
+
+
+def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        db = request.app[keys.DB]
+        raw_body = await json_body(request) if ep.body is not None else None
+        query = parse(ep.query, dict(request.query)) if ep.query is not None else None
+        body = parse(ep.body, raw_body) if ep.body is not None else None
+        session_cm = db.write() if ep.write else db.read()
+        async with session_cm as session:
+            org = await _org_for(request, session)
+            result = await ep.handler(Call(request, org, session, body, query))
+        if result is None:
+            return web.Response(status=204)
+        return web.json_response(result.model_dump(mode="json", by_alias=True), status=ep.status)
+
+    return handle
+
+
+def setup(app: web.Application) -> None:
+    for ep in ENDPOINTS:
+        app.router.add_route(ep.method, PREFIX + ep.path, _wrap(ep))
+
+
+# --- evaluators ----------------------------------------------------------------------------
+
+
+async def _evaluator(call: Call) -> Evaluator:
+    ev = await call.session.get(Evaluator, call.path_id())
+    if ev is None or ev.organisation_id != call.org.id or ev.deleted_at is not None:
+        raise NotFound("no such evaluator")
+    return ev
+
+
+@endpoint(
+    "POST",
+    "/evaluators",
+    "Add an evaluator",
+    body=EvaluatorIn,
+    response=EvaluatorOut,
+    status=201,
+    write=True,
+)
+async def create_evaluator(call: Call) -> EvaluatorOut:
+    data: EvaluatorIn = call.body
+    now = call.request.app[keys.CLOCK].now()
+    ev = Evaluator(
+        id=uuid.uuid4(),
+        organisation_id=call.org.id,
+        availability={"weekly": [], "overrides": []},
+        created_at=now,
+        **data.model_dump(),
+    )
+    call.session.add(ev)
+    await call.session.flush()
+    return EvaluatorOut.model_validate(ev)
+
+
+@endpoint("GET", "/evaluators", "List evaluators", response=EvaluatorList)
+async def list_evaluators(call: Call) -> EvaluatorList:
+    rows = await call.session.scalars(
+        select(Evaluator)
+        .where(Evaluator.organisation_id == call.org.id, Evaluator.deleted_at.is_(None))
+        .order_by(Evaluator.name, Evaluator.id)
+    )
+    return EvaluatorList(evaluators=[EvaluatorOut.model_validate(e) for e in rows])
+
+
+@endpoint("GET", "/evaluators/{id}", "Get an evaluator", response=EvaluatorOut)
+async def get_evaluator(call: Call) -> EvaluatorOut:
+    return EvaluatorOut.model_validate(await _evaluator(call))
+
+
+@endpoint(
+    "PATCH",
+    "/evaluators/{id}",
+    "Change an evaluator",
+    body=EvaluatorPatch,
+    response=EvaluatorOut,
+    write=True,
+)
+async def patch_evaluator(call: Call) -> EvaluatorOut:
+    ev = await _evaluator(call)
+    for name, value in call.body.model_dump(exclude_unset=True).items():
+        setattr(ev, name, value)
+    await call.session.flush()
+    return EvaluatorOut.model_validate(ev)
+
+
+@endpoint(
+    "DELETE",
+    "/evaluators/{id}",
+    "Remove an evaluator (refused while they have interviews ahead)",
+    status=204,
+    write=True,
+    errors=(401, 404, 409),
+)
+async def delete_evaluator(call: Call) -> None:
+    ev = await _evaluator(call)
+    now = call.request.app[keys.CLOCK].now()
+    ahead = await call.session.scalar(
+        select(Booking.id)
+        .where(
+            Booking.evaluator_id == ev.id,
+            Booking.status.in_(ACTIVE_STATUSES),
+            Booking.end_at > now,
+        )
+        .limit(1)
+    )
+    if ahead is not None:
+        raise Conflict("this evaluator has interviews ahead; move or cancel them first")
+    ev.deleted_at = now
+    return None
+
+
+@endpoint(
+    "PUT",
+    "/evaluators/{id}/availability",
+    "Replace an evaluator's availability",
+    body=AvailabilityDoc,
+    response=AvailabilityDoc,
+    write=True,
+)
+async def put_availability(call: Call) -> AvailabilityDoc:
+    ev = await _evaluator(call)
+    try:
+        parsed = Availability.from_document(call.body.model_dump(mode="json"))
+    except AvailabilityError as exc:
+        raise ValidationFailed([FieldError(exc.field, exc.message)]) from exc
+    ev.availability = parsed.to_document()
+    return AvailabilityDoc.model_validate(ev.availability)
+
+
+@endpoint(
+    "GET",
+    "/evaluators/{id}/availability",
+    "Get an evaluator's availability",
+    response=AvailabilityDoc,
+)
+async def get_availability(call: Call) -> AvailabilityDoc:
+    return AvailabilityDoc.model_validate((await _evaluator(call)).availability)
+
+
+# --- candidates ----------------------------------------------------------------------------
+
+
+def _book_by(value: date | datetime | None, tz: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValidationFailed([FieldError("book_by", "needs a UTC offset, or give a date")])
+        return value.astimezone(UTC)
+    end_of_day = datetime.combine(value + timedelta(days=1), time(0), ZoneInfo(tz))
+    return end_of_day.astimezone(UTC)
+
+
+async def candidate_out(call: Call, cand: Candidate) -> CandidateOut:
+    links = call.request.app[keys.LINKS]
+    booking = await active_booking(call.session, cand.id)
+    return CandidateOut(
+        id=cand.id,
+        name=cand.name,
+        email=cand.email,
+        language=cand.language,
+        locale=cand.locale,
+        timezone=cand.timezone,
+        book_by=cand.book_by,
+        link=links.candidate_url(cand),
+        created_at=cand.created_at,
+        booking=BookingSummary(
+            id=booking.id,
+            evaluator_id=booking.evaluator_id,
+            start=booking.start_at,
+            end=booking.end_at,
+            status=booking.status,
+        )
+        if booking
+        else None,
+    )
+
+
+@endpoint(
+    "POST",
+    "/candidates",
+    "Invite a candidate (returns their personal link)",
+    body=CandidateIn,
+    response=CandidateOut,
+    status=201,
+    write=True,
+)
+async def create_candidate(call: Call) -> CandidateOut:
+    from rooms.tokens import new_nonce
+
+    data: CandidateIn = call.body
+    now = call.request.app[keys.CLOCK].now()
+    cand = Candidate(
+        id=uuid.uuid4(),
+        organisation_id=call.org.id,
+        name=data.name,
+        email=data.email,
+        language=data.language,
+        locale=data.locale,
+        timezone=data.timezone,
+        book_by=_book_by(data.book_by, data.timezone),
+        link_nonce=new_nonce(),
+        created_at=now,
+    )
+    call.session.add(cand)
+    await call.session.flush()
+    return await candidate_out(call, cand)
+
+
+@endpoint("GET", "/candidates", "List candidates", response=CandidateList)
+async def list_candidates(call: Call) -> CandidateList:
+    rows = await call.session.scalars(
+        select(Candidate)
+        .where(Candidate.organisation_id == call.org.id)
+        .order_by(Candidate.created_at, Candidate.id)
+    )
+    return CandidateList(candidates=[await candidate_out(call, c) for c in rows])
+
+
+@endpoint("GET", "/candidates/{id}", "Get a candidate", response=CandidateOut)
+async def get_candidate(call: Call) -> CandidateOut:
+    cand = await call.session.get(Candidate, call.path_id())
+    if cand is None or cand.organisation_id != call.org.id:
+        raise NotFound("no such candidate")
+    return await candidate_out(call, cand)
+
+
+# --- slots and bookings ------------------------------------------------------------------
+
+
+def day_range(
+    start: date, end: date, tz: ZoneInfo, field_prefix: str = ""
+) -> tuple[datetime, datetime]:
+    """[local midnight of start, local midnight after end) as UTC instants."""
+    if end < start:
+        raise ValidationFailed([FieldError(field_prefix + "to", "must not be before `from`")])
+    if (end - start).days >= MAX_RANGE_DAYS:
+        raise ValidationFailed(
+            [FieldError(field_prefix + "to", f"at most {MAX_RANGE_DAYS} days after `from`")]
+        )
+    lo = datetime.combine(start, time(0), tz).astimezone(UTC)
+    hi = datetime.combine(end + timedelta(days=1), time(0), tz).astimezone(UTC)
+    return lo, hi
+
+
+@endpoint(
+    "GET",
+    "/slots",
+    "Green slots for a language (any qualified evaluator free)",
+    query=SlotsQuery,
+    response=SlotsOut,
+)
+async def org_slots(call: Call) -> SlotsOut:
+    q: SlotsQuery = call.query
+    tz = ZoneInfo(q.timezone)
+    lo, hi = day_range(q.from_, q.to, tz)
+    app = call.request.app
+    calendars = await load_calendars(call.session, call.org.id, q.language, lo, hi)
+    slots = find_slots(calendars, app[keys.POLICY], app[keys.CLOCK].now(), lo, hi)
+    return SlotsOut(
+        timezone=q.timezone,
+        slots=[SlotOut(start=s.start.astimezone(tz), end=s.end.astimezone(tz)) for s in slots],
+    )
+
+
+def booking_out(call: Call, b: Booking, *, detail: bool = False) -> BookingOut:
+    links = call.request.app[keys.LINKS]
+    rooms = None
+    if detail and b.status in ACTIVE_STATUSES:
+        rooms = RoomLinks(
+            candidate=links.room_url(b, "candidate"), evaluator=links.room_url(b, "evaluator")
+        )
+    return BookingOut(
+        id=b.id,
+        candidate_id=b.candidate_id,
+        evaluator_id=b.evaluator_id,
+        start=b.start_at,
+        end=b.end_at,
+        status=b.status,
+        sequence=b.sequence,
+        created_at=b.created_at,
+        updated_at=b.updated_at,
+        rooms=rooms,
+    )
+
+
+@endpoint("GET", "/bookings", "List bookings", query=RangeQuery, response=BookingList)
+async def list_bookings(call: Call) -> BookingList:
+    q: RangeQuery = call.query
+    stmt = select(Booking).where(Booking.organisation_id == call.org.id)
+    if q.from_ is not None:
+        stmt = stmt.where(Booking.start_at >= datetime.combine(q.from_, time(0), UTC))
+    if q.to is not None:
+        stmt = stmt.where(
+            Booking.start_at < datetime.combine(q.to + timedelta(days=1), time(0), UTC)
+        )
+    if q.evaluator_id is not None:
+        stmt = stmt.where(Booking.evaluator_id == q.evaluator_id)
+    rows = await call.session.scalars(stmt.order_by(Booking.start_at, Booking.id).limit(5000))
+    return BookingList(bookings=[booking_out(call, b) for b in rows])
+
+
+@endpoint("GET", "/bookings/{id}", "Get a booking, with its room links", response=BookingOut)
+async def get_booking(call: Call) -> BookingOut:
+    b = await call.session.get(Booking, call.path_id())
+    if b is None or b.organisation_id != call.org.id:
+        raise NotFound("no such booking")
+    return booking_out(call, b, detail=True)

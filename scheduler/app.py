@@ -1,0 +1,68 @@
+"""The one place the aiohttp application is assembled."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from rooms.tokens import LinkSigner
+from scheduler import api, keys, openapi, pages
+from scheduler.clock import Clock, SystemClock
+from scheduler.config import Settings, secret_key
+from scheduler.db import Database
+from scheduler.i18n import TEMPLATES, Catalogs, create_env
+from scheduler.links import Links
+from scheduler.problems import api_errors
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    app = web.Application(middlewares=[api_errors], client_max_size=256 * 1024)
+    app[keys.SETTINGS] = settings
+    app[keys.CLOCK] = clock or SystemClock()
+    app[keys.POLICY] = settings.policy.to_policy()
+    app[keys.LINKS] = Links(LinkSigner(secret_key(settings)), settings.server.base_url)
+    app[keys.CATALOGS] = Catalogs.load()
+    env = create_env()
+    app[keys.JINJA] = env
+    aiohttp_jinja2.setup(app, loader=env.loader, autoescape=True)
+    app[aiohttp_jinja2.APP_KEY] = env
+
+    app.cleanup_ctx.append(_database)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
+    app.router.add_get("/api/v1/docs", api_docs)
+    app.router.add_static("/static", TEMPLATES / "static", append_version=True)
+    api.setup(app)
+    pages.setup(app)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    db = Database(settings.database.url, pool_size=settings.database.pool_size)
+    app[keys.DB] = db
+    yield
+    await db.dispose()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await request.app[keys.DB].ping()
+    except Exception as exc:  # any failure means "not healthy", and says why
+        return web.json_response({"status": "error", "database": str(exc)}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document(request.app[keys.SETTINGS].server.base_url))
+
+
+async def api_docs(request: web.Request) -> web.Response:
+    doc = openapi.document(request.app[keys.SETTINGS].server.base_url)
+    return aiohttp_jinja2.render_template(
+        "pages/api_reference.html",
+        request,
+        {"doc": doc, **request.app[keys.CATALOGS].context("en")},
+    )

@@ -1,0 +1,142 @@
+"""Configuration: `config.toml`, an optional overlay file, then `VIVA_<SECTION>_<KEY>`.
+
+Parsed once into frozen models and passed down; nothing else reads the environment. Unknown
+keys are errors, so a typo in a deployment's file cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mailer.settings import SmtpSettings
+from scheduler.policy import Policy
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "config.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    base_url: str = "http://127.0.0.1:8080"
+    secret_key: str = ""
+    data_dir: str = "var"
+    dev_mode: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///var/viva.db"
+    pool_size: int = Field(10, ge=1)
+
+
+class PolicySettings(_Section):
+    interview_minutes: int = Field(20, ge=5, le=240)
+    buffer_minutes: int = Field(10, ge=0, le=240)
+    slot_step_minutes: int = Field(20, ge=5, le=240)
+    min_notice_hours: int = Field(24, ge=0)
+    booking_horizon_days: int = Field(60, ge=1, le=730)
+    change_lock_hours: int = Field(24, ge=0)
+    max_interviews_per_evaluator_per_day: int = Field(8, ge=1)
+
+    def to_policy(self) -> Policy:
+        return Policy(**self.model_dump())
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    policy: PolicySettings = PolicySettings()
+    smtp: SmtpSettings = SmtpSettings()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+
+class ConfigError(Exception):
+    """Raised with a message a person can act on; `viva` prints it and exits."""
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any], where: str) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping):
+            if not isinstance(merged.get(key, {}), Mapping):
+                raise ConfigError(f"{where}: [{key}] is a value, not a section")
+            merged[key] = _merge(dict(merged.get(key, {})), value, where)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Map VIVA_<SECTION>_<KEY> onto the sections the models declare.
+
+    Section names have no underscore, so the first `_` after the prefix splits section
+    from key (VIVA_POLICY_CHANGE_LOCK_HOURS -> policy.change_lock_hours).
+    """
+    sections = set(Settings.model_fields)
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith("VIVA_"):
+            continue
+        section, _, key = name[5:].lower().partition("_")
+        if section in sections and key:
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def load_settings(
+    overlay: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    defaults: Path = DEFAULT_CONFIG,
+) -> Settings:
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    for path in (defaults, overlay):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as fh:
+                data = _merge(data, tomllib.load(fh), str(path))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    data = _merge(data, _env_overrides(environ), "environment")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from exc
+
+
+def secret_key(settings: Settings) -> bytes:
+    """The HMAC key for links; generated once into the data folder in dev mode only."""
+    if settings.server.secret_key:
+        return settings.server.secret_key.encode()
+    if not settings.server.dev_mode:
+        raise ConfigError(
+            "server.secret_key is empty: set it (or VIVA_SERVER_SECRET_KEY) to a long random "
+            "string kept outside the database; dev mode generates one."
+        )
+    path = settings.data_path / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()

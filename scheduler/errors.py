@@ -1,0 +1,59 @@
+"""Domain errors. Views translate them into HTTP answers in one place (scheduler/problems.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class VivaError(Exception):
+    """Base of errors a request can cause; never a server fault."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str = "", **extra: object) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class ValidationFailed(VivaError):
+    status = 422
+    title = "Invalid request"
+
+    def __init__(self, errors: list[FieldError], detail: str = "") -> None:
+        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+class NotFound(VivaError):
+    status = 404
+    title = "Not found"
+
+
+class Unauthorized(VivaError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Conflict(VivaError):
+    status = 409
+    title = "Conflict"
+
+
+class SlotTaken(Conflict):
+    title = "Slot no longer available"
+
+
+class AlreadyBooked(Conflict):
+    title = "Candidate already has a booking"
+
+
+class DeadlinePassed(Conflict):
+    title = "Booking deadline passed"

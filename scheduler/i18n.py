@@ -1,0 +1,141 @@
+"""Languages: Babel catalogs for French and English, and the jinja2 environment.
+
+Templates are written in English; French comes from the `.po` files under
+templates/locale/fr/LC_MESSAGES/ (one file per area: pages.po, mail.po, rooms.po), read and
+merged at start-up, so there is no compile step to forget. Rendering passes the reader's
+`gettext`/`ngettext` in the template context: one shared environment serves every language.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from babel import Locale
+from babel.dates import format_date, format_datetime, format_time, get_timezone_location
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+LOCALES = ("fr", "en")
+DEFAULT_LOCALE = "fr"
+
+
+class Catalogs:
+    def __init__(self, by_locale: Mapping[str, NullTranslations]) -> None:
+        self._by_locale = dict(by_locale)
+
+    @classmethod
+    def load(cls, locale_dir: Path = TEMPLATES / "locale") -> Catalogs:
+        by_locale: dict[str, NullTranslations] = {"en": NullTranslations()}
+        for lang in LOCALES:
+            folder = locale_dir / lang / "LC_MESSAGES"
+            merged: Translations | None = None
+            for po in sorted(folder.glob("*.po")):
+                with po.open("rb") as fh:
+                    catalog = read_po(fh, locale=lang)
+                buf = io.BytesIO()
+                write_mo(buf, catalog)
+                buf.seek(0)
+                part = Translations(buf)
+                if merged is None:
+                    merged = part
+                else:
+                    merged.merge(part)
+            if merged is not None:
+                by_locale[lang] = merged
+        return cls(by_locale)
+
+    def get(self, locale: str) -> NullTranslations:
+        return self._by_locale.get(locale) or self._by_locale["en"]
+
+    def context(self, locale: str) -> dict[str, Any]:
+        """What a template needs to speak `locale`."""
+        t = self.get(locale)
+        return {"gettext": t.gettext, "ngettext": t.ngettext, "_": t.gettext, "locale": locale}
+
+
+def negotiate(accept_language: str | None, default: str = DEFAULT_LOCALE) -> str:
+    """The first supported language in an Accept-Language header."""
+    if not accept_language:
+        return default
+    ranked = []
+    for i, part in enumerate(accept_language.split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        ranked.append((-q, i, tag.strip().lower()[:2]))
+    for _, _, lang in sorted(ranked):
+        if lang in LOCALES:
+            return lang
+    return default
+
+
+# --- dates in the reader's language and zone ---------------------------------------------
+
+
+def local(dt: datetime, tz: str) -> datetime:
+    return dt.astimezone(ZoneInfo(tz))
+
+
+def long_datetime(dt: datetime, tz: str, locale: str) -> str:
+    """ "mardi 3 décembre 2026 à 14:00" / "Thursday, December 3, 2026 at 2:00 PM"."""
+    when = local(dt, tz)
+    day = format_date(when, format="full", locale=locale)
+    hour = format_time(when, format="short", locale=locale)
+    return f"{day} à {hour}" if locale == "fr" else f"{day} at {hour}"
+
+
+def long_date(dt: datetime, tz: str, locale: str) -> str:
+    return format_date(local(dt, tz), format="full", locale=locale)
+
+
+def short_time(dt: datetime, tz: str, locale: str) -> str:
+    return format_time(local(dt, tz), format="short", locale=locale)
+
+
+def zone_name(tz: str, locale: str) -> str:
+    """A zone as people say it ("heure : France", "Paris time"), falling back to its id."""
+    try:
+        return get_timezone_location(ZoneInfo(tz), locale=locale)
+    except (LookupError, ValueError):
+        return tz
+
+
+def pattern_datetime(dt: datetime, tz: str, locale: str, pattern: str) -> str:
+    return format_datetime(local(dt, tz), pattern, locale=locale)
+
+
+def first_weekday(locale: str) -> int:
+    """0 = Monday. France starts weeks on Monday; the en locale (US) on Sunday."""
+    return Locale.parse(locale if locale != "en" else "en_US").first_week_day
+
+
+def create_env(templates: Path = TEMPLATES) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=jinja2.select_autoescape(["html", "xml"], default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+        undefined=jinja2.StrictUndefined,
+        enable_async=False,
+    )
+    env.policies["ext.i18n.trimmed"] = True
+    env.newstyle_gettext = True  # type: ignore[attr-defined]
+    env.filters.update(
+        long_datetime=long_datetime,
+        long_date=long_date,
+        short_time=short_time,
+        zone_name=zone_name,
+        pattern_datetime=pattern_datetime,
+    )
+    return env

@@ -1,0 +1,18 @@
+"""Every object the app shares, under one typed key each (aiohttp's web.AppKey)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    pass
+
+SETTINGS = web.AppKey("settings", "Settings")
+CLOCK = web.AppKey("clock", "Clock")
+POLICY = web.AppKey("policy", "Policy")
+DB = web.AppKey("db", "Database")
+LINKS = web.AppKey("links", "Links")
+JINJA = web.AppKey("jinja", "jinja2.Environment")
+CATALOGS = web.AppKey("catalogs", "Catalogs")

@@ -1,0 +1,36 @@
+"""The URLs Viva hands out: a candidate's personal page and each participant's room."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rooms.tokens import LinkKind, LinkSigner, parse_link
+from scheduler.models import Booking, Candidate
+
+
+class Links:
+    def __init__(self, signer: LinkSigner, base_url: str) -> None:
+        self.signer = signer
+        self.base_url = base_url.rstrip("/")
+
+    def candidate_token(self, candidate: Candidate) -> str:
+        return self.signer.make(LinkKind.CANDIDATE, candidate.id, candidate.link_nonce)
+
+    def candidate_url(self, candidate: Candidate) -> str:
+        return f"{self.base_url}/c/{self.candidate_token(candidate)}"
+
+    def room_token(self, booking: Booking, role: str) -> str:
+        kind = LinkKind.ROOM_EVALUATOR if role == "evaluator" else LinkKind.ROOM_CANDIDATE
+        return self.signer.make(kind, booking.id, booking.room_nonce)
+
+    def room_url(self, booking: Booking, role: str) -> str:
+        return f"{self.base_url}/r/{self.room_token(booking, role)}"
+
+    async def resolve_candidate(self, session: AsyncSession, token: str) -> Candidate | None:
+        link = parse_link(token, LinkKind.CANDIDATE)
+        if link is None:
+            return None
+        candidate = await session.get(Candidate, link.ident)
+        if candidate is None or not self.signer.verify(link, candidate.link_nonce):
+            return None
+        return candidate

@@ -1,0 +1,115 @@
+"""The tables the scheduler owns. The mailer and rooms packages declare their own."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, Uuid, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from scheduler.db import UTCDateTime
+
+ACTIVE_STATUSES = ("confirmed", "locked")
+_ACTIVE_SQL = "status IN ('confirmed', 'locked')"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), uuid.UUID: Uuid()}
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str] = mapped_column(String(320))
+    contact_phone: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """Only a SHA-256 of the key is kept: keys are 256-bit random, so no slow hash is needed."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Evaluator(Base):
+    __tablename__ = "evaluators"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    timezone: Mapped[str] = mapped_column(String(64))
+    languages: Mapped[list[str]] = mapped_column(JSON)
+    locale: Mapped[str] = mapped_column(String(8))
+    # The API document {"weekly": [...], "overrides": [...]}; parsed by scheduler.availability.
+    availability: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    language: Mapped[str] = mapped_column(String(16))
+    locale: Mapped[str] = mapped_column(String(8))
+    timezone: Mapped[str] = mapped_column(String(64))
+    book_by: Mapped[datetime | None]
+    # Rotating it revokes the personal link (see rooms.tokens).
+    link_nonce: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    candidate_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("candidates.id"))
+    evaluator_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("evaluators.id"))
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    # end_at + the buffer in force when booked: the interval no other booking may overlap.
+    block_end: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    # iCalendar SEQUENCE: raised on every change of time or status.
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    # Rotating it revokes both room links.
+    room_nonce: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_bookings_evaluator_start", "evaluator_id", "start_at"),
+        Index("ix_bookings_org_start", "organisation_id", "start_at"),
+        # One active booking per candidate, whatever the concurrency.
+        Index(
+            "uq_bookings_active_candidate",
+            "candidate_id",
+            unique=True,
+            sqlite_where=text(_ACTIVE_SQL),
+            postgresql_where=text(_ACTIVE_SQL),
+        ),
+    )

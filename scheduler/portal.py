@@ -1,0 +1,144 @@
+"""The candidate's personal link: resolving it, and its JSON endpoints.
+
+The HTML pages (scheduler/pages.py) and the JSON below share these functions, so the page
+and an integrator's script see the same slots and the same booking rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduler import keys
+from scheduler.api import day_range, json_body, parse
+from scheduler.bookings import SlotView, active_booking, book, booking_closed, candidate_slots
+from scheduler.errors import NotFound, SlotTaken
+from scheduler.models import Booking, Candidate, Evaluator
+from scheduler.schemas import BookingIn, CandidateSlotsQuery
+
+DEFAULT_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Portal:
+    """What the personal link shows right now."""
+
+    candidate: Candidate
+    booking: Booking | None
+    closed: bool  # past the book-by deadline
+
+
+async def resolve(request: web.Request, session: AsyncSession) -> Candidate:
+    """The candidate behind /c/{token}, or NotFound that reveals nothing."""
+    candidate = await request.app[keys.LINKS].resolve_candidate(
+        session, request.match_info["token"]
+    )
+    if candidate is None:
+        raise NotFound("this link is not valid")
+    return candidate
+
+
+async def state(request: web.Request, session: AsyncSession) -> Portal:
+    candidate = await resolve(request, session)
+    now = request.app[keys.CLOCK].now()
+    return Portal(
+        candidate,
+        await active_booking(session, candidate.id),
+        booking_closed(candidate, request.app[keys.POLICY], now),
+    )
+
+
+async def slots_between(
+    request: web.Request, session: AsyncSession, candidate: Candidate, lo: datetime, hi: datetime
+) -> list[SlotView]:
+    app = request.app
+    return await candidate_slots(
+        session, candidate, app[keys.POLICY], app[keys.CLOCK].now(), lo, hi
+    )
+
+
+def local_today(request: web.Request, tz: ZoneInfo) -> date:
+    return request.app[keys.CLOCK].now().astimezone(tz).date()
+
+
+def slots_json(slots: list[SlotView], tz: str) -> dict[str, Any]:
+    zone = ZoneInfo(tz)
+    return {
+        "timezone": tz,
+        "slots": [
+            {
+                "start": s.start.astimezone(zone).isoformat(),
+                "end": s.end.astimezone(zone).isoformat(),
+            }
+            for s in slots
+        ],
+    }
+
+
+async def make_booking(
+    request: web.Request, candidate: Candidate, start: datetime
+) -> tuple[Booking, Candidate, Evaluator]:
+    app = request.app
+    return await book(
+        app[keys.DB],
+        candidate_id=candidate.id,
+        start=start.astimezone(UTC),
+        policy=app[keys.POLICY],
+        now=app[keys.CLOCK].now(),
+    )
+
+
+def booking_json(request: web.Request, booking: Booking, tz: str) -> dict[str, Any]:
+    zone = ZoneInfo(tz)
+    links = request.app[keys.LINKS]
+    return {
+        "id": str(booking.id),
+        "start": booking.start_at.astimezone(zone).isoformat(),
+        "end": booking.end_at.astimezone(zone).isoformat(),
+        "timezone": tz,
+        "status": booking.status,
+        "room": links.room_url(booking, "candidate"),
+    }
+
+
+# --- JSON endpoints --------------------------------------------------------------------------
+
+
+async def get_slots(request: web.Request) -> web.Response:
+    q: CandidateSlotsQuery = parse(CandidateSlotsQuery, dict(request.query))
+    async with request.app[keys.DB].read() as session:
+        candidate = await resolve(request, session)
+        tz = q.tz or candidate.timezone
+        zone = ZoneInfo(tz)
+        start = q.from_ or local_today(request, zone)
+        end = q.to or start + timedelta(days=DEFAULT_DAYS - 1)
+        lo, hi = day_range(start, end, zone)
+        slots = await slots_between(request, session, candidate, lo, hi)
+    return web.json_response(slots_json(slots, tz))
+
+
+async def post_booking(request: web.Request) -> web.Response:
+    body: BookingIn = parse(BookingIn, await json_body(request))
+    async with request.app[keys.DB].read() as session:
+        candidate = await resolve(request, session)
+    try:
+        booking, candidate, _ = await make_booking(request, candidate, body.start)
+    except SlotTaken as exc:
+        # Answer with the slots that are free now, so the client can offer another time.
+        zone = ZoneInfo(candidate.timezone)
+        day = body.start.astimezone(zone).date()
+        lo, hi = day_range(day, day + timedelta(days=DEFAULT_DAYS - 1), zone)
+        async with request.app[keys.DB].read() as session:
+            fresh = await slots_between(request, session, candidate, lo, hi)
+        raise SlotTaken(exc.detail, **slots_json(fresh, candidate.timezone)) from exc
+    return web.json_response(booking_json(request, booking, candidate.timezone), status=201)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/c/{token}/slots", get_slots)
+    app.router.add_post("/c/{token}/booking", post_booking)

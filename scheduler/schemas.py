@@ -1,0 +1,225 @@
+"""The organisation API's request and response models.
+
+These models validate requests *and* generate the OpenAPI document (scheduler/openapi.py),
+so the documentation cannot drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+Locale = Literal["fr", "en"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_ZONES = frozenset(available_timezones())
+
+
+def _check_zone(value: str) -> str:
+    if value not in _ZONES and value != "UTC":
+        raise ValueError("not an IANA time zone (e.g. Europe/Paris)")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("not an IANA time zone (e.g. Europe/Paris)") from exc
+    return value
+
+
+def _one_line(value: str) -> str:
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError("must be a single line")
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_check_zone)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_one_line),
+]
+Language = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z]{2,3}(-[a-z]{2})?$"),
+]
+HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class WeeklyInterval(_In):
+    day: Weekday
+    start: HHMM = Field(examples=["09:00"])
+    end: HHMM = Field(examples=["12:00"])
+
+
+class Interval(_In):
+    start: HHMM
+    end: HHMM
+
+
+class Override(_In):
+    date: date
+    intervals: list[Interval] = Field(
+        description="Hours that day, replacing the weekly ones; empty for a day off."
+    )
+
+
+class AvailabilityDoc(_In):
+    """Weekly hours in the evaluator's own time zone, plus dated exceptions."""
+
+    weekly: list[WeeklyInterval] = Field(default_factory=list, max_length=200)
+    overrides: list[Override] = Field(default_factory=list, max_length=1000)
+
+
+class EvaluatorIn(_In):
+    name: Name
+    email: EmailStr
+    timezone: TimeZone = Field(examples=["Europe/Paris"])
+    languages: list[Language] = Field(min_length=1, max_length=20, examples=[["fr", "en"]])
+    locale: Locale = "fr"
+
+
+class EvaluatorPatch(_In):
+    name: Name | None = None
+    email: EmailStr | None = None
+    timezone: TimeZone | None = None
+    languages: list[Language] | None = Field(None, min_length=1, max_length=20)
+    locale: Locale | None = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> EvaluatorPatch:
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class EvaluatorOut(_Out):
+    id: uuid.UUID
+    name: str
+    email: str
+    timezone: str
+    languages: list[str]
+    locale: str
+    created_at: datetime
+
+
+class CandidateIn(_In):
+    name: Name
+    email: EmailStr
+    language: Language = Field(description="The language of the exam.", examples=["en"])
+    locale: Locale = Field("fr", description="The language of pages and e-mails.")
+    timezone: TimeZone = "Europe/Paris"
+    book_by: date | datetime | None = Field(
+        None,
+        description="Last moment an interview may take place: an instant, or a date meaning "
+        "the end of that day in the candidate's time zone.",
+    )
+
+
+class BookingSummary(_Out):
+    id: uuid.UUID
+    evaluator_id: uuid.UUID
+    start: datetime
+    end: datetime
+    status: str
+
+
+class CandidateOut(_Out):
+    id: uuid.UUID
+    name: str
+    email: str
+    language: str
+    locale: str
+    timezone: str
+    book_by: datetime | None
+    link: str = Field(description="The candidate's personal link, to book and see the booking.")
+    booking: BookingSummary | None = None
+    created_at: datetime
+
+
+class SlotOut(BaseModel):
+    start: datetime
+    end: datetime
+
+
+class SlotsOut(BaseModel):
+    timezone: str
+    slots: list[SlotOut]
+
+
+class SlotsQuery(_In):
+    language: Language
+    from_: date = Field(alias="from")
+    to: date
+    timezone: TimeZone = "UTC"
+
+
+class RangeQuery(_In):
+    from_: date | None = Field(None, alias="from")
+    to: date | None = None
+    evaluator_id: uuid.UUID | None = None
+
+
+class CandidateSlotsQuery(_In):
+    from_: date | None = Field(None, alias="from")
+    to: date | None = None
+    tz: TimeZone | None = None
+
+
+class BookingIn(_In):
+    start: datetime = Field(description="ISO-8601 with an offset, e.g. 2026-12-03T14:00:00+01:00")
+
+    @model_validator(mode="after")
+    def _aware(self) -> BookingIn:
+        if self.start.tzinfo is None:
+            raise ValueError("start needs a UTC offset (e.g. +01:00 or Z)")
+        return self
+
+
+class RoomLinks(BaseModel):
+    candidate: str
+    evaluator: str
+
+
+class BookingOut(_Out):
+    id: uuid.UUID
+    candidate_id: uuid.UUID
+    evaluator_id: uuid.UUID
+    start: datetime
+    end: datetime
+    status: str
+    sequence: int
+    created_at: datetime
+    updated_at: datetime
+    rooms: RoomLinks | None = None
+    messages: list[dict[str, Any]] | None = None
+
+
+class BookingList(BaseModel):
+    bookings: list[BookingOut]
+
+
+class EvaluatorList(BaseModel):
+    evaluators: list[EvaluatorOut]
+
+
+class CandidateList(BaseModel):
+    candidates: list[CandidateOut]
