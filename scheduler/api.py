@@ -27,6 +27,8 @@ from scheduler.calendars import load_calendars
 from scheduler.errors import Conflict, FieldError, NotFound, Unauthorized, ValidationFailed
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
 from scheduler.orgs import authenticate
+from scheduler.people import create_candidate as create_candidate_row
+from scheduler.people import create_evaluator as create_evaluator_row
 from scheduler.problems import field_errors
 from scheduler.schemas import (
     AvailabilityDoc,
@@ -112,12 +114,16 @@ async def _org_for(request: web.Request, session: AsyncSession) -> Organisation:
 
 
 async def json_body(request: web.Request) -> Any:
-    if request.content_type != "application/json":
+    return decode_json(request.content_type, await request.read())
+
+
+def decode_json(content_type: str, raw: bytes) -> Any:
+    if content_type != "application/json":
         raise ValidationFailed(
             [FieldError("body", "send JSON with Content-Type: application/json")]
         )
     try:
-        return json.loads(await request.read())
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed([FieldError("body", f"not valid JSON: {exc}")]) from exc
 
@@ -132,12 +138,18 @@ def parse(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
 def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         db = request.app[keys.DB]
-        raw_body = await json_body(request) if ep.body is not None else None
-        query = parse(ep.query, dict(request.query)) if ep.query is not None else None
-        body = parse(ep.body, raw_body) if ep.body is not None else None
-        session_cm = db.write() if ep.write else db.read()
-        async with session_cm as session:
+        # Read before the transaction starts, so a slow client never holds a lock.
+        raw_body = await request.read() if ep.body is not None else b""
+        async with db.write() if ep.write else db.read() as session:
+            # Who is asking comes before what they sent: a caller without a valid key
+            # learns nothing about the shape of the input.
             org = await _org_for(request, session)
+            query = parse(ep.query, dict(request.query)) if ep.query is not None else None
+            body = (
+                parse(ep.body, decode_json(request.content_type, raw_body))
+                if ep.body is not None
+                else None
+            )
             result = await ep.handler(Call(request, org, session, body, query))
         if result is None:
             return web.Response(status=204)
@@ -171,17 +183,8 @@ async def _evaluator(call: Call) -> Evaluator:
     write=True,
 )
 async def create_evaluator(call: Call) -> EvaluatorOut:
-    data: EvaluatorIn = call.body
     now = call.request.app[keys.CLOCK].now()
-    ev = Evaluator(
-        id=uuid.uuid4(),
-        organisation_id=call.org.id,
-        availability={"weekly": [], "overrides": []},
-        created_at=now,
-        **data.model_dump(),
-    )
-    call.session.add(ev)
-    await call.session.flush()
+    ev = await create_evaluator_row(call.session, call.org.id, call.body, now=now)
     return EvaluatorOut.model_validate(ev)
 
 
@@ -273,17 +276,6 @@ async def get_availability(call: Call) -> AvailabilityDoc:
 # --- candidates ----------------------------------------------------------------------------
 
 
-def _book_by(value: date | datetime | None, tz: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValidationFailed([FieldError("book_by", "needs a UTC offset, or give a date")])
-        return value.astimezone(UTC)
-    end_of_day = datetime.combine(value + timedelta(days=1), time(0), ZoneInfo(tz))
-    return end_of_day.astimezone(UTC)
-
-
 async def candidate_out(call: Call, cand: Candidate) -> CandidateOut:
     links = call.request.app[keys.LINKS]
     booking = await active_booking(call.session, cand.id)
@@ -319,24 +311,8 @@ async def candidate_out(call: Call, cand: Candidate) -> CandidateOut:
     write=True,
 )
 async def create_candidate(call: Call) -> CandidateOut:
-    from rooms.tokens import new_nonce
-
-    data: CandidateIn = call.body
     now = call.request.app[keys.CLOCK].now()
-    cand = Candidate(
-        id=uuid.uuid4(),
-        organisation_id=call.org.id,
-        name=data.name,
-        email=data.email,
-        language=data.language,
-        locale=data.locale,
-        timezone=data.timezone,
-        book_by=_book_by(data.book_by, data.timezone),
-        link_nonce=new_nonce(),
-        created_at=now,
-    )
-    call.session.add(cand)
-    await call.session.flush()
+    cand = await create_candidate_row(call.session, call.org.id, call.body, now=now)
     return await candidate_out(call, cand)
 
 

@@ -1,0 +1,140 @@
+"""`viva`: serve, migrate, create organisations, seed a demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from scheduler.config import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if args.config else None)
+
+
+async def _migrate(settings: Settings) -> None:
+    from scheduler.db import Database
+    from scheduler.migrate import migrate
+
+    if settings.database.url.startswith("sqlite"):
+        _sqlite_folder(settings.database.url)
+    db = Database(settings.database.url)
+    try:
+        await migrate(db)
+    finally:
+        await db.dispose()
+
+
+def _sqlite_folder(url: str) -> None:
+    """Create the folder of an SQLite file, so the quick start needs no mkdir."""
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    asyncio.run(_migrate(_settings(args)))
+    print("database is up to date")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from scheduler.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(
+        level=settings.server.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(_migrate(settings))
+    app = create_app(settings)
+    print(f"Viva serving on {settings.server.base_url}", flush=True)
+    web.run_app(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        print=None,
+        access_log_format='%a "%r" %s %b %Tfs',
+    )
+    return 0
+
+
+def cmd_org_create(args: argparse.Namespace) -> int:
+    from scheduler.clock import SystemClock
+    from scheduler.db import Database
+    from scheduler.orgs import create_organisation
+
+    settings = _settings(args)
+
+    async def run() -> dict[str, str]:
+        await _migrate(settings)
+        db = Database(settings.database.url)
+        try:
+            async with db.write() as session:
+                new = await create_organisation(
+                    session,
+                    name=args.name,
+                    contact_email=args.email,
+                    contact_phone=args.phone,
+                    now=SystemClock().now(),
+                )
+            return {"id": str(new.organisation.id), "api_key": new.api_key}
+        finally:
+            await db.dispose()
+
+    print(json.dumps(asyncio.run(run())))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from scheduler.demo import seed_demo
+
+    settings = _settings(args)
+    asyncio.run(_migrate(settings))
+    result = asyncio.run(seed_demo(settings, only_if_empty=args.if_empty))
+    print(result.describe(), flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="viva", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate, then serve HTTP")
+    serve.set_defaults(func=cmd_serve)
+    mig = sub.add_parser("migrate", help="bring the database schema up to date")
+    mig.set_defaults(func=cmd_migrate)
+    org = sub.add_parser("org", help="organisations")
+    org_sub = org.add_subparsers(dest="org_command", required=True)
+    create = org_sub.add_parser("create", help="create an organisation; prints id and api_key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--email", required=True, help="the organisation's contact address")
+    create.add_argument("--phone", default=None, help="the organisation's contact phone")
+    create.set_defaults(func=cmd_org_create)
+    demo = sub.add_parser("demo", help="seed a demo organisation and print its links")
+    demo.add_argument(
+        "--if-empty", action="store_true", help="seed only when there is no organisation yet"
+    )
+    demo.set_defaults(func=cmd_demo)
+    for p in (serve, mig, create, demo):
+        p.add_argument("--config", help="a TOML file laid over config.toml")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"viva: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
