@@ -28,7 +28,7 @@ from scheduler.slots import choose_evaluator, find_slots, is_free, week_bounds
 
 # Called inside the booking's transaction, so what it writes (messages, timers) commits or
 # rolls back with the booking itself.
-AfterBooking = Callable[[AsyncSession, Booking, Candidate, Evaluator], Awaitable[None]]
+AfterBooking = Callable[[AsyncSession, Booking, Candidate], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,14 @@ async def _week_counts(
     return {eid: n for eid, n in rows}
 
 
-async def _lock_evaluator(session: AsyncSession, evaluator_id: uuid.UUID) -> Evaluator | None:
-    stmt = select(Evaluator).where(Evaluator.id == evaluator_id, Evaluator.deleted_at.is_(None))
-    if session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return await session.scalar(stmt.execution_options(populate_existing=True))
+async def _lock_evaluator(session: AsyncSession, evaluator_id: uuid.UUID) -> bool:
+    """Take the evaluator's row lock (PostgreSQL); False if they were removed meanwhile."""
+    locked = await session.scalar(
+        select(Evaluator.id)
+        .where(Evaluator.id == evaluator_id, Evaluator.deleted_at.is_(None))
+        .with_for_update()
+    )
+    return locked is not None
 
 
 async def book(
@@ -99,7 +102,7 @@ async def book(
     policy: Policy,
     now: datetime,
     after: AfterBooking | None = None,
-) -> tuple[Booking, Candidate, Evaluator]:
+) -> tuple[Booking, Candidate]:
     """Book `start` for the candidate, or raise SlotTaken / AlreadyBooked / DeadlinePassed."""
     try:
         async with db.write() as session:
@@ -110,23 +113,40 @@ async def book(
                 raise AlreadyBooked("this candidate already has an interview booked")
             if booking_closed(candidate, policy, now):
                 raise DeadlinePassed("the booking deadline has passed")
+            # The evaluator's local day around `start` (for the daily cap) plus the buffer.
             day = timedelta(days=1)
             calendars = await load_calendars(
-                session, candidate.organisation_id, candidate.language, start - day, start + day
+                session,
+                candidate.organisation_id,
+                candidate.language,
+                start - day,
+                start + day,
+                margin=timedelta(0),
             )
+            by_id = {c.id: c for c in calendars}
             free = [c.id for c in calendars if is_free(c, policy, now, start, candidate.book_by)]
             if not free:
                 raise SlotTaken("this time is no longer available")
             counts = await _week_counts(session, free, start)
             for evaluator_id in choose_evaluator(free, counts):
-                evaluator = await _lock_evaluator(session, evaluator_id)
-                if evaluator is None:
-                    continue
-                # Re-read under the lock: another transaction may have booked them meanwhile.
-                busy = await busy_intervals(session, [evaluator_id], start - day, start + day)
-                calendar = calendar_of(evaluator, busy.get(evaluator_id, []))
-                if not is_free(calendar, policy, now, start, candidate.book_by):
-                    continue
+                calendar = by_id[evaluator_id]
+                if not db.sqlite:
+                    # PostgreSQL runs writers concurrently: lock the evaluator, then re-read
+                    # their bookings, which another transaction may have changed meanwhile.
+                    # (SQLite's write transaction is already exclusive from its first read.)
+                    if not await _lock_evaluator(session, evaluator_id):
+                        continue
+                    busy = await busy_intervals(
+                        session, [evaluator_id], start - day, start + day, timedelta(0)
+                    )
+                    calendar = calendar_of(
+                        calendar.id,
+                        calendar.tz.key,
+                        calendar.availability,
+                        busy.get(evaluator_id, []),
+                    )
+                    if not is_free(calendar, policy, now, start, candidate.book_by):
+                        continue
                 booking = Booking(
                     id=uuid.uuid4(),
                     organisation_id=candidate.organisation_id,
@@ -144,8 +164,8 @@ async def book(
                 session.add(booking)
                 await session.flush()
                 if after is not None:
-                    await after(session, booking, candidate, evaluator)
-                return booking, candidate, evaluator
+                    await after(session, booking, candidate)
+                return booking, candidate
             raise SlotTaken("this time is no longer available")
     except IntegrityError as exc:
         # The schema caught a race the row locks did not (e.g. one candidate in two tabs).

@@ -1,14 +1,22 @@
-"""Loading what the slot engine needs: qualified evaluators and their busy intervals."""
+"""Loading what the slot engine needs: qualified evaluators and their busy intervals.
+
+This is the hot path of every calendar page, so it reads columns rather than ORM objects,
+leaves JSON undecoded until an evaluator is known to qualify, and parses SQLite's stored
+timestamps with the C `fromisoformat` instead of the generic type machinery.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.availability import Availability
@@ -20,19 +28,53 @@ from scheduler.slots import EvaluatorCalendar
 _MARGIN = timedelta(days=2)
 
 
+@lru_cache(maxsize=4096)
+def _availability(raw: str) -> Availability:
+    """Parsing is a pure function of the stored text, so caching it can never go stale."""
+    return Availability.from_document(json.loads(raw))
+
+
+def _raw_json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _instant(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # SQLite: naive UTC text
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
 async def qualified_evaluators(
     session: AsyncSession, organisation_id: uuid.UUID, language: str
-) -> list[Evaluator]:
-    rows = await session.scalars(
-        select(Evaluator).where(
-            Evaluator.organisation_id == organisation_id, Evaluator.deleted_at.is_(None)
+) -> list[tuple[uuid.UUID, str, Availability]]:
+    """(id, time zone, availability) of the organisation's evaluators examining `language`."""
+    rows = await session.execute(
+        select(
+            Evaluator.id,
+            Evaluator.timezone,
+            type_coerce(Evaluator.languages, String),
+            type_coerce(Evaluator.availability, String),
         )
+        .where(Evaluator.organisation_id == organisation_id, Evaluator.deleted_at.is_(None))
+        .order_by(Evaluator.id)
     )
-    return [e for e in rows if language in e.languages]
+    out = []
+    for eid, tz, languages, availability in rows:
+        if language in json.loads(_raw_json(languages)):
+            out.append((eid, tz, _availability(_raw_json(availability))))
+    return out
 
 
 async def busy_intervals(
-    session: AsyncSession, evaluator_ids: Iterable[uuid.UUID], start: datetime, end: datetime
+    session: AsyncSession,
+    evaluator_ids: Iterable[uuid.UUID],
+    start: datetime,
+    end: datetime,
+    margin: timedelta = _MARGIN,
 ) -> dict[uuid.UUID, list[tuple[datetime, datetime]]]:
     """Active bookings per evaluator overlapping [start - margin, end + margin), by start."""
     ids = list(evaluator_ids)
@@ -40,26 +82,36 @@ async def busy_intervals(
     if not ids:
         return busy
     rows = await session.execute(
-        select(Booking.evaluator_id, Booking.start_at, Booking.end_at)
+        select(
+            type_coerce(Booking.evaluator_id, String),
+            type_coerce(Booking.start_at, String),
+            type_coerce(Booking.end_at, String),
+        )
         .where(
             Booking.evaluator_id.in_(ids),
             Booking.status.in_(ACTIVE_STATUSES),
-            Booking.start_at < end + _MARGIN,
-            Booking.end_at > start - _MARGIN,
+            Booking.start_at < end + margin,
+            Booking.end_at > start - margin,
         )
         .order_by(Booking.start_at)
     )
+    by_text: dict[Any, uuid.UUID] = {}
     for evaluator_id, b_start, b_end in rows:
-        busy[evaluator_id].append((b_start, b_end))
+        key = by_text.get(evaluator_id)
+        if key is None:
+            key = by_text[evaluator_id] = _uuid(evaluator_id)
+        busy[key].append((_instant(b_start), _instant(b_end)))
     return busy
 
 
-def calendar_of(evaluator: Evaluator, busy: list[tuple[datetime, datetime]]) -> EvaluatorCalendar:
+def calendar_of(
+    evaluator_id: uuid.UUID,
+    tz: str,
+    availability: Availability,
+    busy: list[tuple[datetime, datetime]],
+) -> EvaluatorCalendar:
     return EvaluatorCalendar(
-        id=evaluator.id,
-        tz=ZoneInfo(evaluator.timezone),
-        availability=Availability.from_document(evaluator.availability),
-        busy=tuple(busy),
+        id=evaluator_id, tz=ZoneInfo(tz), availability=availability, busy=tuple(busy)
     )
 
 
@@ -69,7 +121,8 @@ async def load_calendars(
     language: str,
     start: datetime,
     end: datetime,
+    margin: timedelta = _MARGIN,
 ) -> list[EvaluatorCalendar]:
     evaluators = await qualified_evaluators(session, organisation_id, language)
-    busy = await busy_intervals(session, (e.id for e in evaluators), start, end)
-    return [calendar_of(e, busy.get(e.id, [])) for e in evaluators]
+    busy = await busy_intervals(session, (e[0] for e in evaluators), start, end, margin)
+    return [calendar_of(eid, tz, av, busy.get(eid, [])) for eid, tz, av in evaluators]

@@ -12,42 +12,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.types import TypeDecorator
 
+from mailer.models import UTCDateTime  # one owner for the UTC column type
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC in, aware UTC out, on both databases.
-
-    SQLite keeps no offset, so values are normalised to UTC before they are stored (keeping
-    string comparison in SQL chronological) and marked UTC again when read.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; Viva stores aware UTC")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+__all__ = ["Database", "UTCDateTime", "is_sqlite"]
 
 
 def is_sqlite(url: str) -> bool:

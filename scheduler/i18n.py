@@ -22,6 +22,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from mailer.compose import gettext_callables
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 LOCALES = ("fr", "en")
 DEFAULT_LOCALE = "fr"
@@ -57,8 +59,7 @@ class Catalogs:
 
     def context(self, locale: str) -> dict[str, Any]:
         """What a template needs to speak `locale`."""
-        t = self.get(locale)
-        return {"gettext": t.gettext, "ngettext": t.ngettext, "_": t.gettext, "locale": locale}
+        return {**gettext_callables(self.get(locale)), "locale": locale}
 
 
 def negotiate(accept_language: str | None, default: str = DEFAULT_LOCALE) -> str:

@@ -18,7 +18,7 @@ from scheduler import keys
 from scheduler.api import day_range, json_body, parse
 from scheduler.bookings import SlotView, active_booking, book, booking_closed, candidate_slots
 from scheduler.errors import NotFound, SlotTaken
-from scheduler.models import Booking, Candidate, Evaluator
+from scheduler.models import Booking, Candidate
 from scheduler.schemas import BookingIn, CandidateSlotsQuery
 
 DEFAULT_DAYS = 7
@@ -82,7 +82,7 @@ def slots_json(slots: list[SlotView], tz: str) -> dict[str, Any]:
 
 async def make_booking(
     request: web.Request, candidate: Candidate, start: datetime
-) -> tuple[Booking, Candidate, Evaluator]:
+) -> tuple[Booking, Candidate]:
     app = request.app
     return await book(
         app[keys.DB],
@@ -127,7 +127,7 @@ async def post_booking(request: web.Request) -> web.Response:
     async with request.app[keys.DB].read() as session:
         candidate = await resolve(request, session)
     try:
-        booking, candidate, _ = await make_booking(request, candidate, body.start)
+        booking, candidate = await make_booking(request, candidate, body.start)
     except SlotTaken as exc:
         # Answer with the slots that are free now, so the client can offer another time.
         zone = ZoneInfo(candidate.timezone)

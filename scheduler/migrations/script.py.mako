@@ -2,11 +2,11 @@
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
-Create Date: ${create_date}
 """
 
 from alembic import op
 import sqlalchemy as sa
+import mailer.models
 import scheduler.db
 ${imports if imports else ""}
 

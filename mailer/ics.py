@@ -1,0 +1,174 @@
+"""Calendar invitations (RFC 5545 objects, iTIP RFC 5546 methods, sent by iMIP RFC 6047).
+
+Pure functions: the same `Invitation` always gives the same bytes, so an invitation can be
+rebuilt, compared and tested without a clock or a database.
+
+Each invitation has exactly one ATTENDEE, the recipient: candidate and evaluator each get
+their own copy carrying their own room link, and neither learns the other's address from
+the calendar data. The ORGANIZER is the organisation, never the attendee, because clients
+treat "I am the organizer" events as their own and hide the accept/decline buttons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from icalendar import Calendar, Event, Timezone, vCalAddress
+
+from mailer.message import clean_line, validate_address
+
+__all__ = ["PRODID", "Invitation", "build_cancel", "build_request", "build_update"]
+
+PRODID = "-//Viva//Viva oral interviews//EN"
+
+
+def _aware_utc(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """One interview as one recipient's calendar should show it.
+
+    `uid` stays the same for the whole life of a booking and `sequence` grows with every
+    change (RFC 5546 section 2.1.4): that pair is how a client knows that an update or a
+    cancellation replaces the event it already has. `timezone` is the recipient's IANA zone;
+    the times are written in it, with its VTIMEZONE, so the event reads naturally in the
+    raw file and survives clients that mishandle UTC-only events.
+    """
+
+    uid: str
+    sequence: int
+    dtstamp: datetime
+    start: datetime
+    end: datetime
+    timezone: str
+    summary: str
+    description: str
+    room_url: str
+    organizer_name: str
+    organizer_email: str
+    attendee_name: str
+    attendee_email: str
+
+    def __post_init__(self) -> None:
+        """Reject what would produce a subtly wrong calendar rather than a visible error."""
+        for name in ("dtstamp", "start", "end"):
+            object.__setattr__(self, name, _aware_utc(getattr(self, name), name))
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.sequence < 0:
+            raise ValueError("sequence must not be negative")
+        if not self.uid or clean_line(self.uid) != self.uid or " " in self.uid:
+            raise ValueError(f"invalid UID: {self.uid!r}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone: {self.timezone!r}") from exc
+        organizer = validate_address(self.organizer_email)
+        attendee = validate_address(self.attendee_email)
+        if organizer.lower() == attendee.lower():
+            raise ValueError("the organizer must not be the attendee")
+        if not self.room_url.startswith(("https://", "http://")):
+            raise ValueError(f"room_url must be an http(s) URL: {self.room_url!r}")
+
+
+@lru_cache(maxsize=64)
+def _vtimezone(tzid: str, first: date, last: date) -> bytes:
+    """The VTIMEZONE for a zone over a few years, serialised once.
+
+    Generating it walks the zone's transitions; caching the serialised form (not the
+    mutable component) keeps that cost off the booking path without sharing state.
+    """
+    return Timezone.from_tzinfo(
+        ZoneInfo(tzid), tzid=tzid, first_date=first, last_date=last
+    ).to_ical()
+
+
+def _address(email: str, name: str, *, attendee: bool, rsvp: bool = False) -> vCalAddress:
+    """A mailto: address whose CN is one clean line.
+
+    icalendar escapes parameter values (RFC 6868 carets for quotes and newlines), but many
+    clients, vobject among them, do not decode RFC 6868 and would show "^'" to the reader.
+    A name has no business containing a line break, so it becomes a space, and a double
+    quote, which an RFC 5545 parameter value cannot hold, becomes an apostrophe.
+    """
+    cn = clean_line(name).replace('"', "'") or None
+    if not attendee:
+        return vCalAddress.new(validate_address(email), cn=cn)
+    return vCalAddress.new(
+        validate_address(email),
+        cn=cn,
+        cutype="INDIVIDUAL",
+        role="REQ-PARTICIPANT",
+        partstat="NEEDS-ACTION",
+        rsvp=rsvp,
+    )
+
+
+def _build(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> bytes:
+    zone = ZoneInfo(inv.timezone)
+    event = Event.new(
+        uid=inv.uid,
+        sequence=inv.sequence,
+        stamp=inv.dtstamp,
+        start=inv.start.astimezone(zone),
+        end=inv.end.astimezone(zone),
+        summary=clean_line(inv.summary),
+        description=inv.description,
+        location=inv.room_url,
+        url=inv.room_url,
+        organizer=_address(inv.organizer_email, inv.organizer_name, attendee=False),
+        attendees=[
+            # A cancellation expects no answer, so only a REQUEST asks for one.
+            _address(inv.attendee_email, inv.attendee_name, attendee=True, rsvp=method == "REQUEST")
+        ],
+        status="CONFIRMED" if method == "REQUEST" else "CANCELLED",
+        transparency="OPAQUE",
+    )
+    calendar = Calendar()
+    # Set by hand rather than with Calendar.new(), which adds a random calendar UID and would
+    # make the output differ from one call to the next.
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    calendar.add("CALSCALE", "GREGORIAN")
+    calendar.add("METHOD", method)
+    calendar.add_component(event)
+    # Zones that icalendar writes as UTC ("Z" times) need no VTIMEZONE; every other TZID the
+    # event uses gets one, placed before the event as clients expect. The range runs from a
+    # year before to two years after: every date a booking can move to, with its transitions.
+    first = date(inv.start.year - 1, 1, 1)
+    last = date(inv.end.year + 2, 1, 1)
+    for index, tzid in enumerate(sorted(calendar.get_missing_tzids())):
+        vtimezone = Timezone.from_ical(_vtimezone(tzid, first, last))
+        calendar.subcomponents.insert(index, vtimezone)
+    return calendar.to_ical()
+
+
+def build_request(inv: Invitation) -> bytes:
+    """METHOD:REQUEST, STATUS:CONFIRMED: the first invitation for a booking."""
+    return _build(inv, "REQUEST")
+
+
+def build_update(inv: Invitation) -> bytes:
+    """A REQUEST that replaces the event the recipient has; `inv.sequence` must be higher.
+
+    iTIP has no separate "update" method: a REQUEST with the same UID and a greater
+    SEQUENCE is the update. The caller owns the counter (it is stored with the booking).
+    """
+    return _build(inv, "REQUEST")
+
+
+def build_cancel(inv: Invitation) -> bytes:
+    """METHOD:CANCEL, STATUS:CANCELLED, same UID; pass a higher SEQUENCE than the last REQUEST.
+
+    Clients ignore a CANCEL whose SEQUENCE is lower than the event they hold, so a
+    cancellation is treated as one more revision of the booking.
+    """
+    return _build(inv, "CANCEL")

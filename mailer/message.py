@@ -1,0 +1,251 @@
+"""Building RFC 5322 / MIME messages, without sending them.
+
+Every display name and subject here ultimately comes from people typing into forms, so it is
+treated as hostile: reduced to one line of printable text before it reaches a header, and
+encoded by `email.headerregistry` rather than by string concatenation. Addresses are checked
+against a deliberately narrow grammar (ASCII dot-atom local part, host name domain) because
+an address that needs quoting or SMTPUTF8 is far likelier to be a typo or an attack than a
+real candidate, and a refusal at enqueue time is easier to act on than a bounce.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+
+__all__ = [
+    "MailContent",
+    "build_message",
+    "clean_line",
+    "clean_text",
+    "message_id_for",
+    "validate_address",
+    "validate_domain",
+]
+
+# RFC 5322 atext, ASCII only; dots between atoms (dot-atom-text).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL_PART = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+# An LDH host name label (RFC 1123); IDNs are accepted after conversion to A-labels.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+# Unicode categories that have no business in a one-line header: controls, format characters
+# (bidi overrides, zero-width joiners and spaces, BOM), line/paragraph separators,
+# surrogates, private use, unassigned.
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+_MAX_LINE = 200
+
+
+def clean_line(value: str, *, max_length: int = _MAX_LINE) -> str:
+    """One line of visible text, safe for a header or a calendar parameter.
+
+    Line breaks and tabs become spaces (a name typed over two lines is still one name);
+    invisible and control characters are removed, because they can reorder what a reader
+    sees (bidi overrides) or smuggle a header (CR/LF); runs of white space collapse. The
+    length cap keeps a pasted essay from producing an unreadable subject.
+    """
+    normalized = unicodedata.normalize("NFC", value)
+    kept: list[str] = []
+    for char in normalized:
+        if char in "\r\n\t\v\f\x85\u2028\u2029":
+            kept.append(" ")
+        elif unicodedata.category(char) in _DROPPED_CATEGORIES:
+            continue
+        elif char.isspace():
+            kept.append(" ")
+        else:
+            kept.append(char)
+    line = " ".join("".join(kept).split())
+    if len(line) > max_length:
+        line = line[: max_length - 1].rstrip() + "…"
+    return line
+
+
+def clean_text(value: str, *, max_length: int = 2000) -> str:
+    """Free text (several lines) without the characters that hide or reorder content.
+
+    Line breaks are kept, normalised to LF; every other control or invisible format
+    character is removed, as in `clean_line`. Used for texts people write to each other,
+    such as the reason given for moving an interview.
+    """
+    normalized = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))
+    lines = (clean_line(line, max_length=max_length) for line in normalized.split("\n"))
+    text = "\n".join(lines).strip("\n")
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    if len(text) > max_length:
+        text = text[: max_length - 1].rstrip() + "…"
+    return text
+
+
+def validate_domain(domain: str) -> str:
+    """The domain in ASCII (A-labels), or ValueError: it must be a plain host name."""
+    if not domain or domain != domain.strip() or domain.endswith("."):
+        raise ValueError(f"invalid domain: {domain!r}")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"invalid domain: {domain!r}") from exc
+    labels = ascii_domain.split(".")
+    if len(ascii_domain) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"invalid domain: {domain!r}")
+    return ascii_domain.lower()
+
+
+def validate_address(address: str) -> str:
+    """The address normalised (ASCII, lower-case domain), or ValueError.
+
+    Only a bare addr-spec is accepted: no display name, no angle brackets, no comments, no
+    second address, no white space. "localhost" and reserved test domains are allowed on
+    purpose, since development and tests use them.
+    """
+    if not isinstance(address, str) or address.count("@") != 1:
+        raise ValueError(f"invalid e-mail address: {address!r}")
+    local, _, domain = address.partition("@")
+    if not _LOCAL_PART.fullmatch(local) or len(local) > 64:
+        raise ValueError(f"invalid e-mail address: {address!r}")
+    try:
+        ascii_domain = validate_domain(domain)
+    except ValueError as exc:
+        raise ValueError(f"invalid e-mail address: {address!r}") from exc
+    normalized = f"{local}@{ascii_domain}"
+    if len(normalized) > 254:
+        raise ValueError(f"invalid e-mail address: {address!r}")
+    return normalized
+
+
+def message_id_for(row_id: uuid.UUID | str, domain: str) -> str:
+    """`<row_id@domain>`: the same outbox row always yields the same Message-ID.
+
+    Determinism is what makes a retried delivery recognisable as a duplicate by receiving
+    servers and clients, and lets a log line be matched to its row.
+    """
+    left = str(row_id)
+    if not _LOCAL_PART.fullmatch(left):  # id-left is dot-atom-text too
+        raise ValueError(f"invalid Message-ID left part: {left!r}")
+    return f"<{left}@{validate_domain(domain)}>"
+
+
+def _mailbox(name: str, address: str) -> Address:
+    address = validate_address(address)
+    username, _, domain = address.partition("@")
+    return Address(display_name=clean_line(name), username=username, domain=domain)
+
+
+def _drop_part_mime_version(message: EmailMessage) -> None:
+    """Sub-parts inherit a MIME-Version header from `add_alternative`; only the top needs it."""
+    for part in message.walk():
+        if part is not message and "MIME-Version" in part:
+            del part["MIME-Version"]
+
+
+def build_message(
+    *,
+    from_name: str,
+    from_address: str,
+    to_name: str,
+    to_address: str,
+    subject: str,
+    text: str,
+    html: str,
+    calendar: bytes | None,
+    method: str | None,
+    message_id: str,
+    date: datetime,
+    reply_to: str | None = None,
+) -> EmailMessage:
+    """One message to one person: text and HTML, plus the iMIP invitation when there is one.
+
+    With a calendar the structure is what calendar-aware clients expect (RFC 6047):
+    multipart/mixed[ multipart/alternative[ text/plain, text/html,
+    text/calendar; method=... ], application/ics "invite.ics" ]. The inline text/calendar
+    part lets Outlook and Gmail show accept/decline buttons; the attachment serves every
+    other client. Without a calendar it is just multipart/alternative[text, html].
+    `date` is a parameter (not "now") so that building stays a pure function.
+    """
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("date must be timezone-aware")
+    if (calendar is None) != (method is None):
+        raise ValueError("calendar and method go together")
+    if method is not None and not re.fullmatch(r"[A-Z-]{1,32}", method):
+        raise ValueError(f"invalid iTIP method: {method!r}")
+    if not re.fullmatch(r"<[^<>\s@]+@[^<>\s@]+>", message_id):
+        raise ValueError(f"invalid Message-ID: {message_id!r}")
+
+    message = EmailMessage(policy=SMTP)
+    message["From"] = _mailbox(from_name, from_address)
+    message["To"] = _mailbox(to_name, to_address)
+    if reply_to is not None:
+        message["Reply-To"] = _mailbox("", reply_to)
+    message["Subject"] = clean_line(subject, max_length=250)
+    message["Date"] = date
+    message["Message-ID"] = message_id
+    # RFC 3834: tells vacation responders and ticket systems not to answer a robot.
+    message["Auto-Submitted"] = "auto-generated"
+
+    # Quoted-printable keeps non-ASCII bodies 7-bit clean, so no server needs 8BITMIME.
+    message.set_content(text, subtype="plain", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    if calendar is not None and method is not None:
+        # base64 carries the ICS byte for byte (CRLF line ends, folding) through any relay.
+        message.add_alternative(
+            calendar,
+            maintype="text",
+            subtype="calendar",
+            cte="base64",
+            params={"method": method, "charset": "UTF-8"},
+        )
+        message.add_attachment(
+            calendar,
+            maintype="application",
+            subtype="ics",
+            filename="invite.ics",
+            params={"name": "invite.ics"},
+        )
+    _drop_part_mime_version(message)
+    return message
+
+
+@dataclass(frozen=True)
+class MailContent:
+    """A rendered e-mail for one person, not yet tied to an outbox row.
+
+    The Message-ID depends on the outbox row id, which exists only at enqueue time, so the
+    rendering (compose) and the final MIME building (here) are two steps; `to_email` is the
+    second one and is what `mailer.outbox.enqueue_content` calls.
+    """
+
+    kind: str
+    to_name: str
+    to_address: str
+    subject: str
+    text: str
+    html: str
+    calendar: bytes | None
+    method: str | None
+    date: datetime
+    from_name: str
+    reply_to: str | None = None
+
+    def to_email(self, *, message_id: str, from_address: str) -> EmailMessage:
+        """The complete message, with the outbox row's Message-ID and the configured sender."""
+        return build_message(
+            from_name=self.from_name,
+            from_address=from_address,
+            to_name=self.to_name,
+            to_address=self.to_address,
+            subject=self.subject,
+            text=self.text,
+            html=self.html,
+            calendar=self.calendar,
+            method=self.method,
+            message_id=message_id,
+            date=self.date,
+            reply_to=self.reply_to,
+        )

@@ -1,0 +1,120 @@
+"""The outbox table, in the mailer's own MetaData (the app's Alembic migration includes it).
+
+There is no foreign key to bookings: that table belongs to another MetaData, and a message
+must outlive whatever caused it (a cancellation e-mail is still owed after the booking row
+is gone).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
+
+__all__ = ["OUTBOX_STATUSES", "UTCDateTime", "metadata", "outbox_messages"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in as an aware instant and always comes back as aware UTC.
+
+    PostgreSQL's timestamptz keeps the instant, but SQLite has no time zone type: SQLAlchemy
+    stores the wall-clock digits and drops the offset, so an aware value written in another
+    zone would come back naive *and* shifted. Here every value is converted to UTC before
+    it is stored (and the offset stripped for SQLite, so the stored text is uniform and
+    compares correctly as a string), and everything read back is marked UTC. Naive values
+    are refused: in Viva a naive datetime is always a bug. The scheduler may reuse this.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime given to a UTC column: {value!r}")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Explicit constraint and index names keep Alembic migrations stable across databases.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
+
+outbox_messages = Table(
+    "outbox_messages",
+    metadata,
+    Column("id", Uuid(), primary_key=True, comment="Also the left part of the Message-ID."),
+    Column("organisation_id", Uuid(), nullable=False, index=True),
+    Column("booking_id", Uuid(), nullable=True, index=True),
+    Column("kind", String(64), nullable=False, comment="booking_confirmed, booking_updated..."),
+    Column("recipient", String(320), nullable=False, comment="The single envelope recipient."),
+    Column("subject", Text(), nullable=False),
+    Column("message_id", String(255), nullable=False, comment="Message-ID header, for logs."),
+    Column(
+        "raw",
+        LargeBinary(),
+        nullable=False,
+        comment="The complete RFC 5322 message, so delivery never needs to render anything.",
+    ),
+    Column("status", String(16), nullable=False),
+    Column(
+        "attempts",
+        Integer(),
+        nullable=False,
+        comment="Delivery attempts started (counted when a worker claims the row).",
+    ),
+    Column(
+        "next_attempt_at",
+        UTCDateTime(),
+        nullable=False,
+        comment=(
+            "pending: when it may be tried (again); sending: when the claim's lease ends and "
+            "another worker may take it over."
+        ),
+    ),
+    Column("last_error", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    CheckConstraint(
+        "status IN ('pending', 'sending', 'sent', 'failed')",
+        name="status",
+    ),
+    CheckConstraint("attempts >= 0", name="attempts"),
+    Index(None, "status", "next_attempt_at"),
+)

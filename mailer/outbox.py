@@ -1,0 +1,460 @@
+"""The durable outbox: messages written with the booking change, delivered afterwards.
+
+Writing: `enqueue` / `enqueue_content` add a row to the caller's session and do not commit,
+so the message exists if and only if the booking change that caused it is committed.
+
+Delivering: `Outbox.deliver_due` claims due rows with one atomic UPDATE (safe with several
+processes on one PostgreSQL: `FOR UPDATE SKIP LOCKED` plus a re-checked WHERE), sends them
+over one SMTP connection, and records each outcome in its own short transaction right after
+the server's answer, so an accepted message is marked 'sent' before the next one is tried.
+Transient failures (no connection, timeouts, 4xx) go back to 'pending' with exponential
+backoff; permanent ones (5xx for that message) become 'failed' with the server's answer.
+
+Delivery is at least once, as with any SMTP client: a crash after the server accepted a
+message but before 'sent' is committed makes it go again once the lease expires. The window
+is one round trip; the Message-ID is the same on the retry, so clients can de-duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from typing import Protocol
+
+import aiosmtplib
+from sqlalchemy import Select, and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailer.message import MailContent, message_id_for, validate_address
+from mailer.models import outbox_messages as t
+from mailer.settings import SmtpSettings
+
+__all__ = [
+    "Clock",
+    "Outbox",
+    "StoredMessage",
+    "enqueue",
+    "enqueue_content",
+    "get_message",
+    "list_messages",
+]
+
+logger = logging.getLogger("viva.mailer")
+
+_CLAIMABLE = ("pending", "sending")
+
+
+class Clock(Protocol):
+    """Where the worker reads the time; tests pass a clock they move by hand."""
+
+    def now(self) -> datetime: ...
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    build: Callable[[str], EmailMessage],
+    domain: str,
+    organisation_id: uuid.UUID,
+    booking_id: uuid.UUID | None,
+    kind: str,
+    now: datetime,
+) -> uuid.UUID:
+    """Add one message to the outbox in the caller's transaction; return the row id.
+
+    The Message-ID must derive from the row id, which does not exist before this call, so
+    the caller passes a builder: it receives the Message-ID (`<row id@domain>`) and returns
+    the finished message. Exactly one To recipient and no Cc/Bcc are accepted: the stored
+    bytes are sent as they are, so a Bcc header would reach every recipient.
+    """
+    _require_aware(now, "now")
+    row_id = uuid.uuid4()
+    message_id = message_id_for(row_id, domain)
+    message = build(message_id)
+    if message["Message-ID"] != message_id:
+        raise ValueError("the builder must use the Message-ID it was given")
+    if message.get_all("Cc") or message.get_all("Bcc") or len(message.get_all("To") or []) != 1:
+        raise ValueError("an outbox message has exactly one To recipient and no Cc/Bcc")
+    addresses = message["To"].addresses
+    if len(addresses) != 1:
+        raise ValueError("an outbox message has exactly one To recipient")
+    recipient = validate_address(addresses[0].addr_spec)
+    await session.execute(
+        insert(t).values(
+            id=row_id,
+            organisation_id=organisation_id,
+            booking_id=booking_id,
+            kind=kind,
+            recipient=recipient,
+            subject=str(message["Subject"] or ""),
+            message_id=message_id,
+            raw=message.as_bytes(policy=SMTP),
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            last_error=None,
+            created_at=now,
+            sent_at=None,
+        )
+    )
+    return row_id
+
+
+async def enqueue_content(
+    session: AsyncSession,
+    *,
+    content: MailContent,
+    settings: SmtpSettings,
+    organisation_id: uuid.UUID,
+    booking_id: uuid.UUID | None,
+    now: datetime,
+) -> uuid.UUID:
+    """`enqueue` for what `mailer.compose` returns: the usual call from the scheduler."""
+    return await enqueue(
+        session,
+        build=lambda message_id: content.to_email(
+            message_id=message_id, from_address=settings.from_address
+        ),
+        domain=settings.message_id_domain,
+        organisation_id=organisation_id,
+        booking_id=booking_id,
+        kind=content.kind,
+        now=now,
+    )
+
+
+# --- reading (the dev mailbox at /dev/mail, and the organisation's view) -------------------
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One outbox row as stored, including the exact bytes that were (or will be) sent."""
+
+    id: uuid.UUID
+    organisation_id: uuid.UUID
+    booking_id: uuid.UUID | None
+    kind: str
+    recipient: str
+    subject: str
+    message_id: str
+    raw: bytes
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def _stored_select() -> Select[tuple[object, ...]]:
+    return select(*(t.c[field] for field in StoredMessage.__dataclass_fields__))
+
+
+async def list_messages(
+    session: AsyncSession,
+    organisation_id: uuid.UUID | None = None,
+    limit: int = 50,
+) -> list[StoredMessage]:
+    """The newest messages first, optionally for one organisation."""
+    query = _stored_select().order_by(t.c.created_at.desc(), t.c.id).limit(limit)
+    if organisation_id is not None:
+        query = query.where(t.c.organisation_id == organisation_id)
+    rows = (await session.execute(query)).mappings().all()
+    return [StoredMessage(**row) for row in rows]
+
+
+async def get_message(session: AsyncSession, id: uuid.UUID) -> StoredMessage | None:
+    """One message by its row id, or None."""
+    row = (await session.execute(_stored_select().where(t.c.id == id))).mappings().first()
+    return StoredMessage(**row) if row is not None else None
+
+
+# --- delivering ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: uuid.UUID
+    recipient: str
+    message_id: str
+    raw: bytes
+    attempts: int
+    created_at: datetime
+
+
+class _ConnectionLost(Exception):
+    """The SMTP session is unusable; the rest of the batch waits for the next pass."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{exc.code} {exc.message}"
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """Whether a per-message error means "never going to work": a 5xx for this message.
+
+    Connection-level trouble never is: a 5xx while connecting or logging in is a
+    configuration or server problem, fixed by an operator, after which the message must go.
+    """
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(500 <= r.code < 600 for r in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return 500 <= exc.code < 600
+    if isinstance(exc, aiosmtplib.SMTPNotSupported | ValueError):
+        return True  # e.g. an address the server cannot take: retrying changes nothing
+    return False
+
+
+class Outbox:
+    """The delivery worker. Several may run, in one process or many, on one database."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: SmtpSettings,
+        clock: Clock,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        now = self._clock.now()
+        _require_aware(now, "clock.now()")
+        return now
+
+    # -- state changes, each in its own short transaction ------------------------------
+
+    async def _claim(self) -> list[_Claimed]:
+        """Take up to batch_size due rows, atomically, and lease them to this worker.
+
+        Due means 'pending' whose time has come, or 'sending' whose lease has expired (its
+        worker died). The WHERE is repeated outside the subquery on purpose: under
+        PostgreSQL's READ COMMITTED a concurrent claimer re-evaluates it on the updated
+        row and skips it, and SKIP LOCKED lets it take other rows instead of waiting.
+        """
+        now = self._now()
+        due = and_(t.c.status.in_(_CLAIMABLE), t.c.next_attempt_at <= now)
+        candidates = (
+            select(t.c.id)
+            .where(due)
+            .order_by(t.c.next_attempt_at, t.c.created_at)
+            .limit(self._settings.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(t)
+            .where(t.c.id.in_(candidates), due)
+            .values(
+                status="sending",
+                attempts=t.c.attempts + 1,
+                next_attempt_at=now + timedelta(seconds=self._settings.lease_seconds),
+            )
+            .returning(t.c.id, t.c.recipient, t.c.message_id, t.c.raw, t.c.attempts, t.c.created_at)
+        )
+        async with self._sessionmaker() as session, session.begin():
+            rows = (await session.execute(statement)).all()
+        claimed = [_Claimed(*row) for row in rows]
+        claimed.sort(key=lambda row: (row.created_at, row.id))
+        return claimed
+
+    async def _still_ours(self, row: _Claimed) -> bool:
+        """Renew this row's lease just before sending it, checking nobody took it over.
+
+        `attempts` is the fencing token: a worker that claimed the row after our lease
+        expired has incremented it, and then we must not send (nor record) anything.
+        """
+        now = self._now()
+        async with self._sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(t)
+                .where(t.c.id == row.id, t.c.status == "sending", t.c.attempts == row.attempts)
+                .values(next_attempt_at=now + timedelta(seconds=self._settings.lease_seconds))
+            )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+    async def _finish(self, row: _Claimed, **values: object) -> bool:
+        """Record an outcome, unless another worker has taken the row over meanwhile."""
+        async with self._sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(t)
+                .where(t.c.id == row.id, t.c.status == "sending", t.c.attempts == row.attempts)
+                .values(**values)
+            )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+    async def _mark_sent(self, row: _Claimed, how: str) -> bool:
+        recorded = await self._finish(row, status="sent", sent_at=self._now(), last_error=None)
+        logger.info(
+            "mail %s: message_id=%s recipient=%s",
+            how,
+            row.message_id,
+            row.recipient,
+            extra={"message_id": row.message_id, "recipient": row.recipient},
+        )
+        return recorded
+
+    async def _mark_failed(self, row: _Claimed, error: str) -> None:
+        await self._finish(row, status="failed", last_error=error)
+        logger.error(
+            "mail failed for good: message_id=%s recipient=%s attempts=%d error=%s",
+            row.message_id,
+            row.recipient,
+            row.attempts,
+            error,
+            extra={"message_id": row.message_id, "recipient": row.recipient},
+        )
+
+    async def _retry_later(self, row: _Claimed, error: str) -> None:
+        if row.attempts >= self._settings.max_attempts:
+            await self._mark_failed(row, f"gave up after {row.attempts} attempts: {error}")
+            return
+        delay = timedelta(seconds=self._settings.backoff_seconds(row.attempts))
+        retry_at = self._now() + delay
+        await self._finish(row, status="pending", next_attempt_at=retry_at, last_error=error)
+        logger.warning(
+            "mail delayed: message_id=%s recipient=%s attempt=%d retry_at=%s error=%s",
+            row.message_id,
+            row.recipient,
+            row.attempts,
+            retry_at.isoformat(),
+            error,
+            extra={"message_id": row.message_id, "recipient": row.recipient},
+        )
+
+    # -- SMTP ------------------------------------------------------------------------------
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        return aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username or None,
+            password=s.password or None,
+            timeout=s.timeout,
+            use_tls=s.security == "tls",
+            start_tls=s.security == "starttls",
+        )
+
+    async def _send_one(self, smtp: aiosmtplib.SMTP, row: _Claimed) -> bool:
+        """Send one row and record the outcome; True if the server accepted it.
+
+        Raises _ConnectionLost when the session is no longer usable.
+        """
+        try:
+            await smtp.sendmail(self._settings.from_address, [row.recipient], row.raw)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            # The server may or may not have the message; only an answer would tell. Retrying
+            # is the safe side: a duplicate with the same Message-ID beats a lost invitation.
+            await self._retry_later(row, _describe(exc))
+            raise _ConnectionLost(_describe(exc)) from exc
+        except (aiosmtplib.SMTPException, ValueError) as exc:
+            if _is_permanent(exc):
+                await self._mark_failed(row, _describe(exc))
+            else:
+                await self._retry_later(row, _describe(exc))
+            if not smtp.is_connected:  # e.g. 421: the server closed the session
+                raise _ConnectionLost(_describe(exc)) from exc
+            return False
+        await self._mark_sent(row, "sent")
+        return True
+
+    async def _deliver_over_smtp(self, rows: Sequence[_Claimed]) -> int:
+        sent = 0
+        smtp = self._client()
+        try:
+            await smtp.connect()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            error = f"cannot connect to {self._settings.host}:{self._settings.port}: "
+            error += _describe(exc)
+            for row in rows:
+                await self._retry_later(row, error)
+            return 0
+        try:
+            for index, row in enumerate(rows):
+                if not await self._still_ours(row):
+                    continue
+                try:
+                    sent += await self._send_one(smtp, row)
+                except _ConnectionLost as exc:
+                    for rest in rows[index + 1 :]:
+                        await self._retry_later(rest, f"connection lost during batch: {exc}")
+                    break
+        finally:
+            if smtp.is_connected:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    # The messages are recorded already; a failing QUIT changes nothing.
+                    await smtp.quit()
+            smtp.close()
+        return sent
+
+    async def deliver_due(self) -> int:
+        """One delivery pass over the due messages; returns how many were delivered.
+
+        Without an SMTP host (development) the messages are not sent anywhere: they are
+        marked delivered and stay readable in the local mailbox (`list_messages`).
+        """
+        _claimed, delivered = await self._pass()
+        return delivered
+
+    async def _pass(self) -> tuple[int, int]:
+        rows = await self._claim()
+        if not rows:
+            return 0, 0
+        if not self._settings.host:
+            delivered = 0
+            for row in rows:
+                delivered += await self._mark_sent(row, "kept in the dev mailbox")
+            return len(rows), delivered
+        return len(rows), await self._deliver_over_smtp(rows)
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Deliver until `stop` is set; sleep between passes until `wake` or the poll interval.
+
+        The app sets `wake` after committing a booking, so a confirmation leaves at once;
+        the poll interval catches retries whose backoff has elapsed. A full batch means more
+        may be waiting, so the next pass starts without sleeping. A failing pass (database
+        unreachable, say) is logged with its traceback and retried after the interval.
+        """
+        while not stop.is_set():
+            wake.clear()
+            claimed = 0
+            try:
+                claimed, _delivered = await self._pass()
+            except Exception:
+                logger.exception("mail delivery pass failed")
+            if claimed >= self._settings.batch_size:
+                continue
+            waiters = {
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(wake.wait()),
+            }
+            try:
+                await asyncio.wait(
+                    waiters,
+                    timeout=self._settings.poll_interval_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+                await asyncio.gather(*waiters, return_exceptions=True)
