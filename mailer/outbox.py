@@ -178,6 +178,13 @@ async def list_messages(
     return [StoredMessage(**row) for row in rows]
 
 
+async def booking_messages(session: AsyncSession, booking_id: uuid.UUID) -> list[StoredMessage]:
+    """Every message about one booking, oldest first (the organisation's view)."""
+    query = _stored_select().where(t.c.booking_id == booking_id).order_by(t.c.created_at, t.c.id)
+    rows = (await session.execute(query)).mappings().all()
+    return [StoredMessage(**row) for row in rows]
+
+
 async def get_message(session: AsyncSession, id: uuid.UUID) -> StoredMessage | None:
     """One message by its row id, or None."""
     row = (await session.execute(_stored_select().where(t.c.id == id))).mappings().first()

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailer.outbox import booking_messages
 from scheduler import keys
 from scheduler.availability import Availability, AvailabilityError
 from scheduler.bookings import active_booking
@@ -42,6 +43,7 @@ from scheduler.schemas import (
     EvaluatorList,
     EvaluatorOut,
     EvaluatorPatch,
+    MessageOut,
     RangeQuery,
     RoomLinks,
     SlotOut,
@@ -409,9 +411,30 @@ async def list_bookings(call: Call) -> BookingList:
     return BookingList(bookings=[booking_out(call, b) for b in rows])
 
 
-@endpoint("GET", "/bookings/{id}", "Get a booking, with its room links", response=BookingOut)
+@endpoint(
+    "GET",
+    "/bookings/{id}",
+    "Get a booking, with its room links and its messages",
+    response=BookingOut,
+)
 async def get_booking(call: Call) -> BookingOut:
     b = await call.session.get(Booking, call.path_id())
     if b is None or b.organisation_id != call.org.id:
         raise NotFound("no such booking")
-    return booking_out(call, b, detail=True)
+    out = booking_out(call, b, detail=True)
+    out.messages = [
+        MessageOut(
+            id=m.id,
+            kind=m.kind,
+            recipient=m.recipient,
+            subject=m.subject,
+            message_id=m.message_id,
+            status=m.status,
+            attempts=m.attempts,
+            last_error=m.last_error,
+            created_at=m.created_at,
+            sent_at=m.sent_at,
+        )
+        for m in await booking_messages(call.session, b.id)
+    ]
+    return out

@@ -14,6 +14,8 @@ from scheduler.config import Settings, secret_key
 from scheduler.db import Database
 from scheduler.i18n import TEMPLATES, Catalogs, create_env
 from scheduler.links import Links
+from scheduler.mailbox import mail_worker, setup_dev_mailbox
+from scheduler.notify import Notifier
 from scheduler.problems import api_errors
 
 
@@ -29,7 +31,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     aiohttp_jinja2.setup(app, loader=env.loader, autoescape=True)
     app[aiohttp_jinja2.APP_KEY] = env
 
+    app[keys.NOTIFIER] = Notifier(
+        env, app[keys.CATALOGS], app[keys.LINKS], app[keys.POLICY], settings.smtp
+    )
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(mail_worker)
+    if settings.server.dev_mode:
+        setup_dev_mailbox(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/api/v1/docs", api_docs)

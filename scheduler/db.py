@@ -50,6 +50,11 @@ class Database:
         )
         self._writer = async_sessionmaker(writer_engine, expire_on_commit=False)
 
+    @property
+    def writer_sessions(self) -> async_sessionmaker[AsyncSession]:
+        """For workers that manage their own short transactions (the mail outbox)."""
+        return self._writer
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reads; its transaction ends (rolled back) on exit."""

@@ -84,13 +84,21 @@ async def make_booking(
     request: web.Request, candidate: Candidate, start: datetime
 ) -> tuple[Booking, Candidate]:
     app = request.app
-    return await book(
+    now = app[keys.CLOCK].now()
+
+    async def notify(session: AsyncSession, booking: Booking, candidate: Candidate) -> None:
+        await app[keys.NOTIFIER].booking_confirmed(session, booking, candidate, now)
+
+    result = await book(
         app[keys.DB],
         candidate_id=candidate.id,
         start=start.astimezone(UTC),
         policy=app[keys.POLICY],
-        now=app[keys.CLOCK].now(),
+        now=now,
+        after=notify,
     )
+    app[keys.MAIL].wake()  # committed: let the messages leave now
+    return result
 
 
 def booking_json(request: web.Request, booking: Booking, tz: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
@@ -16,11 +16,13 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    EmailStr,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
+
+from mailer.message import validate_address
 
 Locale = Literal["fr", "en"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -44,6 +46,13 @@ def _one_line(value: str) -> str:
 
 
 TimeZone = Annotated[str, AfterValidator(_check_zone)]
+# The mailer's own rule, so that every address the API accepts is one the outbox can send to.
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254),
+    AfterValidator(validate_address),
+    WithJsonSchema({"type": "string", "format": "email"}),
+]
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
@@ -96,7 +105,7 @@ class AvailabilityDoc(_In):
 
 class EvaluatorIn(_In):
     name: Name
-    email: EmailStr
+    email: Email
     timezone: TimeZone = Field(examples=["Europe/Paris"])
     languages: list[Language] = Field(min_length=1, max_length=20, examples=[["fr", "en"]])
     locale: Locale = "fr"
@@ -104,7 +113,7 @@ class EvaluatorIn(_In):
 
 class EvaluatorPatch(_In):
     name: Name | None = None
-    email: EmailStr | None = None
+    email: Email | None = None
     timezone: TimeZone | None = None
     languages: list[Language] | None = Field(None, min_length=1, max_length=20)
     locale: Locale | None = None
@@ -129,7 +138,7 @@ class EvaluatorOut(_Out):
 
 class CandidateIn(_In):
     name: Name
-    email: EmailStr
+    email: Email
     language: Language = Field(description="The language of the exam.", examples=["en"])
     locale: Locale = Field("fr", description="The language of pages and e-mails.")
     timezone: TimeZone = "Europe/Paris"
@@ -205,6 +214,21 @@ class RoomLinks(BaseModel):
     evaluator: str
 
 
+class MessageOut(BaseModel):
+    """One e-mail about a booking and where it stands in the outbox."""
+
+    id: uuid.UUID
+    kind: str
+    recipient: str
+    subject: str
+    message_id: str
+    status: Literal["pending", "sending", "sent", "failed"]
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
 class BookingOut(_Out):
     id: uuid.UUID
     candidate_id: uuid.UUID
@@ -216,7 +240,7 @@ class BookingOut(_Out):
     created_at: datetime
     updated_at: datetime
     rooms: RoomLinks | None = None
-    messages: list[dict[str, Any]] | None = None
+    messages: list[MessageOut] | None = None
 
 
 class BookingList(BaseModel):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import jinja2
 import pytest
@@ -66,8 +65,9 @@ def smtp_settings(smtp_server: SmtpServer) -> SmtpSettings:
 
 
 @pytest.fixture
-def mail_db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/t.db"
+def mail_db_url(db_url: str) -> str:
+    """The shared migrated database: SQLite and, where available, PostgreSQL."""
+    return db_url
 
 
 @pytest.fixture

@@ -1,0 +1,150 @@
+"""The mail delivery worker's life in the app, and the dev mailbox at /dev/mail.
+
+The worker is the mailer's `Outbox`; this module starts it with the app, wakes it after a
+booking commits, and stops it cleanly. In dev mode (no SMTP host) every message is kept and
+shown at /dev/mail, so a person trying Viva reads each e-mail, opens its links and
+downloads its invitation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import uuid
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from email.policy import default
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from mailer.outbox import Outbox, get_message, list_messages
+from scheduler import keys
+
+
+class MailWorker:
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.outbox.run(self._stop, self._wake))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+
+async def mail_worker(app: web.Application) -> AsyncIterator[None]:
+    db = app[keys.DB]
+    worker = MailWorker(Outbox(db.writer_sessions, app[keys.SETTINGS].smtp, app[keys.CLOCK]))
+    app[keys.MAIL] = worker
+    worker.start()
+    yield
+    await worker.stop()
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    return email.message_from_bytes(raw, policy=default)  # type: ignore[return-value]
+
+
+def _parts(message: EmailMessage) -> tuple[str, str, bytes | None]:
+    text = html = ""
+    ics: bytes | None = None
+    for part in message.walk():
+        ctype = part.get_content_type()
+        if ctype == "text/plain" and not text:
+            text = part.get_content()
+        elif ctype == "text/html" and not html:
+            html = part.get_content()
+        elif part.get_filename() == "invite.ics":
+            ics = part.get_payload(decode=True)
+    return text, html, ics
+
+
+async def mailbox(request: web.Request) -> web.Response:
+    async with request.app[keys.DB].read() as session:
+        messages = await list_messages(session, limit=200)
+    return aiohttp_jinja2.render_template(
+        "pages/dev_mail.html",
+        request,
+        {"messages": messages, "current": None, **request.app[keys.CATALOGS].context("en")},
+    )
+
+
+async def _stored(request: web.Request) -> tuple[object, EmailMessage]:
+    try:
+        ident = uuid.UUID(request.match_info["id"])
+    except ValueError as exc:
+        raise web.HTTPNotFound() from exc
+    async with request.app[keys.DB].read() as session:
+        stored = await get_message(session, ident)
+    if stored is None:
+        raise web.HTTPNotFound()
+    return stored, _parse(stored.raw)
+
+
+async def message_page(request: web.Request) -> web.Response:
+    stored, message = await _stored(request)
+    text, html, ics = _parts(message)
+    async with request.app[keys.DB].read() as session:
+        messages = await list_messages(session, limit=200)
+    return aiohttp_jinja2.render_template(
+        "pages/dev_mail.html",
+        request,
+        {
+            "messages": messages,
+            "current": stored,
+            "headers": list(message.items()),
+            "text": text,
+            "html": html,
+            "has_ics": ics is not None,
+            **request.app[keys.CATALOGS].context("en"),
+        },
+    )
+
+
+async def message_html(request: web.Request) -> web.Response:
+    _, message = await _stored(request)
+    _, html, _ = _parts(message)
+    # Shown inside a sandboxed iframe; the CSP forbids scripts and remote loads.
+    return web.Response(
+        text=html,
+        content_type="text/html",
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+    )
+
+
+async def message_ics(request: web.Request) -> web.Response:
+    _, message = await _stored(request)
+    _, _, ics = _parts(message)
+    if ics is None:
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=ics,
+        content_type="text/calendar",
+        headers={"Content-Disposition": 'attachment; filename="invite.ics"'},
+    )
+
+
+async def message_eml(request: web.Request) -> web.Response:
+    stored, _ = await _stored(request)
+    return web.Response(
+        body=stored.raw,
+        content_type="message/rfc822",  # type: ignore[attr-defined]
+        headers={"Content-Disposition": 'attachment; filename="message.eml"'},
+    )
+
+
+def setup_dev_mailbox(app: web.Application) -> None:
+    app.router.add_get("/dev/mail", mailbox)
+    app.router.add_get("/dev/mail/{id}", message_page)
+    app.router.add_get("/dev/mail/{id}/html", message_html)
+    app.router.add_get("/dev/mail/{id}/invite.ics", message_ics)
+    app.router.add_get("/dev/mail/{id}.eml", message_eml)
