@@ -20,7 +20,8 @@ from scheduler.problems import api_errors
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    app = web.Application(middlewares=[api_errors], client_max_size=256 * 1024)
+    # JSON paths get problem+json, people's pages get a readable page in their language.
+    app = web.Application(middlewares=[api_errors, pages.error_pages], client_max_size=256 * 1024)
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.POLICY] = settings.policy.to_policy()
@@ -41,7 +42,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/api/v1/docs", api_docs)
-    app.router.add_static("/static", TEMPLATES / "static", append_version=True)
+    app.router.add_static("/static", TEMPLATES / "static", append_version=True, name="static")
     api.setup(app)
     pages.setup(app)
     return app

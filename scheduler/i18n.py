@@ -107,6 +107,8 @@ def short_time(dt: datetime, tz: str, locale: str) -> str:
 
 def zone_name(tz: str, locale: str) -> str:
     """A zone as people say it ("heure : France", "Paris time"), falling back to its id."""
+    if tz in ("UTC", "Etc/UTC"):
+        return "UTC"  # CLDR calls it an "unknown region"; people call it UTC
     try:
         return get_timezone_location(ZoneInfo(tz), locale=locale)
     except (LookupError, ValueError):

@@ -1,11 +1,606 @@
-"""The candidate's pages behind the personal link (server-rendered, work without JavaScript)."""
+"""The candidate's pages behind the personal link (server-rendered, work without JavaScript).
+
+The candidate books in two steps, as the CLOE guide describes: pick a green slot (a plain link),
+then confirm it (a plain form). Both are ordinary HTML so that any browser, a screen reader or
+a phone with JavaScript off can book; viva.js only *offers* the browser's time zone.
+
+Every user-facing sentence lives in the templates (so the i18n test can prove each one has a
+French translation); this module only decides which page to show and builds the view data.
+"""
 
 from __future__ import annotations
 
-from aiohttp import web
+import functools
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
 
-from scheduler import portal
+import aiohttp_jinja2
+from aiohttp import web
+from babel.dates import format_date, format_interval, get_day_names
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduler import keys, portal
+from scheduler.bookings import SlotView
+from scheduler.errors import AlreadyBooked, DeadlinePassed, SlotTaken, VivaError
+from scheduler.i18n import LOCALES, first_weekday, long_datetime, negotiate, zone_name
+from scheduler.models import Candidate, Organisation
+from scheduler.problems import is_json_path
+
+log = logging.getLogger("viva.pages")
+
+PAGE = "candidate.page"
+CONFIRM = "candidate.confirm"
+BOOK = "candidate.book"
+
+_ZONES = frozenset(available_timezones()) | {"UTC"}
+# Offered in the time-zone menu besides the reader's current zone: where CLOE candidates
+# usually are (France and its overseas departments, francophone Africa, Europe, the Americas).
+COMMON_ZONES = (
+    "Europe/Paris",
+    "Europe/London",
+    "Europe/Brussels",
+    "Europe/Zurich",
+    "Europe/Berlin",
+    "Europe/Madrid",
+    "Europe/Lisbon",
+    "Africa/Casablanca",
+    "Africa/Algiers",
+    "Africa/Tunis",
+    "Africa/Dakar",
+    "Africa/Abidjan",
+    "Indian/Reunion",
+    "Indian/Mayotte",
+    "America/Guadeloupe",
+    "America/Martinique",
+    "America/Cayenne",
+    "America/Toronto",
+    "America/New_York",
+    "America/Chicago",
+    "America/Los_Angeles",
+    "Pacific/Noumea",
+    "Pacific/Tahiti",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "UTC",
+)
+# Autonyms: a language is offered in its own name, whatever the page's language.
+LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
+
+# Personal pages carry a secret in their URL: never cache them, never leak them in a Referer,
+# never frame them. The CSP is strict because the pages have no inline script or style.
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+}
+_MAX_PARAM = 64
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads the page and how: language, time zone, and what the URL chose.
+
+    Only explicit choices travel in the links the pages generate, so the candidate's own
+    settings stay the default and the browser-zone offer still appears when nothing was chosen.
+    """
+
+    locale: str
+    tz: str
+    carry: dict[str, str] = field(default_factory=dict)
+    rejected_tz: str | None = None
+
+
+def read_choices(params: Mapping[str, Any], default_locale: str, default_tz: str) -> Reader:
+    carry: dict[str, str] = {}
+    locale = default_locale if default_locale in LOCALES else LOCALES[0]
+    lang = _text(params.get("lang")).lower()
+    if lang in LOCALES:
+        locale = lang
+        carry["lang"] = lang
+    tz = default_tz if default_tz in _ZONES else "UTC"
+    wanted = _text(params.get("tz"))
+    rejected = None
+    if wanted in _ZONES:
+        tz = wanted
+        carry["tz"] = wanted
+    elif wanted:
+        rejected = wanted[:_MAX_PARAM]
+    return Reader(locale, tz, carry, rejected)
+
+
+def _text(value: object) -> str:
+    """A form or query value as text; file uploads and absurd lengths count as absent."""
+    if not isinstance(value, str) or len(value) > 4 * _MAX_PARAM:
+        return ""
+    return value.strip()
+
+
+def parse_start(value: object) -> datetime | None:
+    """An ISO instant with an offset, as UTC; None when absent or malformed."""
+    text = _text(value)
+    if not text:
+        return None
+    # A "+01:00" offset typed into a URL by hand arrives as " 01:00".
+    text = text.replace(" ", "+")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.astimezone(UTC)
+
+
+def parse_day(value: object) -> date | None:
+    try:
+        return date.fromisoformat(_text(value))
+    except ValueError:
+        return None
+
+
+def iso_utc(moment: datetime) -> str:
+    """The slot's start as it travels in links: UTC with "Z", so no "+" needs escaping."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    text: str
+    end_of_day: bool
+
+
+def deadline(book_by: datetime | None, tz: str, locale: str) -> Deadline | None:
+    """The book-by instant as people say it: a date given by the organisation is stored as
+    the following local midnight, which reads better as "the end of" the day it names."""
+    if book_by is None:
+        return None
+    local = book_by.astimezone(ZoneInfo(tz))
+    if local.time() == time(0):
+        day = local.date() - timedelta(days=1)
+        return Deadline(format_date(day, format="full", locale=locale), True)
+    return Deadline(long_datetime(book_by, tz, locale), False)
+
+
+def week_start(day: date, first: int) -> date:
+    """The first day (0 = Monday) of the week holding `day`, in the locale's convention."""
+    return day - timedelta(days=(day.weekday() - first) % 7)
+
+
+def _utc_offset(tz: str, at: datetime) -> timedelta:
+    return at.astimezone(ZoneInfo(tz)).utcoffset() or timedelta(0)
+
+
+def _offset_text(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{mins:02d}"
+
+
+@dataclass(frozen=True)
+class ZoneOption:
+    value: str
+    label: str
+    selected: bool
+
+
+def zone_options(current: str, locale: str, now: datetime) -> list[ZoneOption]:
+    """The menu's zones, west to east, each with its offset today so people recognise it."""
+    zones = set(COMMON_ZONES) | {current}
+    ordered = sorted(zones, key=lambda tz: (_utc_offset(tz, now), tz))
+    return [
+        ZoneOption(
+            tz,
+            f"{_offset_text(_utc_offset(tz, now))} — {zone_name(tz, locale)} ({tz})",
+            tz == current,
+        )
+        for tz in ordered
+    ]
+
+
+# --- view data ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotLink:
+    start: datetime
+    end: datetime
+    url: str
+
+
+@dataclass(frozen=True)
+class DayView:
+    day: date
+    label: str
+    slots: list[SlotLink]
+    today: bool
+
+
+@dataclass(frozen=True)
+class MonthCell:
+    day: date
+    label: str
+    count: int
+    url: str | None
+    today: bool
+    in_week: bool
+
+
+@dataclass(frozen=True)
+class MonthView:
+    title: str
+    weekdays: list[tuple[str, str]]  # (abbreviated, full) names, in the locale's week order
+    rows: list[list[MonthCell | None]]
+    prev_url: str | None
+    next_url: str | None
+
+
+def _link(request: web.Request, name: str, reader: Reader, **query: str | None) -> str:
+    """A URL on this candidate's link keeping the reader's explicit choices."""
+    params = {**reader.carry, **{k: v for k, v in query.items() if v is not None}}
+    url = request.app.router[name].url_for(token=request.match_info["token"])
+    return str(url.with_query(params) if params else url)
+
+
+def _lang_links(request: web.Request, reader: Reader) -> list[dict[str, Any]]:
+    """The same page in each language; a POST answer links to the calendar instead."""
+    out = []
+    for code in LOCALES:
+        if request.method in ("GET", "HEAD"):
+            url = str(request.rel_url.update_query(lang=code))
+        else:
+            url = _link(request, PAGE, Reader(code, reader.tz, {**reader.carry, "lang": code}))
+        out.append(
+            {
+                "code": code,
+                "label": LANGUAGE_NAMES[code],
+                "url": url,
+                "current": code == reader.locale,
+            }
+        )
+    return out
+
+
+def month_view(
+    request: web.Request,
+    reader: Reader,
+    anchor: date,
+    shown_week: date,
+    counts: Mapping[date, int],
+    today: date,
+    last_day: date,
+) -> MonthView:
+    """The month around `anchor` as a grid; only days holding slots link to their week, so a
+    tap never lands on an empty week, and months outside today..horizon are not offered."""
+    first = first_weekday(reader.locale)
+    month_first = anchor.replace(day=1)
+    next_month = (month_first + timedelta(days=32)).replace(day=1)
+    prev_month = (month_first - timedelta(days=1)).replace(day=1)
+    rows: list[list[MonthCell | None]] = []
+    cursor = week_start(month_first, first)
+    while cursor < next_month:
+        row: list[MonthCell | None] = []
+        for offset in range(7):
+            day = cursor + timedelta(days=offset)
+            if day.month != month_first.month:
+                row.append(None)
+                continue
+            count = counts.get(day, 0)
+            row.append(
+                MonthCell(
+                    day,
+                    format_date(day, format="full", locale=reader.locale),
+                    count,
+                    _link(request, PAGE, reader, week=day.isoformat()) if count else None,
+                    day == today,
+                    shown_week <= day < shown_week + timedelta(days=7),
+                )
+            )
+        rows.append(row)
+        cursor += timedelta(days=7)
+    short = get_day_names("abbreviated", locale=reader.locale)
+    full = get_day_names("wide", locale=reader.locale)
+    order = [(first + i) % 7 for i in range(7)]
+    return MonthView(
+        title=format_date(month_first, "LLLL y", locale=reader.locale),
+        weekdays=[(short[i], full[i]) for i in order],
+        rows=rows,
+        prev_url=_link(request, PAGE, reader, week=prev_month.isoformat())
+        if month_first > today
+        else None,
+        next_url=_link(request, PAGE, reader, week=next_month.isoformat())
+        if next_month <= last_day
+        else None,
+    )
+
+
+def calendar_context(
+    request: web.Request, reader: Reader, slots: list[SlotView], now: datetime
+) -> dict[str, Any]:
+    """The week around `?week=` (or today) and its month, from one list of slots."""
+    zone = ZoneInfo(reader.tz)
+    today = now.astimezone(zone).date()
+    last_day = (now + request.app[keys.POLICY].horizon).astimezone(zone).date()
+    chosen = parse_day(request.query.get("week"))
+    anchor = chosen or today
+    start = week_start(anchor, first_weekday(reader.locale))
+    end = start + timedelta(days=7)
+
+    by_day: dict[date, list[SlotLink]] = defaultdict(list)
+    for slot in slots:
+        by_day[slot.start.astimezone(zone).date()].append(
+            SlotLink(
+                slot.start, slot.end, _link(request, CONFIRM, reader, start=iso_utc(slot.start))
+            )
+        )
+    days = [
+        DayView(
+            day,
+            format_date(day, format="full", locale=reader.locale),
+            by_day.get(day, []),
+            day == today,
+        )
+        for day in (start + timedelta(days=i) for i in range(7))
+    ]
+    # When the week shown is empty, point at the nearest week that is not.
+    nearest = None
+    if not any(d.slots for d in days) and slots:
+        later = [s for s in slots if s.start.astimezone(zone).date() >= end]
+        pick = later[0] if later else slots[-1]
+        nearest = {
+            "start": pick.start,
+            "url": _link(
+                request, PAGE, reader, week=pick.start.astimezone(zone).date().isoformat()
+            ),
+        }
+    counts = {day: len(links) for day, links in by_day.items()}
+    return {
+        "week_label": format_interval(
+            start, end - timedelta(days=1), "yMMMd", locale=reader.locale
+        ),
+        "days": days,
+        "week_slots": sum(len(d.slots) for d in days),
+        "nearest": nearest,
+        "prev_week_url": _link(request, PAGE, reader, week=(start - timedelta(days=7)).isoformat())
+        if start > today
+        else None,
+        "next_week_url": _link(request, PAGE, reader, week=end.isoformat())
+        if end <= last_day
+        else None,
+        # A chosen day shows its own month; the default week shows the month most of it is in.
+        "month": month_view(
+            request, reader, chosen or start + timedelta(days=3), start, counts, today, last_day
+        ),
+        "zone_options": zone_options(reader.tz, reader.locale, now),
+        "week_param": chosen.isoformat() if chosen else None,
+        "page_url": _link(request, PAGE, Reader(reader.locale, reader.tz)),
+        "offer_zone": "tz" not in request.query,
+    }
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def translations(app: web.Application, locale: str) -> dict[str, Any]:
+    return app[keys.CATALOGS].context(locale)
+
+
+def render(
+    request: web.Request,
+    template: str,
+    reader: Reader,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+) -> web.Response:
+    ctx: dict[str, Any] = {
+        **translations(request.app, reader.locale),
+        "reader": reader,
+        "tz": reader.tz,
+        "zone_label": zone_name(reader.tz, reader.locale),
+        "lang_links": _lang_links(request, reader),
+        "org": None,
+        **(context or {}),
+    }
+    response = aiohttp_jinja2.render_template(f"pages/{template}", request, ctx, status=status)
+    response.headers.update(_HEADERS)
+    return response
+
+
+def error_page(
+    request: web.Request,
+    status: int,
+    kind: str,
+    reader: Reader | None = None,
+    **context: Any,
+) -> web.Response:
+    """A readable error in the reader's language; without a reader, Accept-Language decides."""
+    if reader is None:
+        fallback = negotiate(request.headers.get("Accept-Language"))
+        reader = read_choices(request.query, fallback, "UTC")
+    return render(
+        request, "error.html", reader, {"kind": kind, "status": status, **context}, status=status
+    )
+
+
+async def _organisation(session: AsyncSession, candidate: Candidate) -> Organisation | None:
+    return await session.get(Organisation, candidate.organisation_id)
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+async def candidate_page(request: web.Request) -> web.Response:
+    app = request.app
+    now = app[keys.CLOCK].now()
+    async with app[keys.DB].read() as session:
+        state = await portal.state(request, session)
+        candidate = state.candidate
+        reader = read_choices(request.query, candidate.locale, candidate.timezone)
+        org = await _organisation(session, candidate)
+        base = {
+            "org": org,
+            "candidate": candidate,
+            "deadline": deadline(candidate.book_by, reader.tz, reader.locale),
+            "notice_tz": reader.rejected_tz,
+        }
+        if state.booking is not None:
+            booking = state.booking
+            return render(
+                request,
+                "booked.html",
+                reader,
+                {
+                    **base,
+                    "booking": booking,
+                    "minutes": round((booking.end_at - booking.start_at).total_seconds() / 60),
+                    "room_url": app[keys.LINKS].room_url(booking, "candidate"),
+                    "just_booked": request.query.get("booked") == "1",
+                    "lock_hours": app[keys.POLICY].change_lock_hours,
+                },
+            )
+        if state.closed:
+            return render(request, "unavailable.html", reader, {**base, "reason": "deadline"})
+        # One slot search over the whole horizon feeds the week, the month counts and the
+        # "nothing available" decision alike.
+        slots = await portal.slots_between(
+            request, session, candidate, now, now + app[keys.POLICY].horizon
+        )
+    if not slots:
+        return render(request, "unavailable.html", reader, {**base, "reason": "no_slots"})
+    return render(
+        request,
+        "calendar.html",
+        reader,
+        {
+            **base,
+            **calendar_context(request, reader, slots, now),
+            "minutes": app[keys.POLICY].interview_minutes,
+        },
+    )
+
+
+async def confirm_page(request: web.Request) -> web.Response:
+    app = request.app
+    async with app[keys.DB].read() as session:
+        state = await portal.state(request, session)
+        candidate = state.candidate
+        reader = read_choices(request.query, candidate.locale, candidate.timezone)
+        if state.booking is not None or state.closed:
+            raise web.HTTPSeeOther(_link(request, PAGE, reader))
+        org = await _organisation(session, candidate)
+        start = parse_start(request.query.get("start"))
+        calendar_url = _link(request, PAGE, reader)
+        if start is None:
+            return error_page(
+                request, 400, "bad_request", reader, org=org, calendar_url=calendar_url
+            )
+        day = start.astimezone(ZoneInfo(reader.tz)).date().isoformat()
+        week_url = _link(request, PAGE, reader, week=day)
+        # A window of one microsecond: the slot engine answers "is this exact start free".
+        free = await portal.slots_between(
+            request, session, candidate, start, start + timedelta(microseconds=1)
+        )
+    if not free:
+        return error_page(request, 409, "slot_taken", reader, org=org, calendar_url=week_url)
+    return render(
+        request,
+        "confirm.html",
+        reader,
+        {
+            "org": org,
+            "slot": free[0],
+            "start_value": iso_utc(start),
+            "minutes": app[keys.POLICY].interview_minutes,
+            "book_url": _link(request, BOOK, Reader(reader.locale, reader.tz)),
+            "calendar_url": week_url,
+            "notice_tz": reader.rejected_tz,
+        },
+    )
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def book_form(request: web.Request) -> web.Response:
+    app = request.app
+    async with app[keys.DB].read() as session:
+        candidate = await portal.resolve(request, session)
+        org = await _organisation(session, candidate)
+    form: Mapping[str, Any] = await request.post() if request.content_type in _FORM_TYPES else {}
+    reader = read_choices(form, candidate.locale, candidate.timezone)
+    calendar_url = _link(request, PAGE, reader)
+    start = parse_start(form.get("start"))
+    if start is None:
+        return error_page(request, 400, "bad_request", reader, org=org, calendar_url=calendar_url)
+    week = start.astimezone(ZoneInfo(reader.tz)).date().isoformat()
+    try:
+        await portal.make_booking(request, candidate, start)
+    except SlotTaken:
+        url = _link(request, PAGE, reader, week=week)
+        return error_page(request, 409, "slot_taken", reader, org=org, calendar_url=url)
+    except AlreadyBooked:
+        return error_page(
+            request, 409, "already_booked", reader, org=org, calendar_url=calendar_url
+        )
+    except DeadlinePassed:
+        return error_page(request, 409, "deadline", reader, org=org, calendar_url=calendar_url)
+    raise web.HTTPSeeOther(_link(request, PAGE, reader, booked="1"))
+
+
+async def book_get(request: web.Request) -> web.Response:
+    """A reloaded or bookmarked form target: send the reader to their page, not to a 405."""
+    raise web.HTTPSeeOther(_link(request, PAGE, read_choices(request.query, "", "UTC")))
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """People get a page in their language, never a traceback or aiohttp's plain text.
+
+    Only for /c/… pages: the API and the candidate JSON endpoints keep problem+json
+    (scheduler.problems). A 404 says nothing about why, so a revoked link and a mistyped one
+    look the same.
+    """
+    if not request.path.startswith("/c/") or is_json_path(request.path):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_page(request, exc.status, "not_found" if exc.status == 404 else "generic")
+    except VivaError as exc:
+        kind = {404: "not_found", 400: "bad_request", 422: "bad_request"}.get(exc.status)
+        return error_page(request, exc.status, kind or "generic")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_page(request, 500, "generic")
+
+
+def static_url(app: web.Application, filename: str) -> str:
+    """A versioned /static/ URL, so browsers refetch CSS and JS when they change."""
+    return str(app.router["static"].url_for(filename=filename))
 
 
 def setup(app: web.Application) -> None:
     portal.setup(app)
+    app.router.add_get("/c/{token}", candidate_page, name=PAGE)
+    app.router.add_get("/c/{token}/confirm", confirm_page, name=CONFIRM)
+    app.router.add_post("/c/{token}/book", book_form, name=BOOK)
+    app.router.add_get("/c/{token}/book", book_get)
+    app[keys.JINJA].globals["static_url"] = functools.partial(static_url, app)

@@ -78,7 +78,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map every failure under the JSON API to problem+json; the server keeps serving."""
-    if not _is_json_path(request.path):
+    if not is_json_path(request.path):
         return await handler(request)
     try:
         return await handler(request)
@@ -95,7 +95,7 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return problem(500, "The server failed to answer this request; it has been logged.")
 
 
-def _is_json_path(path: str) -> bool:
+def is_json_path(path: str) -> bool:
     if path.startswith("/api/"):
         return True
     # The candidate JSON endpoints live beside the candidate pages.
