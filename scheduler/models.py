@@ -113,3 +113,46 @@ class Booking(Base):
             postgresql_where=text(_ACTIVE_SQL),
         ),
     )
+
+
+class BookingEvent(Base):
+    """The booking's history: appended on every change, by anyone, never rewritten."""
+
+    __tablename__ = "booking_events"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), index=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    at: Mapped[datetime]
+    # "candidate", "organisation" (an API key, named in actor_name) or "system" (timers).
+    actor: Mapped[str] = mapped_column(String(16))
+    actor_name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Timer(Base):
+    """One timed action of a booking (the lock, a reminder). The row is the truth; the
+    scheduler's in-memory jobs are rebuilt from pending rows at start-up."""
+
+    __tablename__ = "timers"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), index=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime]
+    # Set by the one atomic claim (UPDATE ... WHERE done_at IS NULL RETURNING).
+    done_at: Mapped[datetime | None]
+    # "done", "dropped" (no longer made sense, e.g. a reminder after the start), "cancelled".
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index(
+            "ix_timers_pending_due",
+            "due_at",
+            sqlite_where=text("done_at IS NULL"),
+            postgresql_where=text("done_at IS NULL"),
+        ),
+    )
