@@ -21,12 +21,21 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.outbox import booking_messages
-from scheduler import keys
+from scheduler import history, keys
 from scheduler.availability import Availability, AvailabilityError
-from scheduler.bookings import active_booking
+from scheduler.bookings import active_booking, force_majeure
 from scheduler.calendars import load_calendars
+from scheduler.effects import committed
 from scheduler.errors import Conflict, FieldError, NotFound, Unauthorized, ValidationFailed
-from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
+from scheduler.history import Actor
+from scheduler.models import (
+    ACTIVE_STATUSES,
+    ApiKey,
+    Booking,
+    Candidate,
+    Evaluator,
+    Organisation,
+)
 from scheduler.orgs import authenticate
 from scheduler.people import create_candidate as create_candidate_row
 from scheduler.people import create_evaluator as create_evaluator_row
@@ -43,6 +52,9 @@ from scheduler.schemas import (
     EvaluatorList,
     EvaluatorOut,
     EvaluatorPatch,
+    EventOut,
+    ForceMajeureIn,
+    HistoryOut,
     MessageOut,
     RangeQuery,
     RoomLinks,
@@ -62,6 +74,7 @@ class Call:
 
     request: web.Request
     org: Organisation
+    key_name: str  # who is acting, for the history
     session: AsyncSession
     body: Any = None
     query: Any = None
@@ -104,7 +117,7 @@ def endpoint(method: str, path: str, summary: str, **kw: Any) -> Callable[[Handl
 # --- reading input -----------------------------------------------------------------------
 
 
-async def _org_for(request: web.Request, session: AsyncSession) -> Organisation:
+async def _org_for(request: web.Request, session: AsyncSession) -> tuple[Organisation, ApiKey]:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -112,7 +125,7 @@ async def _org_for(request: web.Request, session: AsyncSession) -> Organisation:
     found = await authenticate(session, key.strip())
     if found is None:
         raise Unauthorized("unknown or revoked API key")
-    return found[0]
+    return found
 
 
 async def json_body(request: web.Request) -> Any:
@@ -145,14 +158,14 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         async with db.write() if ep.write else db.read() as session:
             # Who is asking comes before what they sent: a caller without a valid key
             # learns nothing about the shape of the input.
-            org = await _org_for(request, session)
+            org, key = await _org_for(request, session)
             query = parse(ep.query, dict(request.query)) if ep.query is not None else None
             body = (
                 parse(ep.body, decode_json(request.content_type, raw_body))
                 if ep.body is not None
                 else None
             )
-            result = await ep.handler(Call(request, org, session, body, query))
+            result = await ep.handler(Call(request, org, key.name, session, body, query))
         if result is None:
             return web.Response(status=204)
         return web.json_response(result.model_dump(mode="json", by_alias=True), status=ep.status)
@@ -438,3 +451,47 @@ async def get_booking(call: Call) -> BookingOut:
         for m in await booking_messages(call.session, b.id)
     ]
     return out
+
+
+@endpoint(
+    "POST",
+    "/bookings/{id}/force-majeure",
+    "Move or cancel a booking as force majeure (allowed inside the lock, until it ends)",
+    body=ForceMajeureIn,
+    response=BookingOut,
+    errors=(401, 404, 409, 422),
+)
+async def force_majeure_booking(call: Call) -> BookingOut:
+    # Runs its own write transaction (row locks, effects), not the read session of the call.
+    app = call.request.app
+    data: ForceMajeureIn = call.body
+    booking = await force_majeure(
+        app[keys.DB],
+        organisation_id=call.org.id,
+        booking_id=call.path_id(),
+        action=data.action,
+        reason=data.reason,
+        actor=Actor("organisation", call.key_name),
+        policy=app[keys.POLICY],
+        now=app[keys.CLOCK].now(),
+        start=data.start.astimezone(UTC) if data.start else None,
+        evaluator_id=data.evaluator_id,
+        effects=app[keys.EFFECTS],
+    )
+    await committed(app, [booking.id])
+    return booking_out(call, booking, detail=True)
+
+
+@endpoint(
+    "GET",
+    "/bookings/{id}/history",
+    "Every change to a booking: who, when, what, why",
+    response=HistoryOut,
+)
+async def booking_history(call: Call) -> HistoryOut:
+    b = await call.session.get(Booking, call.path_id())
+    if b is None or b.organisation_id != call.org.id:
+        raise NotFound("no such booking")
+    return HistoryOut(
+        events=[EventOut.model_validate(e) for e in await history.events(call.session, b.id)]
+    )

@@ -12,6 +12,7 @@ from scheduler import api, keys, openapi, pages
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.db import Database
+from scheduler.effects import Effects
 from scheduler.i18n import TEMPLATES, Catalogs, create_env
 from scheduler.links import Links
 from scheduler.mailbox import mail_worker, setup_dev_mailbox
@@ -35,6 +36,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.NOTIFIER] = Notifier(
         env, app[keys.CATALOGS], app[keys.LINKS], app[keys.POLICY], settings.smtp
     )
+    app[keys.EFFECTS] = Effects(app[keys.NOTIFIER])
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(mail_worker)
     if settings.server.dev_mode:

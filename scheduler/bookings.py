@@ -10,25 +10,33 @@ partial unique index (one active booking per candidate) back this up in the sche
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.tokens import new_nonce
+from scheduler import history
 from scheduler.calendars import busy_intervals, calendar_of, load_calendars
 from scheduler.db import Database
-from scheduler.errors import AlreadyBooked, DeadlinePassed, SlotTaken
+from scheduler.errors import (
+    AlreadyBooked,
+    Conflict,
+    DeadlinePassed,
+    FieldError,
+    Locked,
+    NoBooking,
+    NotFound,
+    SlotTaken,
+    ValidationFailed,
+)
+from scheduler.history import Actor
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator
-from scheduler.policy import Policy
+from scheduler.policy import Policy, is_locked
 from scheduler.slots import choose_evaluator, find_slots, is_free, week_bounds
-
-# Called inside the booking's transaction, so what it writes (messages, timers) commits or
-# rolls back with the booking itself.
-AfterBooking = Callable[[AsyncSession, Booking, Candidate], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -37,12 +45,15 @@ class SlotView:
     end: datetime
 
 
-async def active_booking(session: AsyncSession, candidate_id: uuid.UUID) -> Booking | None:
-    return await session.scalar(
-        select(Booking).where(
-            Booking.candidate_id == candidate_id, Booking.status.in_(ACTIVE_STATUSES)
-        )
+async def active_booking(
+    session: AsyncSession, candidate_id: uuid.UUID, *, for_update: bool = False
+) -> Booking | None:
+    stmt = select(Booking).where(
+        Booking.candidate_id == candidate_id, Booking.status.in_(ACTIVE_STATUSES)
     )
+    if for_update and session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()  # two tabs changing one booking queue up
+    return await session.scalar(stmt)
 
 
 def booking_closed(candidate: Candidate, policy: Policy, now: datetime) -> bool:
@@ -94,6 +105,99 @@ async def _lock_evaluator(session: AsyncSession, evaluator_id: uuid.UUID) -> boo
     return locked is not None
 
 
+class Effects(Protocol):
+    """What follows a change, written in the change's own transaction (messages, timers)."""
+
+    async def booked(
+        self, session: AsyncSession, booking: Booking, candidate: Candidate, now: datetime
+    ) -> None: ...
+
+    async def moved(
+        self,
+        session: AsyncSession,
+        booking: Booking,
+        candidate: Candidate,
+        *,
+        previous_start: datetime,
+        previous_evaluator_id: uuid.UUID,
+        reason: str | None,
+        now: datetime,
+    ) -> None: ...
+
+    async def cancelled(
+        self,
+        session: AsyncSession,
+        booking: Booking,
+        candidate: Candidate,
+        *,
+        reason: str | None,
+        now: datetime,
+    ) -> None: ...
+
+
+async def _free_evaluator(
+    db: Database,
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    language: str,
+    start: datetime,
+    policy: Policy,
+    now: datetime,
+    deadline: datetime | None,
+    exclude: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """The evaluator a booking at `start` goes to, or SlotTaken.
+
+    Among the qualified evaluators free at `start`, the one with the fewest bookings that
+    week (ties broken by id). On PostgreSQL the evaluator's row is locked and their
+    bookings re-read before the choice is final; on SQLite the write transaction is
+    already exclusive from its first read.
+    """
+    day = timedelta(days=1)  # the evaluator's local day around `start`, for the daily cap
+    calendars = await load_calendars(
+        session,
+        organisation_id,
+        language,
+        start - day,
+        start + day,
+        margin=timedelta(0),
+        exclude=exclude,
+    )
+    by_id = {c.id: c for c in calendars}
+    free = [c.id for c in calendars if is_free(c, policy, now, start, deadline)]
+    if not free:
+        raise SlotTaken("this time is no longer available")
+    counts = await _week_counts(session, free, start)
+    for evaluator_id in choose_evaluator(free, counts):
+        if db.sqlite:
+            return evaluator_id
+        if not await _lock_evaluator(session, evaluator_id):
+            continue
+        busy = await busy_intervals(
+            session, [evaluator_id], start - day, start + day, timedelta(0), exclude
+        )
+        cal = by_id[evaluator_id]
+        cal = calendar_of(cal.id, cal.tz.key, cal.availability, busy.get(evaluator_id, []))
+        if is_free(cal, policy, now, start, deadline):
+            return evaluator_id
+    raise SlotTaken("this time is no longer available")
+
+
+def _integrity(exc: IntegrityError) -> Exception:
+    """The schema caught a race the row locks did not (e.g. one candidate in two tabs)."""
+    if "uq_bookings_active_candidate" in str(exc.orig) or "candidate_id" in str(exc.orig):
+        return AlreadyBooked("this candidate already has an interview booked")
+    return SlotTaken("this time is no longer available")
+
+
+def _place(booking: Booking, start: datetime, evaluator_id: uuid.UUID, policy: Policy) -> None:
+    booking.start_at = start
+    booking.end_at = start + policy.interview
+    booking.block_end = start + policy.interview + policy.buffer
+    booking.evaluator_id = evaluator_id
+
+
 async def book(
     db: Database,
     *,
@@ -101,7 +205,7 @@ async def book(
     start: datetime,
     policy: Policy,
     now: datetime,
-    after: AfterBooking | None = None,
+    effects: Effects | None = None,
 ) -> tuple[Booking, Candidate]:
     """Book `start` for the candidate, or raise SlotTaken / AlreadyBooked / DeadlinePassed."""
     try:
@@ -113,62 +217,302 @@ async def book(
                 raise AlreadyBooked("this candidate already has an interview booked")
             if booking_closed(candidate, policy, now):
                 raise DeadlinePassed("the booking deadline has passed")
-            # The evaluator's local day around `start` (for the daily cap) plus the buffer.
-            day = timedelta(days=1)
-            calendars = await load_calendars(
+            evaluator_id = await _free_evaluator(
+                db,
                 session,
-                candidate.organisation_id,
-                candidate.language,
-                start - day,
-                start + day,
-                margin=timedelta(0),
+                organisation_id=candidate.organisation_id,
+                language=candidate.language,
+                start=start,
+                policy=policy,
+                now=now,
+                deadline=candidate.book_by,
             )
-            by_id = {c.id: c for c in calendars}
-            free = [c.id for c in calendars if is_free(c, policy, now, start, candidate.book_by)]
-            if not free:
-                raise SlotTaken("this time is no longer available")
-            counts = await _week_counts(session, free, start)
-            for evaluator_id in choose_evaluator(free, counts):
-                calendar = by_id[evaluator_id]
-                if not db.sqlite:
-                    # PostgreSQL runs writers concurrently: lock the evaluator, then re-read
-                    # their bookings, which another transaction may have changed meanwhile.
-                    # (SQLite's write transaction is already exclusive from its first read.)
-                    if not await _lock_evaluator(session, evaluator_id):
-                        continue
-                    busy = await busy_intervals(
-                        session, [evaluator_id], start - day, start + day, timedelta(0)
-                    )
-                    calendar = calendar_of(
-                        calendar.id,
-                        calendar.tz.key,
-                        calendar.availability,
-                        busy.get(evaluator_id, []),
-                    )
-                    if not is_free(calendar, policy, now, start, candidate.book_by):
-                        continue
-                booking = Booking(
-                    id=uuid.uuid4(),
-                    organisation_id=candidate.organisation_id,
-                    candidate_id=candidate.id,
-                    evaluator_id=evaluator_id,
-                    start_at=start,
-                    end_at=start + policy.interview,
-                    block_end=start + policy.interview + policy.buffer,
-                    status="confirmed",
-                    sequence=0,
-                    room_nonce=new_nonce(),
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(booking)
-                await session.flush()
-                if after is not None:
-                    await after(session, booking, candidate)
-                return booking, candidate
-            raise SlotTaken("this time is no longer available")
+            booking = Booking(
+                id=uuid.uuid4(),
+                organisation_id=candidate.organisation_id,
+                candidate_id=candidate.id,
+                status="confirmed",
+                sequence=0,
+                room_nonce=new_nonce(),
+                created_at=now,
+                updated_at=now,
+            )
+            _place(booking, start, evaluator_id, policy)
+            if is_locked(start, now, policy):
+                booking.status = "locked"
+            session.add(booking)
+            await session.flush()
+            await history.record(
+                session,
+                booking,
+                actor=Actor("candidate", candidate.name),
+                action="booked",
+                now=now,
+            )
+            if effects is not None:
+                await effects.booked(session, booking, candidate, now)
+            return booking, candidate
     except IntegrityError as exc:
-        # The schema caught a race the row locks did not (e.g. one candidate in two tabs).
-        if "uq_bookings_active_candidate" in str(exc.orig) or "candidate_id" in str(exc.orig):
-            raise AlreadyBooked("this candidate already has an interview booked") from exc
-        raise SlotTaken("this time is no longer available") from exc
+        raise _integrity(exc) from exc
+
+
+async def _candidate_booking(
+    session: AsyncSession, candidate_id: uuid.UUID, policy: Policy, now: datetime
+) -> tuple[Candidate, Booking]:
+    candidate = await session.get(Candidate, candidate_id)
+    if candidate is None:
+        raise NoBooking("no such candidate")
+    booking = await active_booking(session, candidate.id, for_update=True)
+    if booking is None:
+        raise NoBooking("there is no interview booked to change")
+    if is_locked(booking.start_at, now, policy):
+        raise Locked(
+            "changes close "
+            f"{policy.change_lock_hours} hours before the interview; only the training "
+            "organisation can move or cancel it now"
+        )
+    return candidate, booking
+
+
+async def reschedule(
+    db: Database,
+    *,
+    candidate_id: uuid.UUID,
+    start: datetime,
+    policy: Policy,
+    now: datetime,
+    effects: Effects | None = None,
+) -> tuple[Booking, Candidate]:
+    """Move the candidate's booking to `start`, keeping its room, links and UID.
+
+    One transaction: the new time is secured before the old one is released, so a failed
+    reschedule leaves the old booking exactly as it was.
+    """
+    try:
+        async with db.write() as session:
+            candidate, booking = await _candidate_booking(session, candidate_id, policy, now)
+            evaluator_id = await _free_evaluator(
+                db,
+                session,
+                organisation_id=candidate.organisation_id,
+                language=candidate.language,
+                start=start,
+                policy=policy,
+                now=now,
+                deadline=candidate.book_by,
+                exclude=booking.id,
+            )
+            before = history.snapshot(booking)
+            previous_start, previous_evaluator = booking.start_at, booking.evaluator_id
+            _place(booking, start, evaluator_id, policy)
+            booking.sequence += 1
+            booking.updated_at = now
+            booking.status = "locked" if is_locked(start, now, policy) else "confirmed"
+            await session.flush()
+            await history.record(
+                session,
+                booking,
+                actor=Actor("candidate", candidate.name),
+                action="rescheduled",
+                now=now,
+                before=before,
+            )
+            if effects is not None:
+                await effects.moved(
+                    session,
+                    booking,
+                    candidate,
+                    previous_start=previous_start,
+                    previous_evaluator_id=previous_evaluator,
+                    reason=None,
+                    now=now,
+                )
+            return booking, candidate
+    except IntegrityError as exc:
+        raise _integrity(exc) from exc
+
+
+async def _cancel(
+    session: AsyncSession,
+    booking: Booking,
+    candidate: Candidate,
+    *,
+    actor: Actor,
+    action: str,
+    reason: str | None,
+    now: datetime,
+    effects: Effects | None,
+) -> None:
+    before = history.snapshot(booking)
+    booking.status = "cancelled"
+    booking.sequence += 1
+    booking.updated_at = now
+    booking.cancel_reason = reason
+    booking.room_nonce = new_nonce()  # revokes both room links
+    await session.flush()
+    await history.record(
+        session, booking, actor=actor, action=action, now=now, before=before, reason=reason
+    )
+    if effects is not None:
+        await effects.cancelled(session, booking, candidate, reason=reason, now=now)
+
+
+async def cancel(
+    db: Database,
+    *,
+    candidate_id: uuid.UUID,
+    policy: Policy,
+    now: datetime,
+    effects: Effects | None = None,
+) -> tuple[Booking, Candidate]:
+    """The candidate cancels; they may book again while their deadline allows."""
+    async with db.write() as session:
+        candidate, booking = await _candidate_booking(session, candidate_id, policy, now)
+        await _cancel(
+            session,
+            booking,
+            candidate,
+            actor=Actor("candidate", candidate.name),
+            action="cancelled",
+            reason=None,
+            now=now,
+            effects=effects,
+        )
+        return booking, candidate
+
+
+async def force_majeure(
+    db: Database,
+    *,
+    organisation_id: uuid.UUID,
+    booking_id: uuid.UUID,
+    action: str,
+    reason: str,
+    actor: Actor,
+    policy: Policy,
+    now: datetime,
+    start: datetime | None = None,
+    evaluator_id: uuid.UUID | None = None,
+    effects: Effects | None = None,
+) -> Booking:
+    """The organisation moves or cancels a booking, inside the lock or not, with a reason.
+
+    Allowed until the interview ends. A move never double-books anyone: a named evaluator
+    must examine the candidate's language and be free then (the organisation may go outside
+    their published hours); without one, the current evaluator keeps it if free, else Viva
+    picks a qualified evaluator whose availability covers the new time.
+    """
+    try:
+        async with db.write() as session:
+            booking = await session.get(Booking, booking_id, with_for_update=not db.sqlite)
+            if booking is None or booking.organisation_id != organisation_id:
+                raise NotFound("no such booking")
+            if booking.status not in ACTIVE_STATUSES:
+                raise Conflict(f"this booking is {booking.status}; there is nothing to change")
+            if now >= booking.end_at:
+                raise Conflict("this interview has already ended")
+            candidate = await session.get(Candidate, booking.candidate_id)
+            assert candidate is not None  # foreign key
+            if action == "cancel":
+                await _cancel(
+                    session,
+                    booking,
+                    candidate,
+                    actor=actor,
+                    action="force_majeure_cancel",
+                    reason=reason,
+                    now=now,
+                    effects=effects,
+                )
+                return booking
+            assert start is not None  # the request model requires it for a move
+            target = await _force_target(
+                db, session, booking, candidate, start, evaluator_id, policy, now
+            )
+            before = history.snapshot(booking)
+            previous_start, previous_evaluator = booking.start_at, booking.evaluator_id
+            _place(booking, start, target, policy)
+            booking.sequence += 1
+            booking.updated_at = now
+            booking.status = "locked" if is_locked(start, now, policy) else "confirmed"
+            await session.flush()
+            await history.record(
+                session,
+                booking,
+                actor=actor,
+                action="force_majeure_move",
+                now=now,
+                before=before,
+                reason=reason,
+            )
+            if effects is not None:
+                await effects.moved(
+                    session,
+                    booking,
+                    candidate,
+                    previous_start=previous_start,
+                    previous_evaluator_id=previous_evaluator,
+                    reason=reason,
+                    now=now,
+                )
+            return booking
+    except IntegrityError as exc:
+        raise SlotTaken("that evaluator is not free then") from exc
+
+
+async def _force_target(
+    db: Database,
+    session: AsyncSession,
+    booking: Booking,
+    candidate: Candidate,
+    start: datetime,
+    evaluator_id: uuid.UUID | None,
+    policy: Policy,
+    now: datetime,
+) -> uuid.UUID:
+    if start < now:
+        raise ValidationFailed([FieldError("start", "must be in the future")])
+    # The organisation decides: no minimum notice, no horizon, no candidate deadline.
+    unbounded = replace(policy, min_notice_hours=0, booking_horizon_days=3650)
+    wanted = evaluator_id or booking.evaluator_id
+    evaluator = await session.get(Evaluator, wanted)
+    if (
+        evaluator is None
+        or evaluator.organisation_id != booking.organisation_id
+        or evaluator.deleted_at is not None
+    ):
+        raise ValidationFailed([FieldError("evaluator_id", "no such evaluator")])
+    if candidate.language not in evaluator.languages:
+        raise ValidationFailed(
+            [FieldError("evaluator_id", f"this evaluator does not examine {candidate.language}")]
+        )
+    if not db.sqlite:
+        await _lock_evaluator(session, wanted)
+    busy = await busy_intervals(
+        session,
+        [wanted],
+        start - timedelta(days=1),
+        start + timedelta(days=1),
+        timedelta(0),
+        booking.id,
+    )
+    end = start + policy.interview
+    clear = all(
+        not (start < b_end + policy.buffer and b_start < end + policy.buffer)
+        for b_start, b_end in busy.get(wanted, [])
+    )
+    if clear:
+        return wanted
+    if evaluator_id is not None:
+        raise SlotTaken("that evaluator is not free then")
+    return await _free_evaluator(
+        db,
+        session,
+        organisation_id=booking.organisation_id,
+        language=candidate.language,
+        start=start,
+        policy=unbounded,
+        now=now,
+        deadline=None,
+        exclude=booking.id,
+    )

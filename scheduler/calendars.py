@@ -75,8 +75,12 @@ async def busy_intervals(
     start: datetime,
     end: datetime,
     margin: timedelta = _MARGIN,
+    exclude: uuid.UUID | None = None,
 ) -> dict[uuid.UUID, list[tuple[datetime, datetime]]]:
-    """Active bookings per evaluator overlapping [start - margin, end + margin), by start."""
+    """Active bookings per evaluator overlapping [start - margin, end + margin), by start.
+
+    `exclude` leaves out one booking: the one being moved, which must not block itself.
+    """
     ids = list(evaluator_ids)
     busy: dict[uuid.UUID, list[tuple[datetime, datetime]]] = defaultdict(list)
     if not ids:
@@ -92,6 +96,7 @@ async def busy_intervals(
             Booking.status.in_(ACTIVE_STATUSES),
             Booking.start_at < end + margin,
             Booking.end_at > start - margin,
+            *([Booking.id != exclude] if exclude is not None else []),
         )
         .order_by(Booking.start_at)
     )
@@ -122,7 +127,8 @@ async def load_calendars(
     start: datetime,
     end: datetime,
     margin: timedelta = _MARGIN,
+    exclude: uuid.UUID | None = None,
 ) -> list[EvaluatorCalendar]:
     evaluators = await qualified_evaluators(session, organisation_id, language)
-    busy = await busy_intervals(session, (e[0] for e in evaluators), start, end, margin)
+    busy = await busy_intervals(session, (e[0] for e in evaluators), start, end, margin, exclude)
     return [calendar_of(eid, tz, av, busy.get(eid, [])) for eid, tz, av in evaluators]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mailer.settings import SmtpSettings
 from scheduler.policy import Policy
@@ -54,11 +54,45 @@ class PolicySettings(_Section):
         return Policy(**self.model_dump())
 
 
+class ReminderSettings(_Section):
+    """When Viva reminds people of an interview, and how its timers are kept (scheduler.timers)."""
+
+    hours_before: list[int] = [48, 1]
+    sweep_seconds: float = Field(30.0, ge=1, le=3600)
+    lookahead_minutes: int = Field(10, ge=1, le=24 * 60)
+
+    @field_validator("hours_before", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        # VIVA_REMINDERS_HOURS_BEFORE="48,1" (the environment only carries strings).
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("hours_before")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if any(hours < 1 or hours > 24 * 60 for hours in value):
+            raise ValueError("each reminder is 1 to 1440 hours before the start")
+        if len(set(value)) != len(value):
+            raise ValueError("the same reminder is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _lookahead_covers_sweeps(self) -> ReminderSettings:
+        # A timer gets its in-memory job at a sweep; the look-ahead must reach past the next
+        # sweeps, or timers would wait for a sweep instead of firing on time.
+        if self.lookahead_minutes * 60 < 2 * self.sweep_seconds:
+            raise ValueError("lookahead_minutes must cover at least two sweeps")
+        return self
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     policy: PolicySettings = PolicySettings()
     smtp: SmtpSettings = SmtpSettings()
+    reminders: ReminderSettings = ReminderSettings()
 
     @property
     def data_path(self) -> Path:

@@ -57,3 +57,16 @@ class AlreadyBooked(Conflict):
 
 class DeadlinePassed(Conflict):
     title = "Booking deadline passed"
+
+
+class Forbidden(VivaError):
+    status = 403
+    title = "Forbidden"
+
+
+class Locked(Forbidden):
+    title = "Changes are closed"
+
+
+class NoBooking(Conflict):
+    title = "No active booking"

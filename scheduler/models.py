@@ -120,8 +120,10 @@ class BookingEvent(Base):
 
     __tablename__ = "booking_events"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), index=True)
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"))
     organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    # 1, 2, 3... within the booking: the order of events even when the clock stands still.
+    position: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
     # "candidate", "organisation" (an API key, named in actor_name) or "system" (timers).
     actor: Mapped[str] = mapped_column(String(16))
@@ -130,6 +132,8 @@ class BookingEvent(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("uq_booking_events_position", "booking_id", "position", unique=True),)
 
 
 class Timer(Base):

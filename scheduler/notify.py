@@ -1,18 +1,20 @@
 """Who is told what when a booking changes: builds the messages and puts them in the outbox.
 
-Called inside the booking's own transaction, so a booking never exists without its
+Called inside the change's own transaction, so a booking never exists without its
 messages, nor messages without their booking.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import jinja2
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer import compose
+from mailer.message import MailContent
 from mailer.outbox import enqueue_content
 from mailer.settings import SmtpSettings
 from scheduler.i18n import Catalogs
@@ -29,57 +31,156 @@ class Notifier:
     policy: Policy
     smtp: SmtpSettings
 
-    def _mails(
-        self, booking: Booking, candidate: Candidate, evaluator: Evaluator, org: Organisation
-    ) -> list[tuple[str, compose.BookingMail]]:
-        organisation = compose.Organisation(org.name, org.contact_email, org.contact_phone)
-        common = dict(
+    async def _org(self, session: AsyncSession, booking: Booking) -> compose.Organisation:
+        org = await session.get(Organisation, booking.organisation_id)
+        assert org is not None  # foreign key
+        return compose.Organisation(org.name, org.contact_email, org.contact_phone)
+
+    async def _evaluator(self, session: AsyncSession, evaluator_id: uuid.UUID) -> Evaluator:
+        evaluator = await session.get(Evaluator, evaluator_id)
+        assert evaluator is not None  # foreign key
+        return evaluator
+
+    def _for_candidate(
+        self, booking: Booking, candidate: Candidate, org: compose.Organisation
+    ) -> compose.BookingMail:
+        return compose.BookingMail(
             booking_id=booking.id,
             sequence=booking.sequence,
             start=booking.start_at,
             end=booking.end_at,
             exam_language=candidate.language,
             candidate_name=candidate.name,
-            organisation=organisation,
+            organisation=org,
+            reader=compose.Reader(candidate.name, candidate.email, candidate.timezone),
+            role="candidate",
+            room_url=self.links.room_url(booking, "candidate"),
+            manage_url=self.links.candidate_url(candidate),
+            manage_until=lock_time(booking.start_at, self.policy),
         )
-        return [
-            (
-                candidate.locale,
-                compose.BookingMail(
-                    **common,
-                    reader=compose.Reader(candidate.name, candidate.email, candidate.timezone),
-                    role="candidate",
-                    room_url=self.links.room_url(booking, "candidate"),
-                    manage_url=self.links.candidate_url(candidate),
-                    manage_until=lock_time(booking.start_at, self.policy),
-                ),
-            ),
-            (
-                evaluator.locale,
-                compose.BookingMail(
-                    **common,
-                    reader=compose.Reader(evaluator.name, evaluator.email, evaluator.timezone),
-                    role="evaluator",
-                    room_url=self.links.room_url(booking, "evaluator"),
-                ),
-            ),
-        ]
+
+    def _for_evaluator(
+        self,
+        booking: Booking,
+        candidate: Candidate,
+        evaluator: Evaluator,
+        org: compose.Organisation,
+    ) -> compose.BookingMail:
+        return compose.BookingMail(
+            booking_id=booking.id,
+            sequence=booking.sequence,
+            start=booking.start_at,
+            end=booking.end_at,
+            exam_language=candidate.language,
+            candidate_name=candidate.name,
+            organisation=org,
+            reader=compose.Reader(evaluator.name, evaluator.email, evaluator.timezone),
+            role="evaluator",
+            room_url=self.links.room_url(booking, "evaluator"),
+        )
+
+    async def _send(
+        self, session: AsyncSession, booking: Booking, content: MailContent, now: datetime
+    ) -> None:
+        await enqueue_content(
+            session,
+            content=content,
+            settings=self.smtp,
+            organisation_id=booking.organisation_id,
+            booking_id=booking.id,
+            now=now,
+        )
 
     async def booking_confirmed(
         self, session: AsyncSession, booking: Booking, candidate: Candidate, now: datetime
     ) -> None:
-        evaluator = await session.get(Evaluator, booking.evaluator_id)
-        org = await session.get(Organisation, booking.organisation_id)
-        assert evaluator is not None and org is not None  # foreign keys guarantee both
-        for locale, mail in self._mails(booking, candidate, evaluator, org):
+        org = await self._org(session, booking)
+        evaluator = await self._evaluator(session, booking.evaluator_id)
+        for locale, mail in (
+            (candidate.locale, self._for_candidate(booking, candidate, org)),
+            (evaluator.locale, self._for_evaluator(booking, candidate, evaluator, org)),
+        ):
             content = compose.booking_confirmed(
                 self.env, self.catalogs.get(locale), locale, mail, now=now
             )
-            await enqueue_content(
-                session,
-                content=content,
-                settings=self.smtp,
-                organisation_id=booking.organisation_id,
-                booking_id=booking.id,
+            await self._send(session, booking, content, now)
+
+    async def booking_moved(
+        self,
+        session: AsyncSession,
+        booking: Booking,
+        candidate: Candidate,
+        *,
+        previous_start: datetime,
+        previous_evaluator_id: uuid.UUID,
+        reason: str | None,
+        now: datetime,
+    ) -> None:
+        """Same UID, higher SEQUENCE. A new evaluator gets a fresh invitation and the
+        previous one a cancellation of the time they had."""
+        org = await self._org(session, booking)
+        evaluator = await self._evaluator(session, booking.evaluator_id)
+        t = self.catalogs.get
+        mail = self._for_candidate(booking, candidate, org)
+        await self._send(
+            session,
+            booking,
+            compose.booking_updated(
+                self.env,
+                t(candidate.locale),
+                candidate.locale,
+                mail,
                 now=now,
+                previous_start=previous_start,
+                reason=reason,
+            ),
+            now,
+        )
+        mail = self._for_evaluator(booking, candidate, evaluator, org)
+        if previous_evaluator_id == booking.evaluator_id:
+            content = compose.booking_updated(
+                self.env,
+                t(evaluator.locale),
+                evaluator.locale,
+                mail,
+                now=now,
+                previous_start=previous_start,
+                reason=reason,
             )
+            await self._send(session, booking, content, now)
+            return
+        content = compose.booking_confirmed(
+            self.env, t(evaluator.locale), evaluator.locale, mail, now=now
+        )
+        await self._send(session, booking, content, now)
+        previous = await self._evaluator(session, previous_evaluator_id)
+        duration = booking.end_at - booking.start_at
+        old = replace(
+            self._for_evaluator(booking, candidate, previous, org),
+            start=previous_start,
+            end=previous_start + duration,
+        )
+        content = compose.booking_cancelled(
+            self.env, t(previous.locale), previous.locale, old, now=now, reason=reason
+        )
+        await self._send(session, booking, content, now)
+
+    async def booking_cancelled(
+        self,
+        session: AsyncSession,
+        booking: Booking,
+        candidate: Candidate,
+        *,
+        reason: str | None,
+        now: datetime,
+    ) -> None:
+        org = await self._org(session, booking)
+        evaluator = await self._evaluator(session, booking.evaluator_id)
+        for locale, mail in (
+            (candidate.locale, self._for_candidate(booking, candidate, org)),
+            (evaluator.locale, self._for_evaluator(booking, candidate, evaluator, org)),
+        ):
+            content = compose.booking_cancelled(
+                self.env, self.catalogs.get(locale), locale, mail, now=now, reason=reason
+            )
+            await self._send(session, booking, content, now)

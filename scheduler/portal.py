@@ -16,9 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import keys
 from scheduler.api import day_range, json_body, parse
-from scheduler.bookings import SlotView, active_booking, book, booking_closed, candidate_slots
+from scheduler.bookings import (
+    SlotView,
+    active_booking,
+    book,
+    booking_closed,
+    cancel,
+    candidate_slots,
+    reschedule,
+)
+from scheduler.effects import committed
 from scheduler.errors import NotFound, SlotTaken
-from scheduler.models import Booking, Candidate
+from scheduler.models import ACTIVE_STATUSES, Booking, Candidate
+from scheduler.policy import lock_time
 from scheduler.schemas import BookingIn, CandidateSlotsQuery
 
 DEFAULT_DAYS = 7
@@ -84,33 +94,62 @@ async def make_booking(
     request: web.Request, candidate: Candidate, start: datetime
 ) -> tuple[Booking, Candidate]:
     app = request.app
-    now = app[keys.CLOCK].now()
-
-    async def notify(session: AsyncSession, booking: Booking, candidate: Candidate) -> None:
-        await app[keys.NOTIFIER].booking_confirmed(session, booking, candidate, now)
-
-    result = await book(
+    booking, candidate = await book(
         app[keys.DB],
         candidate_id=candidate.id,
         start=start.astimezone(UTC),
         policy=app[keys.POLICY],
-        now=now,
-        after=notify,
+        now=app[keys.CLOCK].now(),
+        effects=app[keys.EFFECTS],
     )
-    app[keys.MAIL].wake()  # committed: let the messages leave now
-    return result
+    await committed(app, [booking.id])
+    return booking, candidate
+
+
+async def change_booking(
+    request: web.Request, candidate: Candidate, start: datetime
+) -> tuple[Booking, Candidate]:
+    app = request.app
+    booking, candidate = await reschedule(
+        app[keys.DB],
+        candidate_id=candidate.id,
+        start=start.astimezone(UTC),
+        policy=app[keys.POLICY],
+        now=app[keys.CLOCK].now(),
+        effects=app[keys.EFFECTS],
+    )
+    await committed(app, [booking.id])
+    return booking, candidate
+
+
+async def cancel_booking(request: web.Request, candidate: Candidate) -> Booking:
+    app = request.app
+    booking, _ = await cancel(
+        app[keys.DB],
+        candidate_id=candidate.id,
+        policy=app[keys.POLICY],
+        now=app[keys.CLOCK].now(),
+        effects=app[keys.EFFECTS],
+    )
+    await committed(app, [booking.id])
+    return booking
 
 
 def booking_json(request: web.Request, booking: Booking, tz: str) -> dict[str, Any]:
     zone = ZoneInfo(tz)
     links = request.app[keys.LINKS]
+    active = booking.status in ACTIVE_STATUSES
     return {
         "id": str(booking.id),
         "start": booking.start_at.astimezone(zone).isoformat(),
         "end": booking.end_at.astimezone(zone).isoformat(),
         "timezone": tz,
         "status": booking.status,
-        "room": links.room_url(booking, "candidate"),
+        # From this instant only the organisation can move or cancel it.
+        "changes_close_at": lock_time(booking.start_at, request.app[keys.POLICY])
+        .astimezone(zone)
+        .isoformat(),
+        "room": links.room_url(booking, "candidate") if active else None,
     }
 
 
@@ -130,6 +169,18 @@ async def get_slots(request: web.Request) -> web.Response:
     return web.json_response(slots_json(slots, tz))
 
 
+async def _with_fresh_slots(
+    request: web.Request, candidate: Candidate, start: datetime, exc: SlotTaken
+) -> SlotTaken:
+    """The same error, carrying the slots free now, so the client can offer another time."""
+    zone = ZoneInfo(candidate.timezone)
+    day = start.astimezone(zone).date()
+    lo, hi = day_range(day, day + timedelta(days=DEFAULT_DAYS - 1), zone)
+    async with request.app[keys.DB].read() as session:
+        fresh = await slots_between(request, session, candidate, lo, hi)
+    return SlotTaken(exc.detail, **slots_json(fresh, candidate.timezone))
+
+
 async def post_booking(request: web.Request) -> web.Response:
     body: BookingIn = parse(BookingIn, await json_body(request))
     async with request.app[keys.DB].read() as session:
@@ -137,16 +188,31 @@ async def post_booking(request: web.Request) -> web.Response:
     try:
         booking, candidate = await make_booking(request, candidate, body.start)
     except SlotTaken as exc:
-        # Answer with the slots that are free now, so the client can offer another time.
-        zone = ZoneInfo(candidate.timezone)
-        day = body.start.astimezone(zone).date()
-        lo, hi = day_range(day, day + timedelta(days=DEFAULT_DAYS - 1), zone)
-        async with request.app[keys.DB].read() as session:
-            fresh = await slots_between(request, session, candidate, lo, hi)
-        raise SlotTaken(exc.detail, **slots_json(fresh, candidate.timezone)) from exc
+        raise await _with_fresh_slots(request, candidate, body.start, exc) from exc
     return web.json_response(booking_json(request, booking, candidate.timezone), status=201)
+
+
+async def put_booking(request: web.Request) -> web.Response:
+    """Reschedule: 200 with the moved booking, 409 with fresh slots, 403 inside the lock."""
+    body: BookingIn = parse(BookingIn, await json_body(request))
+    async with request.app[keys.DB].read() as session:
+        candidate = await resolve(request, session)
+    try:
+        booking, candidate = await change_booking(request, candidate, body.start)
+    except SlotTaken as exc:
+        raise await _with_fresh_slots(request, candidate, body.start, exc) from exc
+    return web.json_response(booking_json(request, booking, candidate.timezone))
+
+
+async def delete_booking(request: web.Request) -> web.Response:
+    async with request.app[keys.DB].read() as session:
+        candidate = await resolve(request, session)
+    booking = await cancel_booking(request, candidate)
+    return web.json_response(booking_json(request, booking, candidate.timezone))
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/c/{token}/slots", get_slots)
     app.router.add_post("/c/{token}/booking", post_booking)
+    app.router.add_put("/c/{token}/booking", put_booking)
+    app.router.add_delete("/c/{token}/booking", delete_booking)

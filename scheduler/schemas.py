@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
@@ -253,3 +253,41 @@ class EvaluatorList(BaseModel):
 
 class CandidateList(BaseModel):
     candidates: list[CandidateOut]
+
+
+class ForceMajeureIn(_In):
+    action: Literal["move", "cancel"]
+    start: datetime | None = Field(
+        None, description="The new start (ISO-8601 with an offset); required to move."
+    )
+    evaluator_id: uuid.UUID | None = Field(
+        None,
+        description="Who examines at the new time; default: the current evaluator if "
+        "free, else Viva picks a qualified free one.",
+    )
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
+    ] = Field(description="Why; kept in the booking's history and told to the people concerned.")
+
+    @model_validator(mode="after")
+    def _move_needs_start(self) -> ForceMajeureIn:
+        if self.action == "move":
+            if self.start is None:
+                raise ValueError("start is required to move a booking")
+            if self.start.tzinfo is None:
+                raise ValueError("start needs a UTC offset (e.g. +01:00 or Z)")
+        return self
+
+
+class EventOut(_Out):
+    at: datetime
+    actor: Literal["candidate", "organisation", "system"]
+    actor_name: str
+    action: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str | None
+
+
+class HistoryOut(BaseModel):
+    events: list[EventOut]

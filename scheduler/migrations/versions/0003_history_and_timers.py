@@ -22,6 +22,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('booking_id', sa.Uuid(), nullable=False),
     sa.Column('organisation_id', sa.Uuid(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
     sa.Column('at', mailer.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('actor', sa.String(length=16), nullable=False),
     sa.Column('actor_name', sa.String(length=200), nullable=False),
@@ -34,7 +35,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_booking_events'))
     )
     with op.batch_alter_table('booking_events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_booking_events_booking_id'), ['booking_id'], unique=False)
+        batch_op.create_index('uq_booking_events_position', ['booking_id', 'position'], unique=True)
 
     op.create_table('timers',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -64,7 +65,7 @@ def downgrade() -> None:
 
     op.drop_table('timers')
     with op.batch_alter_table('booking_events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_booking_events_booking_id'))
+        batch_op.drop_index('uq_booking_events_position')
 
     op.drop_table('booking_events')
     # ### end Alembic commands ###
