@@ -104,6 +104,9 @@ class Booking(Base):
     __table_args__ = (
         Index("ix_bookings_evaluator_start", "evaluator_id", "start_at"),
         Index("ix_bookings_org_start", "organisation_id", "start_at"),
+        # The partial unique index below cannot serve queries whose statuses are bound
+        # parameters (SQLite matches partial indexes only on literal WHERE clauses).
+        Index("ix_bookings_candidate", "candidate_id"),
         # One active booking per candidate, whatever the concurrency.
         Index(
             "uq_bookings_active_candidate",

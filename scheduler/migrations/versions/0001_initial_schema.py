@@ -96,6 +96,7 @@ def upgrade() -> None:
     with op.batch_alter_table('bookings', schema=None) as batch_op:
         batch_op.create_index('ix_bookings_evaluator_start', ['evaluator_id', 'start_at'], unique=False)
         batch_op.create_index('ix_bookings_org_start', ['organisation_id', 'start_at'], unique=False)
+        batch_op.create_index('ix_bookings_candidate', ['candidate_id'], unique=False)
         batch_op.create_index('uq_bookings_active_candidate', ['candidate_id'], unique=True, sqlite_where=sa.text("status IN ('confirmed', 'locked')"), postgresql_where=sa.text("status IN ('confirmed', 'locked')"))
 
     # ### end Alembic commands ###
@@ -132,6 +133,7 @@ def downgrade() -> None:
     with op.batch_alter_table('bookings', schema=None) as batch_op:
         batch_op.drop_index('uq_bookings_active_candidate', sqlite_where=sa.text("status IN ('confirmed', 'locked')"), postgresql_where=sa.text("status IN ('confirmed', 'locked')"))
         batch_op.drop_index('ix_bookings_org_start')
+        batch_op.drop_index('ix_bookings_candidate')
         batch_op.drop_index('ix_bookings_evaluator_start')
 
     op.drop_table('bookings')
