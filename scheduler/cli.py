@@ -52,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.server.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter is not news
     asyncio.run(_migrate(settings))
     app = create_app(settings)
     print(f"Viva serving on {settings.server.base_url}", flush=True)
