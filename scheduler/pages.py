@@ -4,6 +4,12 @@ The candidate books in two steps, as the CLOE guide describes: pick a green slot
 then confirm it (a plain form). Both are ordinary HTML so that any browser, a screen reader or
 a phone with JavaScript off can book; viva.js only *offers* the browser's time zone.
 
+Until the lock (change_lock_hours before the start) the booked page offers the same two steps to
+move the interview (the calendar with `?change=1`, then a confirm step posting to /reschedule)
+and a confirm step to cancel it (posting to /cancel). The lock is decided again on every request,
+whatever the page showed: inside it the answer is a 403 page explaining the lock, with the
+organisation's contact for force majeure.
+
 Every user-facing sentence lives in the templates (so the i18n test can prove each one has a
 French translation); this module only decides which page to show and builds the view data.
 """
@@ -14,7 +20,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
@@ -25,17 +31,34 @@ from babel.dates import format_date, format_interval, get_day_names
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import keys, portal
-from scheduler.bookings import SlotView
-from scheduler.errors import AlreadyBooked, DeadlinePassed, SlotTaken, VivaError
+from scheduler.bookings import SlotView, active_booking
+from scheduler.calendars import load_calendars
+from scheduler.errors import (
+    AlreadyBooked,
+    DeadlinePassed,
+    Locked,
+    NoBooking,
+    SlotTaken,
+    VivaError,
+)
 from scheduler.i18n import LOCALES, first_weekday, long_datetime, negotiate, zone_name
-from scheduler.models import Candidate, Organisation
+from scheduler.models import Booking, Candidate, Organisation
+from scheduler.policy import Policy, is_locked, lock_time
 from scheduler.problems import is_json_path
+from scheduler.slots import find_slots
 
 log = logging.getLogger("viva.pages")
 
 PAGE = "candidate.page"
 CONFIRM = "candidate.confirm"
 BOOK = "candidate.book"
+RESCHEDULE = "candidate.reschedule"
+CANCEL = "candidate.cancel"
+
+# One-shot notices after a form's 303, named by the query flag that asks for them.
+FLASH_BOOKED = "booked"
+FLASH_CHANGED = "changed"
+FLASH_CANCELLED = "cancelled"
 
 _ZONES = frozenset(available_timezones()) | {"UTC"}
 # Offered in the time-zone menu besides the reader's current zone: where CLOE candidates
@@ -217,7 +240,8 @@ def zone_options(current: str, locale: str, now: datetime) -> list[ZoneOption]:
 class SlotLink:
     start: datetime
     end: datetime
-    url: str
+    url: str | None  # None for the booking being changed: shown in place, not offered
+    current: bool = False
 
 
 @dataclass(frozen=True)
@@ -327,9 +351,17 @@ def month_view(
 
 
 def calendar_context(
-    request: web.Request, reader: Reader, slots: list[SlotView], now: datetime
+    request: web.Request,
+    reader: Reader,
+    slots: list[SlotView],
+    now: datetime,
+    current: Booking | None = None,
 ) -> dict[str, Any]:
-    """The week around `?week=` (or today) and its month, from one list of slots."""
+    """The week around `?week=` (or today) and its month, from one list of slots.
+
+    When changing a booking, `current` is that booking: its time appears in its day, marked as
+    the current one, among the slots it could move to (which never include it).
+    """
     zone = ZoneInfo(reader.tz)
     today = now.astimezone(zone).date()
     last_day = (now + request.app[keys.POLICY].horizon).astimezone(zone).date()
@@ -345,6 +377,11 @@ def calendar_context(
                 slot.start, slot.end, _link(request, CONFIRM, reader, start=iso_utc(slot.start))
             )
         )
+    counts = {day: len(links) for day, links in by_day.items()}
+    if current is not None:
+        current_day = by_day[current.start_at.astimezone(zone).date()]
+        current_day.append(SlotLink(current.start_at, current.end_at, None, current=True))
+        current_day.sort(key=lambda link: link.start)
     days = [
         DayView(
             day,
@@ -354,9 +391,10 @@ def calendar_context(
         )
         for day in (start + timedelta(days=i) for i in range(7))
     ]
+    week_slots = sum(1 for d in days for s in d.slots if not s.current)
     # When the week shown is empty, point at the nearest week that is not.
     nearest = None
-    if not any(d.slots for d in days) and slots:
+    if not week_slots and slots:
         later = [s for s in slots if s.start.astimezone(zone).date() >= end]
         pick = later[0] if later else slots[-1]
         nearest = {
@@ -365,13 +403,12 @@ def calendar_context(
                 request, PAGE, reader, week=pick.start.astimezone(zone).date().isoformat()
             ),
         }
-    counts = {day: len(links) for day, links in by_day.items()}
     return {
         "week_label": format_interval(
             start, end - timedelta(days=1), "yMMMd", locale=reader.locale
         ),
         "days": days,
-        "week_slots": sum(len(d.slots) for d in days),
+        "week_slots": week_slots,
         "nearest": nearest,
         "prev_week_url": _link(request, PAGE, reader, week=(start - timedelta(days=7)).isoformat())
         if start > today
@@ -439,25 +476,124 @@ async def _organisation(session: AsyncSession, candidate: Candidate) -> Organisa
     return await session.get(Organisation, candidate.organisation_id)
 
 
+def _locked(booking: Booking, now: datetime, policy: Policy) -> bool:
+    """Inside the lock, by the clock; a stored "locked" status counts too, never the reverse."""
+    return booking.status == "locked" or is_locked(booking.start_at, now, policy)
+
+
+def _changing(reader: Reader) -> Reader:
+    """The reader, with change mode carried by every calendar and confirm link."""
+    return replace(reader, carry={**reader.carry, "change": "1"})
+
+
+def _minutes(start: datetime, end: datetime) -> int:
+    return round((end - start).total_seconds() / 60)
+
+
+async def _change_slots(
+    request: web.Request,
+    session: AsyncSession,
+    candidate: Candidate,
+    booking: Booking,
+    lo: datetime,
+    hi: datetime,
+) -> list[SlotView]:
+    """The times the booking could move to: the slot engine with the booking itself set aside
+    (as the reschedule transaction does), so its neighbouring times are offered too; its own
+    time is left out, since moving there would change nothing."""
+    app = request.app
+    calendars = await load_calendars(
+        session, candidate.organisation_id, candidate.language, lo, hi, exclude=booking.id
+    )
+    found = find_slots(
+        calendars, app[keys.POLICY], app[keys.CLOCK].now(), lo, hi, candidate.book_by
+    )
+    return [SlotView(s.start, s.end) for s in found if s.start != booking.start_at]
+
+
+def locked_page(
+    request: web.Request,
+    reader: Reader,
+    org: Organisation | None,
+    booking: Booking | None,
+) -> web.Response:
+    """403: changes are closed; only the organisation can still act, for force majeure."""
+    policy = request.app[keys.POLICY]
+    return error_page(
+        request,
+        403,
+        "locked",
+        reader,
+        org=org,
+        calendar_url=_link(request, PAGE, reader),
+        lock_hours=policy.change_lock_hours,
+        lock_at=lock_time(booking.start_at, policy) if booking is not None else None,
+    )
+
+
+def slot_taken_page(
+    request: web.Request,
+    reader: Reader,
+    org: Organisation | None,
+    start: datetime,
+    booking: Booking | None,
+) -> web.Response:
+    """409 while changing: the chosen time went; the booking stays where it was."""
+    week = start.astimezone(ZoneInfo(reader.tz)).date().isoformat()
+    return error_page(
+        request,
+        409,
+        "slot_taken_change",
+        reader,
+        org=org,
+        calendar_url=_link(request, PAGE, _changing(reader), week=week),
+        page_url=_link(request, PAGE, reader),
+        current=booking,
+    )
+
+
 # --- handlers ----------------------------------------------------------------------------
 
 
 async def candidate_page(request: web.Request) -> web.Response:
     app = request.app
     now = app[keys.CLOCK].now()
+    policy = app[keys.POLICY]
     async with app[keys.DB].read() as session:
         state = await portal.state(request, session)
         candidate = state.candidate
         reader = read_choices(request.query, candidate.locale, candidate.timezone)
         org = await _organisation(session, candidate)
+        booking = state.booking
+        flashes = (FLASH_BOOKED, FLASH_CHANGED) if booking else (FLASH_CANCELLED,)
         base = {
             "org": org,
             "candidate": candidate,
             "deadline": deadline(candidate.book_by, reader.tz, reader.locale),
             "notice_tz": reader.rejected_tz,
+            "flash": next((f for f in flashes if request.query.get(f) == "1"), None),
         }
-        if state.booking is not None:
-            booking = state.booking
+        if booking is not None:
+            locked = _locked(booking, now, policy)
+            if request.query.get("change") == "1" and not locked:
+                slots = await _change_slots(
+                    request, session, candidate, booking, now, now + policy.horizon
+                )
+                nav = _changing(reader)
+                return render(
+                    request,
+                    "calendar.html",
+                    reader,
+                    {
+                        **base,
+                        **calendar_context(request, nav, slots, now, current=booking),
+                        "minutes": policy.interview_minutes,
+                        "change": True,
+                        "booking": booking,
+                        "page_url_back": _link(request, PAGE, reader),
+                        "slot_count": len(slots),
+                    },
+                )
             return render(
                 request,
                 "booked.html",
@@ -465,19 +601,20 @@ async def candidate_page(request: web.Request) -> web.Response:
                 {
                     **base,
                     "booking": booking,
-                    "minutes": round((booking.end_at - booking.start_at).total_seconds() / 60),
+                    "minutes": _minutes(booking.start_at, booking.end_at),
                     "room_url": app[keys.LINKS].room_url(booking, "candidate"),
-                    "just_booked": request.query.get("booked") == "1",
-                    "lock_hours": app[keys.POLICY].change_lock_hours,
+                    "locked": locked,
+                    "lock_at": lock_time(booking.start_at, policy),
+                    "lock_hours": policy.change_lock_hours,
+                    "change_url": None if locked else _link(request, PAGE, _changing(reader)),
+                    "cancel_url": None if locked else _link(request, CANCEL, reader),
                 },
             )
         if state.closed:
             return render(request, "unavailable.html", reader, {**base, "reason": "deadline"})
         # One slot search over the whole horizon feeds the week, the month counts and the
         # "nothing available" decision alike.
-        slots = await portal.slots_between(
-            request, session, candidate, now, now + app[keys.POLICY].horizon
-        )
+        slots = await portal.slots_between(request, session, candidate, now, now + policy.horizon)
     if not slots:
         return render(request, "unavailable.html", reader, {**base, "reason": "no_slots"})
     return render(
@@ -487,34 +624,51 @@ async def candidate_page(request: web.Request) -> web.Response:
         {
             **base,
             **calendar_context(request, reader, slots, now),
-            "minutes": app[keys.POLICY].interview_minutes,
+            "minutes": policy.interview_minutes,
+            "change": False,
         },
     )
 
 
 async def confirm_page(request: web.Request) -> web.Response:
+    """The second step, before booking or before moving the booking (`?change=1`)."""
     app = request.app
+    now = app[keys.CLOCK].now()
+    policy = app[keys.POLICY]
     async with app[keys.DB].read() as session:
         state = await portal.state(request, session)
         candidate = state.candidate
+        booking = state.booking
         reader = read_choices(request.query, candidate.locale, candidate.timezone)
-        if state.booking is not None or state.closed:
+        # Changing needs a booking; without one (cancelled in another tab) this is a booking.
+        change = booking is not None and request.query.get("change") == "1"
+        if (booking is not None and not change) or (booking is None and state.closed):
             raise web.HTTPSeeOther(_link(request, PAGE, reader))
         org = await _organisation(session, candidate)
+        if booking is not None and _locked(booking, now, policy):
+            return locked_page(request, reader, org, booking)
+        nav = _changing(reader) if change else reader
         start = parse_start(request.query.get("start"))
-        calendar_url = _link(request, PAGE, reader)
+        calendar_url = _link(request, PAGE, nav)
         if start is None:
             return error_page(
                 request, 400, "bad_request", reader, org=org, calendar_url=calendar_url
             )
+        if booking is not None and start == booking.start_at:
+            raise web.HTTPSeeOther(_link(request, PAGE, reader))  # nothing to change
         day = start.astimezone(ZoneInfo(reader.tz)).date().isoformat()
-        week_url = _link(request, PAGE, reader, week=day)
+        week_url = _link(request, PAGE, nav, week=day)
         # A window of one microsecond: the slot engine answers "is this exact start free".
-        free = await portal.slots_between(
-            request, session, candidate, start, start + timedelta(microseconds=1)
-        )
+        window = (start, start + timedelta(microseconds=1))
+        if booking is not None:
+            free = await _change_slots(request, session, candidate, booking, *window)
+        else:
+            free = await portal.slots_between(request, session, candidate, *window)
     if not free:
+        if booking is not None:
+            return slot_taken_page(request, reader, org, start, booking)
         return error_page(request, 409, "slot_taken", reader, org=org, calendar_url=week_url)
+    action = RESCHEDULE if booking is not None else BOOK
     return render(
         request,
         "confirm.html",
@@ -522,11 +676,16 @@ async def confirm_page(request: web.Request) -> web.Response:
         {
             "org": org,
             "slot": free[0],
+            "current": booking,
             "start_value": iso_utc(start),
-            "minutes": app[keys.POLICY].interview_minutes,
-            "book_url": _link(request, BOOK, Reader(reader.locale, reader.tz)),
+            "minutes": policy.interview_minutes,
+            "action_url": _link(request, action, Reader(reader.locale, reader.tz)),
             "calendar_url": week_url,
+            "page_url": _link(request, PAGE, reader),
             "notice_tz": reader.rejected_tz,
+            # Booking or moving into the lock window closes changes at once: say so first.
+            "lock_warning": is_locked(free[0].start, now, policy),
+            "lock_hours": policy.change_lock_hours,
         },
     )
 
@@ -534,12 +693,16 @@ async def confirm_page(request: web.Request) -> web.Response:
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
+async def _form(request: web.Request) -> Mapping[str, Any]:
+    return await request.post() if request.content_type in _FORM_TYPES else {}
+
+
 async def book_form(request: web.Request) -> web.Response:
     app = request.app
     async with app[keys.DB].read() as session:
         candidate = await portal.resolve(request, session)
         org = await _organisation(session, candidate)
-    form: Mapping[str, Any] = await request.post() if request.content_type in _FORM_TYPES else {}
+    form = await _form(request)
     reader = read_choices(form, candidate.locale, candidate.timezone)
     calendar_url = _link(request, PAGE, reader)
     start = parse_start(form.get("start"))
@@ -557,10 +720,94 @@ async def book_form(request: web.Request) -> web.Response:
         )
     except DeadlinePassed:
         return error_page(request, 409, "deadline", reader, org=org, calendar_url=calendar_url)
-    raise web.HTTPSeeOther(_link(request, PAGE, reader, booked="1"))
+    raise web.HTTPSeeOther(_link(request, PAGE, reader, **{FLASH_BOOKED: "1"}))
 
 
-async def book_get(request: web.Request) -> web.Response:
+async def reschedule_form(request: web.Request) -> web.Response:
+    """Move the booking. The new time is secured before the old one is released (one
+    transaction in scheduler.bookings), so every refusal leaves the booking as it was."""
+    app = request.app
+    async with app[keys.DB].read() as session:
+        candidate = await portal.resolve(request, session)
+        org = await _organisation(session, candidate)
+        booking = await active_booking(session, candidate.id)
+    form = await _form(request)
+    reader = read_choices(form, candidate.locale, candidate.timezone)
+    page_url = _link(request, PAGE, reader)
+    if booking is None:
+        raise web.HTTPSeeOther(page_url)  # nothing to move: the page offers the calendar
+    start = parse_start(form.get("start"))
+    if start is None:
+        calendar_url = _link(request, PAGE, _changing(reader))
+        return error_page(request, 400, "bad_request", reader, org=org, calendar_url=calendar_url)
+    if start == booking.start_at:
+        # Moving to the same time changes nothing, but the lock still answers first.
+        if _locked(booking, app[keys.CLOCK].now(), app[keys.POLICY]):
+            return locked_page(request, reader, org, booking)
+        raise web.HTTPSeeOther(page_url)
+    try:
+        await portal.change_booking(request, candidate, start)
+    except Locked:
+        return locked_page(request, reader, org, booking)
+    except SlotTaken:
+        return slot_taken_page(request, reader, org, start, booking)
+    except NoBooking:
+        raise web.HTTPSeeOther(page_url) from None
+    raise web.HTTPSeeOther(_link(request, PAGE, reader, **{FLASH_CHANGED: "1"}))
+
+
+async def cancel_page(request: web.Request) -> web.Response:
+    """The confirm step before cancelling: restates the time and what cancelling means."""
+    app = request.app
+    now = app[keys.CLOCK].now()
+    async with app[keys.DB].read() as session:
+        state = await portal.state(request, session)
+        candidate = state.candidate
+        booking = state.booking
+        reader = read_choices(request.query, candidate.locale, candidate.timezone)
+        if booking is None:
+            raise web.HTTPSeeOther(_link(request, PAGE, reader))
+        org = await _organisation(session, candidate)
+    if _locked(booking, now, app[keys.POLICY]):
+        return locked_page(request, reader, org, booking)
+    return render(
+        request,
+        "cancel.html",
+        reader,
+        {
+            "org": org,
+            "booking": booking,
+            "minutes": _minutes(booking.start_at, booking.end_at),
+            "deadline": deadline(candidate.book_by, reader.tz, reader.locale),
+            # Whether a new time could still be booked once this one is given up.
+            "can_rebook": not state.closed,
+            "action_url": _link(request, CANCEL, Reader(reader.locale, reader.tz)),
+            "page_url": _link(request, PAGE, reader),
+            "change_url": _link(request, PAGE, _changing(reader)),
+            "notice_tz": reader.rejected_tz,
+        },
+    )
+
+
+async def cancel_form(request: web.Request) -> web.Response:
+    app = request.app
+    async with app[keys.DB].read() as session:
+        candidate = await portal.resolve(request, session)
+        org = await _organisation(session, candidate)
+        booking = await active_booking(session, candidate.id)
+    form = await _form(request)
+    reader = read_choices(form, candidate.locale, candidate.timezone)
+    page_url = _link(request, PAGE, reader)
+    try:
+        await portal.cancel_booking(request, candidate)
+    except Locked:
+        return locked_page(request, reader, org, booking)
+    except NoBooking:
+        raise web.HTTPSeeOther(page_url) from None
+    raise web.HTTPSeeOther(_link(request, PAGE, reader, **{FLASH_CANCELLED: "1"}))
+
+
+async def to_page(request: web.Request) -> web.Response:
     """A reloaded or bookmarked form target: send the reader to their page, not to a 405."""
     raise web.HTTPSeeOther(_link(request, PAGE, read_choices(request.query, "", "UTC")))
 
@@ -602,5 +849,9 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/c/{token}", candidate_page, name=PAGE)
     app.router.add_get("/c/{token}/confirm", confirm_page, name=CONFIRM)
     app.router.add_post("/c/{token}/book", book_form, name=BOOK)
-    app.router.add_get("/c/{token}/book", book_get)
+    app.router.add_get("/c/{token}/book", to_page)
+    app.router.add_post("/c/{token}/reschedule", reschedule_form, name=RESCHEDULE)
+    app.router.add_get("/c/{token}/reschedule", to_page)
+    app.router.add_get("/c/{token}/cancel", cancel_page, name=CANCEL)
+    app.router.add_post("/c/{token}/cancel", cancel_form)
     app[keys.JINJA].globals["static_url"] = functools.partial(static_url, app)

@@ -21,7 +21,9 @@
     }
     var url = new URL(window.location.href);
     url.searchParams.set("tz", zone);
-    url.searchParams.delete("booked");
+    ["booked", "changed", "cancelled"].forEach(function (flag) {
+      url.searchParams.delete(flag);
+    });
     offer.querySelector("[data-tz-name]").textContent = zone;
     offer.querySelector("[data-tz-link]").setAttribute("href", url.pathname + url.search);
     offer.hidden = false;
