@@ -29,7 +29,7 @@ from email.policy import SMTP
 from typing import Protocol
 
 import aiosmtplib
-from sqlalchemy import Select, and_, insert, select, update
+from sqlalchemy import Select, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailer.message import MailContent, message_id_for, validate_address
@@ -284,20 +284,24 @@ class Outbox:
         claimed.sort(key=lambda row: (row.created_at, row.id))
         return claimed
 
-    async def _still_ours(self, row: _Claimed) -> bool:
-        """Renew this row's lease just before sending it, checking nobody took it over.
+    async def _renew(self, rows: Sequence[_Claimed]) -> set[uuid.UUID]:
+        """Extend the lease of these rows in one statement; return the ids still ours.
 
-        `attempts` is the fencing token: a worker that claimed the row after our lease
+        `attempts` is the fencing token: a worker that claimed a row after our lease
         expired has incremented it, and then we must not send (nor record) anything.
         """
+        if not rows:
+            return set()
         now = self._now()
+        ours = or_(*(and_(t.c.id == row.id, t.c.attempts == row.attempts) for row in rows))
         async with self._sessionmaker() as session, session.begin():
             result = await session.execute(
                 update(t)
-                .where(t.c.id == row.id, t.c.status == "sending", t.c.attempts == row.attempts)
+                .where(t.c.status == "sending", ours)
                 .values(next_attempt_at=now + timedelta(seconds=self._settings.lease_seconds))
+                .returning(t.c.id)
             )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+            return set(result.scalars())
 
     async def _finish(self, row: _Claimed, **values: object) -> bool:
         """Record an outcome, unless another worker has taken the row over meanwhile."""
@@ -396,9 +400,18 @@ class Outbox:
             for row in rows:
                 await self._retry_later(row, error)
             return 0
+        # The lease is renewed for the whole rest of the batch whenever less than two send
+        # timeouts of it remain, instead of once per message: while it runs nobody else can
+        # claim these rows, so each send still happens under a lease of ours.
+        margin = timedelta(seconds=2 * self._settings.timeout)
+        lease_end: datetime | None = None
+        ours: set[uuid.UUID] = set()
         try:
             for index, row in enumerate(rows):
-                if not await self._still_ours(row):
+                if lease_end is None or self._now() + margin >= lease_end:
+                    ours = await self._renew(rows[index:])
+                    lease_end = self._now() + timedelta(seconds=self._settings.lease_seconds)
+                if row.id not in ours:
                     continue
                 try:
                     sent += await self._send_one(smtp, row)
