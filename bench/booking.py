@@ -20,7 +20,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import LANGUAGES, Server, fresh_database, machine, seed, table  # noqa: E402
+from bench.common import LANGUAGES, Server, fresh_database, machine, seed, table
 
 CONCURRENCY = 100  # open connections from the crowd of candidates
 
@@ -78,7 +78,7 @@ async def run(backend: str, candidates: int, folder: Path) -> list[str]:
                 async with http.get(f"{server.base}/c/{tokens[0]}/slots", params=params) as r:
                     slots = (await r.json())["slots"]
                 assert len(slots) >= len(tokens), "enough distinct slots for the crowd"
-                plan += [(tok, slot["start"]) for tok, slot in zip(tokens, slots)]
+                plan += [(tok, slot["start"]) for tok, slot in zip(tokens, slots, strict=False)]
 
             async def confirm(token: str, start: str) -> int:
                 async with http.post(f"{server.base}/c/{token}/booking",

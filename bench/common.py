@@ -58,6 +58,12 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}"
 
 
+def _fresh_sqlite(path: Path) -> str:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return f"sqlite+aiosqlite:///{path}"
+
+
 async def fresh_database(backend: str, folder: Path, name: str = "viva_bench") -> str:
     """An empty database: a file in `folder`, or PostgreSQL database `name`, dropped first.
 
@@ -65,10 +71,7 @@ async def fresh_database(backend: str, folder: Path, name: str = "viva_bench") -
     database drops (WITH FORCE) whatever another run has in a database of the same name.
     """
     if backend == "sqlite":
-        path = folder / "bench.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        return f"sqlite+aiosqlite:///{path}"
+        return _fresh_sqlite(folder / "bench.db")
     import asyncpg
 
     conn = await asyncpg.connect(PG_ADMIN)
@@ -200,7 +203,10 @@ def pct(values: list[float], q: float) -> float:
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *(line(r) for r in rows)])
 

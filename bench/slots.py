@@ -19,7 +19,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import LANGUAGES, Server, fresh_database, machine, pct, seed, table  # noqa: E402
+from bench.common import LANGUAGES, Server, fresh_database, machine, pct, seed, table
 
 RAW_SQL = (
     "SELECT evaluator_id, start_at, end_at FROM bookings WHERE evaluator_id IN ({ids}) "
