@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.outbox import booking_messages
+from rooms.models import room_report
 from scheduler import history, keys
 from scheduler.availability import Availability, AvailabilityError
 from scheduler.bookings import active_booking, force_majeure
@@ -58,6 +59,7 @@ from scheduler.schemas import (
     MessageOut,
     RangeQuery,
     RoomLinks,
+    RoomReport,
     SlotOut,
     SlotsOut,
     SlotsQuery,
@@ -427,7 +429,7 @@ async def list_bookings(call: Call) -> BookingList:
 @endpoint(
     "GET",
     "/bookings/{id}",
-    "Get a booking, with its room links and its messages",
+    "Get a booking, with its room links, its messages and its room report",
     response=BookingOut,
 )
 async def get_booking(call: Call) -> BookingOut:
@@ -450,6 +452,7 @@ async def get_booking(call: Call) -> BookingOut:
         )
         for m in await booking_messages(call.session, b.id)
     ]
+    out.room = RoomReport.model_validate(await room_report(call.session, b.id))
     return out
 
 

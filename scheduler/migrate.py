@@ -17,9 +17,10 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 def target_metadata() -> list[MetaData]:
     """Every package's tables: the scheduler's and those of the packages it wires in."""
     from mailer.models import metadata as mailer_metadata
+    from rooms.models import metadata as rooms_metadata
     from scheduler.models import metadata
 
-    return [metadata, mailer_metadata]
+    return [metadata, mailer_metadata, rooms_metadata]
 
 
 def alembic_config() -> Config:

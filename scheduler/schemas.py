@@ -229,6 +229,36 @@ class MessageOut(BaseModel):
     sent_at: datetime | None
 
 
+class AttendanceOut(_Out):
+    """One participant's connection to the room: from opening the link to leaving it."""
+
+    role: Literal["candidate", "evaluator"]
+    joined_at: datetime
+    left_at: datetime | None = Field(
+        description="Null while connected (or when the server stopped abruptly)."
+    )
+    left_reason: str | None = Field(
+        description="left, disconnected, replaced (another tab), ended, expired (the room "
+        "closed), policy (protocol errors) or shutdown.",
+    )
+
+
+class RoomReport(_Out):
+    """What happened in the booking's video room (docs/rooms.md)."""
+
+    attendance: list[AttendanceOut]
+    admitted_at: datetime | None = Field(description="When the evaluator admitted the candidate.")
+    id_checked_at: datetime | None = Field(description="When the evaluator checked the ID.")
+    interview_started_at: datetime | None = Field(
+        description="Start of the interview proper (its first part after the ID check)."
+    )
+    step: Literal["id_check", "introduction", "role_play", "discussion"] | None
+    ended_at: datetime | None
+    outcome: Literal["completed", "interrupted", "id_refused", "no_show"] | None = Field(
+        description="Set by the evaluator when ending the interview."
+    )
+
+
 class BookingOut(_Out):
     id: uuid.UUID
     candidate_id: uuid.UUID
@@ -241,6 +271,9 @@ class BookingOut(_Out):
     updated_at: datetime
     rooms: RoomLinks | None = None
     messages: list[MessageOut] | None = None
+    room: RoomReport | None = Field(
+        None, description="Attendance, ID check and outcome (GET /bookings/{id} only)."
+    )
 
 
 class BookingList(BaseModel):

@@ -19,6 +19,7 @@ import pytest
 from rooms.relay import MediaBridge, Role
 from rooms.settings import RelayMode
 from rooms.synthetic import SyntheticParticipant
+from tests.rooms.room_support import Booked, book_interview, inside_window
 
 
 class Room:
@@ -75,3 +76,14 @@ async def make_room() -> AsyncIterator[Callable[..., Room]]:
         await room.close()
     if rooms:
         assert not await pending_tasks(), "tasks left running after the room closed"
+
+
+# --- rooms through the real server (tests/rooms/test_signaling.py and others) ------------
+
+
+@pytest.fixture
+async def booked(make_org: Callable[..., Any], clock: Any) -> Booked:
+    """A confirmed booking, with the clock moved inside its room's window."""
+    booking = await book_interview(await make_org())
+    clock.set(inside_window(booking))
+    return booking

@@ -1,0 +1,246 @@
+"""What a room leaves behind: attendance and the interview's state, in the rooms' own MetaData.
+
+Live peer connections die with the process; these rows do not, so a restart costs the
+participants a reconnection but never their admission, the ID check, the step reached, the
+outcome or the evaluator's notes. The scheduler's Alembic migrations include this MetaData
+(`scheduler.migrate.target_metadata`).
+
+There is no foreign key to `bookings`: that table belongs to another MetaData, and rooms
+must not import the scheduler. `booking_id` is indexed instead.
+
+Repository functions take the session first and a `now`/instant from the caller: the
+database never stamps times itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import DateTime as _DateTime
+from sqlalchemy import Dialect, Index, MetaData, String, Text, TypeDecorator, Uuid, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Attendance",
+    "RoomAttendance",
+    "RoomRecord",
+    "RoomReport",
+    "RoomState",
+    "attendance",
+    "candidate_joined_before",
+    "load_state",
+    "metadata",
+    "record_join",
+    "record_leave",
+    "room_report",
+    "save_state",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware instant in, aware UTC out, on SQLite as on PostgreSQL.
+
+    The same rule as `mailer.models.UTCDateTime` (which rooms may not import): SQLite keeps
+    no offset, so values are stored as naive UTC and marked UTC again when read; a naive
+    value is refused because in Viva it is always a bug.
+    """
+
+    impl = _DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime given to a UTC column: {value!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class _Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), uuid.UUID: Uuid()}
+
+
+class RoomAttendance(_Base):
+    """One WebSocket of one participant: when it joined, when and why it left."""
+
+    __tablename__ = "room_attendance"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    booking_id: Mapped[uuid.UUID]
+    role: Mapped[str] = mapped_column(String(16))
+    joined_at: Mapped[datetime]
+    # Null while connected (or when the process died: there was nobody left to write it).
+    left_at: Mapped[datetime | None]
+    # left, disconnected, replaced, ended, expired, policy, shutdown (docs/rooms.md).
+    left_reason: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (Index("ix_room_attendance_booking_joined", "booking_id", "joined_at"),)
+
+
+class RoomRecord(_Base):
+    """The interview's progress, one row per booking, written before anyone is told."""
+
+    __tablename__ = "room_states"
+    booking_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    admitted_at: Mapped[datetime | None]
+    id_checked_at: Mapped[datetime | None]
+    interview_started_at: Mapped[datetime | None]
+    step: Mapped[str | None] = mapped_column(String(16))
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    evaluator_notes: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime]
+
+
+@dataclass(frozen=True)
+class RoomState:
+    """The persistent part of a room, as plain values (`rooms.room` computes transitions)."""
+
+    booking_id: uuid.UUID
+    admitted_at: datetime | None = None
+    id_checked_at: datetime | None = None
+    interview_started_at: datetime | None = None
+    step: str | None = None
+    ended_at: datetime | None = None
+    outcome: str | None = None
+    notes: str = ""
+
+    def but(self, **changes: Any) -> RoomState:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Attendance:
+    role: str
+    joined_at: datetime
+    left_at: datetime | None
+    left_reason: str | None
+
+
+@dataclass(frozen=True)
+class RoomReport:
+    """What the organisation sees of a room: attendance and the interview's milestones."""
+
+    attendance: list[Attendance]
+    admitted_at: datetime | None
+    id_checked_at: datetime | None
+    interview_started_at: datetime | None
+    step: str | None
+    ended_at: datetime | None
+    outcome: str | None
+
+
+async def load_state(session: AsyncSession, booking_id: uuid.UUID) -> RoomState:
+    """The room's state; a room nobody has entered yet is in its initial state."""
+    row = await session.get(RoomRecord, booking_id)
+    if row is None:
+        return RoomState(booking_id)
+    return RoomState(
+        booking_id=booking_id,
+        admitted_at=row.admitted_at,
+        id_checked_at=row.id_checked_at,
+        interview_started_at=row.interview_started_at,
+        step=row.step,
+        ended_at=row.ended_at,
+        outcome=row.outcome,
+        notes=row.evaluator_notes,
+    )
+
+
+async def save_state(session: AsyncSession, state: RoomState, *, now: datetime) -> None:
+    """Write the whole state (a process serialises its room's writes; see rooms.room.Room)."""
+    row = await session.get(RoomRecord, state.booking_id)
+    if row is None:
+        row = RoomRecord(booking_id=state.booking_id)
+        session.add(row)
+    row.admitted_at = state.admitted_at
+    row.id_checked_at = state.id_checked_at
+    row.interview_started_at = state.interview_started_at
+    row.step = state.step
+    row.ended_at = state.ended_at
+    row.outcome = state.outcome
+    row.evaluator_notes = state.notes
+    row.updated_at = now
+    await session.flush()
+
+
+async def record_join(
+    session: AsyncSession, booking_id: uuid.UUID, role: str, at: datetime
+) -> uuid.UUID:
+    row = RoomAttendance(id=uuid.uuid4(), booking_id=booking_id, role=role, joined_at=at)
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def record_leave(
+    session: AsyncSession, attendance_id: uuid.UUID, at: datetime, reason: str
+) -> None:
+    row = await session.get(RoomAttendance, attendance_id)
+    if row is not None and row.left_at is None:
+        row.left_at = at
+        row.left_reason = reason
+        await session.flush()
+
+
+async def attendance(session: AsyncSession, booking_id: uuid.UUID) -> list[Attendance]:
+    rows = await session.scalars(
+        select(RoomAttendance)
+        .where(RoomAttendance.booking_id == booking_id)
+        .order_by(RoomAttendance.joined_at, RoomAttendance.id)
+    )
+    return [Attendance(r.role, r.joined_at, r.left_at, r.left_reason) for r in rows]
+
+
+async def candidate_joined_before(
+    session: AsyncSession, booking_id: uuid.UUID, instant: datetime
+) -> bool:
+    """Whether the candidate had opened the room (lobby included) by `instant`.
+
+    The scheduler's no-show timer asks this at start + `[rooms] no_show_after_minutes`:
+    a candidate who joined in time and then lost their connection is not a no-show.
+    """
+    found = await session.scalar(
+        select(RoomAttendance.id)
+        .where(
+            RoomAttendance.booking_id == booking_id,
+            RoomAttendance.role == "candidate",
+            RoomAttendance.joined_at <= instant,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def room_report(session: AsyncSession, booking_id: uuid.UUID) -> RoomReport:
+    state = await load_state(session, booking_id)
+    return RoomReport(
+        attendance=await attendance(session, booking_id),
+        admitted_at=state.admitted_at,
+        id_checked_at=state.id_checked_at,
+        interview_started_at=state.interview_started_at,
+        step=state.step,
+        ended_at=state.ended_at,
+        outcome=state.outcome,
+    )

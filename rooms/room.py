@@ -1,0 +1,283 @@
+"""One interview's room: who may enter and when, how its state may change, and the live room.
+
+* `Ticket` is what a room link stands for. Rooms cannot read bookings (they belong to the
+  scheduler, which rooms never import), so the scheduler implements `TicketResolver` and
+  hands it to `rooms.signaling.RoomServer`.
+* `Window` says when a room is open.
+* The transitions (`admit`, `check_id`, `move_to`, `end`, `write_notes`) are pure: they take
+  the state and `now` and return the next state, or raise `Refusal` and change nothing.
+* `Room` is the live room of one booking, held in memory while someone is connected: its
+  `MediaBridge`, its participants' connections, and a copy of the persisted state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rooms.models import RoomState
+from rooms.relay import MediaBridge, Role
+from rooms.settings import RoomsSettings
+
+__all__ = [
+    "OUTCOMES",
+    "ROLES",
+    "STEPS",
+    "Clock",
+    "Refusal",
+    "Room",
+    "Sessions",
+    "Ticket",
+    "TicketResolver",
+    "Window",
+    "admit",
+    "check_id",
+    "end",
+    "iso",
+    "move_to",
+    "state_fields",
+    "write_notes",
+]
+
+ROLES: tuple[Role, ...] = get_args(Role)
+Step = Literal["id_check", "introduction", "role_play", "discussion"]
+STEPS: tuple[str, ...] = get_args(Step)
+Outcome = Literal["completed", "interrupted", "id_refused", "no_show"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+WindowStatus = Literal["too_early", "open", "too_late"]
+MAX_NOTES_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A valid room link, resolved: whose it is and for which interview."""
+
+    booking_id: uuid.UUID
+    role: Role
+    display_name: str
+    other_name: str
+    organisation: str
+    start: datetime
+    end: datetime
+    locale: str
+    timezone: str
+    language: str
+
+
+class TicketResolver(Protocol):
+    async def resolve(self, token: str) -> Ticket | None:
+        """The ticket behind a room token, or None for any invalid, revoked or inactive one."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, aware, in UTC."""
+        ...
+
+
+class Sessions(Protocol):
+    """Database transactions, as `scheduler.db.Database` offers them (rooms cannot import it)."""
+
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+    def write(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+
+def iso(moment: datetime | None) -> str | None:
+    """UTC, second precision, with a Z: what every message carries."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Window:
+    """When a room is open: [start - open_before, end + close_after)."""
+
+    opens_at: datetime
+    closes_at: datetime
+
+    @classmethod
+    def of(cls, ticket: Ticket, settings: RoomsSettings) -> Window:
+        return cls(
+            ticket.start - timedelta(minutes=settings.open_before_minutes),
+            ticket.end + timedelta(minutes=settings.close_after_minutes),
+        )
+
+    def status(self, now: datetime) -> WindowStatus:
+        if now < self.opens_at:
+            return "too_early"
+        if now >= self.closes_at:
+            return "too_late"
+        return "open"
+
+
+# --- transitions -------------------------------------------------------------------------
+
+
+class Refusal(Exception):
+    """A request the room's state does not allow; nothing changed. `code` is in the protocol."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _not_ended(state: RoomState) -> None:
+    if state.ended_at is not None:
+        raise Refusal("ended", "the interview has ended")
+
+
+def admit(state: RoomState, now: datetime, *, candidate_present: bool) -> RoomState:
+    """End the lobby. Admitting twice changes nothing (two clicks, or two evaluator tabs)."""
+    _not_ended(state)
+    if state.admitted_at is not None:
+        return state
+    if not candidate_present:
+        raise Refusal("candidate_absent", "the candidate is not in the room")
+    return state.but(admitted_at=now, step="id_check")
+
+
+def check_id(state: RoomState, now: datetime, checked: bool) -> RoomState:
+    _not_ended(state)
+    if state.admitted_at is None:
+        raise Refusal("not_admitted", "admit the candidate first")
+    if checked:
+        return state if state.id_checked_at is not None else state.but(id_checked_at=now)
+    if state.step != "id_check":
+        raise Refusal(
+            "interview_started", "the ID check can only be undone before the interview starts"
+        )
+    return state.but(id_checked_at=None)
+
+
+def move_to(state: RoomState, now: datetime, step: str) -> RoomState:
+    _not_ended(state)
+    if step not in STEPS:
+        raise Refusal("invalid", f"step must be one of {', '.join(STEPS)}")
+    if state.admitted_at is None:
+        raise Refusal("not_admitted", "admit the candidate first")
+    if step != "id_check" and state.id_checked_at is None:
+        raise Refusal("id_not_checked", "check the candidate's ID document first")
+    started = state.interview_started_at
+    if started is None and step != "id_check":
+        started = now  # the interview's timer starts with its first part
+    return state.but(step=step, interview_started_at=started)
+
+
+def end(state: RoomState, now: datetime, outcome: str) -> RoomState:
+    _not_ended(state)
+    if outcome not in OUTCOMES:
+        raise Refusal("invalid", f"outcome must be one of {', '.join(OUTCOMES)}")
+    if outcome == "completed" and state.id_checked_at is None:
+        raise Refusal("id_not_checked", "an interview without an ID check is not completed")
+    return state.but(ended_at=now, outcome=outcome)
+
+
+def write_notes(state: RoomState, text: str) -> RoomState:
+    """Notes stay writable after the end: evaluators often finish them once alone."""
+    if len(text) > MAX_NOTES_CHARS:
+        raise Refusal("invalid", f"notes are limited to {MAX_NOTES_CHARS} characters")
+    return state.but(notes=text)
+
+
+def phase(state: RoomState) -> str:
+    if state.ended_at is not None:
+        return "ended"
+    return "lobby" if state.admitted_at is None else "admitted"
+
+
+def state_fields(
+    state: RoomState, present: dict[str, bool], version: int, now: datetime
+) -> dict[str, Any]:
+    """The `state` message's fields (docs/rooms.md); never the notes."""
+    return {
+        "version": version,
+        "present": present,
+        "phase": phase(state),
+        "admitted_at": iso(state.admitted_at),
+        "id_checked_at": iso(state.id_checked_at),
+        "step": state.step,
+        "interview_started_at": iso(state.interview_started_at),
+        "ended_at": iso(state.ended_at),
+        "outcome": state.outcome,
+        "now": iso(now),
+    }
+
+
+# --- the live room -----------------------------------------------------------------------
+
+C = TypeVar("C")
+
+
+class Room(Generic[C]):
+    """One booking's room while someone is connected; `C` is the signaling's connection.
+
+    `lock` serialises state changes, arrivals and departures (and their database writes),
+    so the persisted state and this copy never diverge. Each role's `media_lock` serialises
+    that role's offer/answer/candidates against a replacement of its peer connection, so a
+    replaced tab's late answer can never land on its successor's peer connection; the two
+    roles negotiate independently.
+    """
+
+    def __init__(self, ticket: Ticket, settings: RoomsSettings) -> None:
+        self.booking_id = ticket.booking_id
+        self.window = Window.of(ticket, settings)
+        self.bridge = MediaBridge.from_settings(settings, linked=False)
+        self.state = RoomState(ticket.booking_id)
+        self.loaded = False
+        self.closed = False
+        self.expired = False  # its window has closed; everyone is being sent away
+        self.version = 0
+        self.connections: dict[Role, C] = {}
+        self.lock = asyncio.Lock()
+        self.media_locks: dict[Role, asyncio.Lock] = {role: asyncio.Lock() for role in ROLES}
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def present(self) -> dict[str, bool]:
+        return {role: role in self.connections for role in ROLES}
+
+    def changed(self, state: RoomState | None = None) -> None:
+        """Adopt a new state (already persisted) or a change of presence; bump the version."""
+        if state is not None:
+            self.state = state
+        if self.state.admitted_at is not None and not self.bridge.linked:
+            self.bridge.link()
+        self.version += 1
+
+    def fields(self, now: datetime) -> dict[str, Any]:
+        return state_fields(self.state, self.present(), self.version, now)
+
+    def expire_at(self, clock: Clock, on_expiry: Callable[[], None]) -> None:
+        """Call `on_expiry` once the window has closed by `clock` (re-armed if it has not)."""
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        remaining = (self.window.closes_at - clock.now()).total_seconds()
+        if remaining <= 0:
+            on_expiry()
+            return
+
+        def due() -> None:
+            self._expiry = None
+            self.expire_at(clock, on_expiry)
+
+        # Long delays are re-checked hourly: the clock may be moved (tests) or drift.
+        self._expiry = loop.call_later(min(remaining, 3600.0), due)
+
+    async def close(self) -> None:
+        """Close every peer connection; the room is forgotten afterwards."""
+        self.closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        await self.bridge.close()

@@ -1,0 +1,131 @@
+"""The scheduler's side of the rooms: room links to tickets, the database, the app's lifecycle.
+
+`rooms` never imports the scheduler (tests/test_layout.py), so it declares what it needs —
+a `TicketResolver` and `Sessions` — and this module provides them from the bookings and the
+app's `Database`. It also serves `GET /r/{token}/info`, the facts a room page renders
+before joining (docs/rooms.md), with the app's one error shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rooms.relay import Role
+from rooms.room import Ticket
+from rooms.signaling import RoomServer, room_info
+from rooms.tokens import LinkKind, LinkSigner, ParsedLink, new_nonce, parse_link
+from scheduler import keys
+from scheduler.db import Database
+from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
+from scheduler.problems import problem
+
+__all__ = ["BookingTickets", "room_info", "room_info_handler", "setup", "ticket_for"]
+
+log = logging.getLogger("viva.rooms")
+
+_KINDS: tuple[tuple[LinkKind, Role], ...] = (
+    (LinkKind.ROOM_CANDIDATE, "candidate"),
+    (LinkKind.ROOM_EVALUATOR, "evaluator"),
+)
+# Checked against when the booking does not exist, so that a forged id costs the same MAC
+# computation as a real one and takes the same path out.
+_NO_NONCE = new_nonce()
+# The link is a secret in the URL: never cache it, never leak it in a Referer.
+_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+async def ticket_for(session: AsyncSession, signer: LinkSigner, token: str) -> Ticket | None:
+    """The ticket behind a room token, or None, whatever the reason.
+
+    Unknown, forged, revoked (the nonce was rotated), cancelled or otherwise inactive: all
+    answer None, so that a caller learns nothing about bookings it does not hold a link to.
+    The MAC is compared in constant time (`LinkSigner.verify`).
+    """
+    for kind, role in _KINDS:
+        link = parse_link(token, kind)
+        if link is not None:
+            return await _ticket(session, signer, link, role)
+    return None
+
+
+async def _ticket(
+    session: AsyncSession, signer: LinkSigner, link: ParsedLink, role: Role
+) -> Ticket | None:
+    booking = await session.get(Booking, link.ident)
+    authentic = signer.verify(link, booking.room_nonce if booking is not None else _NO_NONCE)
+    if booking is None or not authentic or booking.status not in ACTIVE_STATUSES:
+        return None
+    candidate = await session.get(Candidate, booking.candidate_id)
+    evaluator = await session.get(Evaluator, booking.evaluator_id)
+    organisation = await session.get(Organisation, booking.organisation_id)
+    if candidate is None or evaluator is None or organisation is None:
+        return None  # foreign keys make this impossible; say "not found" rather than crash
+    me, other = (candidate, evaluator) if role == "candidate" else (evaluator, candidate)
+    return Ticket(
+        booking_id=booking.id,
+        role=role,
+        display_name=me.name,
+        other_name=other.name,
+        organisation=organisation.name,
+        start=booking.start_at,
+        end=booking.end_at,
+        locale=me.locale,
+        timezone=me.timezone,
+        language=candidate.language,
+    )
+
+
+class BookingTickets:
+    """`rooms.room.TicketResolver` over the bookings table; also for the room page's handler."""
+
+    def __init__(self, db: Database, signer: LinkSigner) -> None:
+        self._db = db
+        self._signer = signer
+
+    async def resolve(self, token: str) -> Ticket | None:
+        async with self._db.read() as session:
+            return await ticket_for(session, self._signer, token)
+
+
+def setup(app: web.Application) -> None:
+    """Register the rooms' routes and lifecycle; called once by `create_app`."""
+    server = RoomServer(app[keys.SETTINGS].rooms, app[keys.CLOCK])
+    app[keys.ROOMS] = server
+    server.add_routes(app.router)
+    app.router.add_get("/r/{token}/info", room_info_handler, name="room.info")
+    app.cleanup_ctx.append(_rooms)
+    app.on_shutdown.append(_shutdown)
+
+
+async def _rooms(app: web.Application) -> AsyncIterator[None]:
+    """Start taking participants once the database is up; close every peer connection last."""
+    db = app[keys.DB]
+    tickets = BookingTickets(db, app[keys.LINKS].signer)
+    app[keys.ROOM_TICKETS] = tickets
+    server = app[keys.ROOMS]
+    server.start(tickets, db)
+    yield
+    await server.close()
+
+
+async def _shutdown(app: web.Application) -> None:
+    # Before aiohttp waits for its handlers: a WebSocket would otherwise keep it waiting.
+    await app[keys.ROOMS].shutdown()
+
+
+async def room_info_handler(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    try:
+        ticket = await request.app[keys.ROOM_TICKETS].resolve(token)
+    except Exception:
+        log.exception("could not resolve a room link")
+        return problem(500, "The server could not answer; try again.", headers=_HEADERS)
+    if ticket is None:
+        return problem(404, "This link is not valid.", headers=_HEADERS)
+    now = request.app[keys.CLOCK].now()
+    body = room_info(ticket, request.app[keys.SETTINGS].rooms, now, token)
+    return web.json_response(body, headers=_HEADERS)
