@@ -198,6 +198,44 @@ def _place(booking: Booking, start: datetime, evaluator_id: uuid.UUID, policy: P
     booking.evaluator_id = evaluator_id
 
 
+async def _move(
+    session: AsyncSession,
+    booking: Booking,
+    candidate: Candidate,
+    start: datetime,
+    evaluator_id: uuid.UUID,
+    *,
+    policy: Policy,
+    now: datetime,
+    actor: Actor,
+    action: str,
+    reason: str | None,
+    effects: Effects | None,
+) -> None:
+    """Put an active booking at a new time (and maybe evaluator): same row, UID and room;
+    SEQUENCE + 1; history and effects in the same transaction."""
+    before = history.snapshot(booking)
+    previous_start, previous_evaluator = booking.start_at, booking.evaluator_id
+    _place(booking, start, evaluator_id, policy)
+    booking.sequence += 1
+    booking.updated_at = now
+    booking.status = "locked" if is_locked(start, now, policy) else "confirmed"
+    await session.flush()
+    await history.record(
+        session, booking, actor=actor, action=action, now=now, before=before, reason=reason
+    )
+    if effects is not None:
+        await effects.moved(
+            session,
+            booking,
+            candidate,
+            previous_start=previous_start,
+            previous_evaluator_id=previous_evaluator,
+            reason=reason,
+            now=now,
+        )
+
+
 async def book(
     db: Database,
     *,
@@ -302,31 +340,19 @@ async def reschedule(
                 deadline=candidate.book_by,
                 exclude=booking.id,
             )
-            before = history.snapshot(booking)
-            previous_start, previous_evaluator = booking.start_at, booking.evaluator_id
-            _place(booking, start, evaluator_id, policy)
-            booking.sequence += 1
-            booking.updated_at = now
-            booking.status = "locked" if is_locked(start, now, policy) else "confirmed"
-            await session.flush()
-            await history.record(
+            await _move(
                 session,
                 booking,
+                candidate,
+                start,
+                evaluator_id,
+                policy=policy,
+                now=now,
                 actor=Actor("candidate", candidate.name),
                 action="rescheduled",
-                now=now,
-                before=before,
+                reason=None,
+                effects=effects,
             )
-            if effects is not None:
-                await effects.moved(
-                    session,
-                    booking,
-                    candidate,
-                    previous_start=previous_start,
-                    previous_evaluator_id=previous_evaluator,
-                    reason=None,
-                    now=now,
-                )
             return booking, candidate
     except IntegrityError as exc:
         raise _integrity(exc) from exc
@@ -429,32 +455,19 @@ async def force_majeure(
             target = await _force_target(
                 db, session, booking, candidate, start, evaluator_id, policy, now
             )
-            before = history.snapshot(booking)
-            previous_start, previous_evaluator = booking.start_at, booking.evaluator_id
-            _place(booking, start, target, policy)
-            booking.sequence += 1
-            booking.updated_at = now
-            booking.status = "locked" if is_locked(start, now, policy) else "confirmed"
-            await session.flush()
-            await history.record(
+            await _move(
                 session,
                 booking,
+                candidate,
+                start,
+                target,
+                policy=policy,
+                now=now,
                 actor=actor,
                 action="force_majeure_move",
-                now=now,
-                before=before,
                 reason=reason,
+                effects=effects,
             )
-            if effects is not None:
-                await effects.moved(
-                    session,
-                    booking,
-                    candidate,
-                    previous_start=previous_start,
-                    previous_evaluator_id=previous_evaluator,
-                    reason=reason,
-                    now=now,
-                )
             return booking
     except IntegrityError as exc:
         raise SlotTaken("that evaluator is not free then") from exc

@@ -6,6 +6,7 @@ and an integrator's script see the same slots and the same booking rules.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -93,24 +94,23 @@ def slots_json(slots: list[SlotView], tz: str) -> dict[str, Any]:
 async def make_booking(
     request: web.Request, candidate: Candidate, start: datetime
 ) -> tuple[Booking, Candidate]:
-    app = request.app
-    booking, candidate = await book(
-        app[keys.DB],
-        candidate_id=candidate.id,
-        start=start.astimezone(UTC),
-        policy=app[keys.POLICY],
-        now=app[keys.CLOCK].now(),
-        effects=app[keys.EFFECTS],
-    )
-    await committed(app, [booking.id])
-    return booking, candidate
+    return await _change(request, book, candidate, start)
 
 
 async def change_booking(
     request: web.Request, candidate: Candidate, start: datetime
 ) -> tuple[Booking, Candidate]:
+    return await _change(request, reschedule, candidate, start)
+
+
+async def _change(
+    request: web.Request,
+    action: Callable[..., Awaitable[tuple[Booking, Candidate]]],
+    candidate: Candidate,
+    start: datetime,
+) -> tuple[Booking, Candidate]:
     app = request.app
-    booking, candidate = await reschedule(
+    booking, candidate = await action(
         app[keys.DB],
         candidate_id=candidate.id,
         start=start.astimezone(UTC),
