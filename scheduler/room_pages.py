@@ -1,0 +1,173 @@
+"""The room page: `GET /r/{token}`, the shell a participant's browser runs the interview in.
+
+The page is rendered in the participant's language and time zone (the ticket's, or `?lang=`
+and `?tz=`), then `templates/static/room.js` does the rest against the room protocol
+(docs/rooms.md): the device check, the countdown to the room's window, the WebSocket, the
+peer connection, the lobby and, for the evaluator, the interview's panel.
+
+What the page holds depends on who opens it and when:
+
+* a link that does not resolve (unknown, mistyped, revoked, cancelled) gets the same
+  "not found" page as any other bad link, revealing nothing;
+* outside the window, the page has the date, a countdown and the device check, never the
+  call: when the window opens, room.js fetches this page again and takes the call from it;
+* the evaluator's controls (admission, ID check, steps, notes, end) are rendered only into
+  the evaluator's page, never into the candidate's.
+
+Every sentence lives in the templates (templates/rooms/, French in rooms.po), including the
+ones room.js shows, which travel in a JSON data block (no inline script: the CSP is strict).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from rooms.models import load_state
+from rooms.room import Ticket
+from rooms.signaling import room_info
+from scheduler import keys, pages
+from scheduler.i18n import LOCALES, zone_name
+
+log = logging.getLogger("viva.rooms.page")
+
+ROOM_PAGE = "room.page"
+
+# The room page's own header set: the pages' rules, plus what a call needs. `connect-src`
+# allows the page's own origin (fetch and, in CSP 3 browsers, ws/wss) and the WebSocket
+# origin of the public URL spelled out for browsers whose 'self' does not cover ws/wss.
+# Camera, microphone and speaker selection are allowed for this page only, never to frames.
+_BASE_CSP = (
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Permissions-Policy": (
+        "camera=(self), microphone=(self), speaker-selection=(self), display-capture=(), "
+        "geolocation=()"
+    ),
+}
+
+
+def content_security_policy(base_url: str) -> str:
+    """The page's CSP, with the public URL's WebSocket origin next to 'self'."""
+    parts = urlsplit(base_url)
+    sources = ["'self'"]
+    if parts.scheme in ("http", "https") and parts.netloc:
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        sources.append(f"{scheme}://{parts.netloc}")
+    return f"{_BASE_CSP}; connect-src {' '.join(sources)}"
+
+
+def _headers(app: web.Application) -> dict[str, str]:
+    base_url = app[keys.SETTINGS].server.base_url
+    return {**_HEADERS, "Content-Security-Policy": content_security_policy(base_url)}
+
+
+def _lang_links(request: web.Request, locale: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "code": code,
+            "label": pages.LANGUAGE_NAMES[code],
+            "url": str(request.rel_url.update_query(lang=code)),
+            "current": code == locale,
+        }
+        for code in LOCALES
+    ]
+
+
+async def _ended(app: web.Application, ticket: Ticket) -> bool:
+    """Whether the interview has ended (its stored room state); False when unsure."""
+    try:
+        async with app[keys.DB].read() as session:
+            state = await load_state(session, ticket.booking_id)
+    except Exception:
+        log.exception("could not read the room state of a booking")
+        return False
+    return state.ended_at is not None
+
+
+def _minutes(start: datetime, end: datetime) -> int:
+    return round((end - start).total_seconds() / 60)
+
+
+async def room_page(request: web.Request) -> web.Response:
+    app = request.app
+    token = request.match_info["token"]
+    try:
+        ticket = await app[keys.ROOM_TICKETS].resolve(token)
+    except Exception:
+        log.exception("could not resolve a room link")
+        return pages.error_page(request, 500, "generic")
+    if ticket is None:
+        # The very page any other bad link gets (headers included): nothing tells why.
+        return pages.error_page(request, 404, "not_found")
+
+    reader = pages.read_choices(request.query, ticket.locale, ticket.timezone)
+    now = app[keys.CLOCK].now()
+    settings = app[keys.SETTINGS].rooms
+    info = room_info(ticket, settings, now, token)
+    # Only the candidate is turned away once the interview ended; the evaluator may still
+    # come back to finish the notes until the room closes.
+    ended = ticket.role == "candidate" and await _ended(app, ticket)
+    window = "ended" if ended else info["window"]
+    page_path = str(app.router[ROOM_PAGE].url_for(token=token))
+    data = {
+        **{key: info[key] for key in ("role", "start", "end", "opens_at", "closes_at", "now")},
+        "window": window,
+        "interview": info["interview"],
+        "recording": info["recording"],
+        "name": ticket.display_name,
+        "other_name": ticket.other_name,
+        "locale": reader.locale,
+        "timezone": reader.tz,
+        "urls": {
+            "page": page_path,
+            "info": f"{page_path}/info",
+            "websocket": info["websocket"],
+            # The connection test: the server sends the page's own media back.
+            "echo": f"{page_path}/echo",
+        },
+    }
+    context = {
+        **pages.translations(app, reader.locale),
+        "reader": reader,
+        "tz": reader.tz,
+        "zone_label": zone_name(reader.tz, reader.locale),
+        "lang_links": _lang_links(request, reader.locale),
+        "notice_tz": reader.rejected_tz,
+        "ticket": ticket,
+        "role": ticket.role,
+        "evaluator": ticket.role == "evaluator",
+        "window": window,
+        "call": window == "open",
+        "start": ticket.start,
+        "end": ticket.end,
+        "opens_at": datetime.fromisoformat(info["opens_at"]),
+        "closes_at": datetime.fromisoformat(info["closes_at"]),
+        "minutes": _minutes(ticket.start, ticket.end),
+        "open_before": settings.open_before_minutes,
+        "target_minutes": settings.interview_target_minutes,
+        "recording": settings.recording,
+        "steps": info["interview"]["steps"],
+        "data": data,
+    }
+    response = aiohttp_jinja2.render_template("rooms/room.html", request, context)
+    return _with_headers(app, response)
+
+
+def _with_headers(app: web.Application, response: web.Response) -> web.Response:
+    response.headers.update(_headers(app))
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/r/{token}", room_page, name=ROOM_PAGE)
