@@ -55,6 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter is not news
     asyncio.run(_migrate(settings))
     app = create_app(settings)
+    app.on_startup.append(_freeze_gc)
     print(f"Viva serving on {settings.server.base_url}", flush=True)
     web.run_app(
         app,
@@ -64,6 +65,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log_format='%a "%r" %s %b %Tfs',
     )
     return 0
+
+
+async def _freeze_gc(_app: object) -> None:
+    """Move everything built at start-up out of the cyclic collector's way.
+
+    Modules, the ORM's mappings and the templates never become garbage; without this every
+    full collection walks them again, which showed up as 30-80 ms stalls in request p95.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def cmd_org_create(args: argparse.Namespace) -> int:
