@@ -167,9 +167,13 @@ class Server:
                "VIVA_SERVER_BASE_URL": self.base, "VIVA_SERVER_SECRET_KEY": SECRET,
                "VIVA_SERVER_DATA_DIR": str(data_dir), "VIVA_SERVER_LOG_LEVEL": "WARNING",
                "VIVA_DATABASE_POOL_SIZE": "20"}
+        # A file, not a pipe: nobody reads the pipe while the benchmark runs, and a full pipe
+        # would block the server on its next log line.
+        self.log = data_dir.parent / f"server-{self.port}.log"
+        self._log_file = open(self.log, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scheduler.cli", "serve"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=self._log_file,
         )
 
     async def wait(self) -> None:
@@ -183,8 +187,7 @@ class Server:
                 except aiohttp.ClientError:
                     pass
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr
-                                       else "server died")
+                    raise RuntimeError(self.log.read_text()[-4000:] or "server died")
                 await asyncio.sleep(0.2)
         raise TimeoutError("viva serve did not answer /healthz")
 
@@ -194,6 +197,7 @@ class Server:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self._log_file.close()
 
 
 def pct(values: list[float], q: float) -> float:
