@@ -35,6 +35,7 @@ __all__ = [
     "Translator",
     "booking_cancelled",
     "booking_confirmed",
+    "booking_reminder",
     "booking_updated",
     "format_when",
     "zone_label",
@@ -468,4 +469,49 @@ def booking_updated(
         method="REQUEST",
         context=context,
         now=now,
+    )
+
+
+def booking_reminder(
+    env: jinja2.Environment,
+    translations: Translator,
+    locale: str,
+    mail: BookingMail,
+    *,
+    now: datetime,
+) -> MailContent:
+    """A reminder before the interview, without a calendar part: the invitation is already in
+    the reader's calendar, and a second REQUEST would only make clients ask again.
+
+    For the candidate, `manage_url` and `manage_until` (given while changes are still open)
+    add the last moment to change and the personal link; without them (inside the lock) the
+    reminder only prepares the interview. Both versions give the reader's room link and the
+    device check; the evaluator's adds the identity check and the three parts.
+    """
+    _validate(mail, deadline_shown=True)
+    _check_env(env)
+    context = _common_context(mail, translations, locale)
+    if mail.role == "candidate":
+        subject = translations.gettext("Reminder: your oral interview on %(when)s") % {
+            "when": context["when"]
+        }
+    else:
+        subject = translations.gettext("Reminder: interview with %(candidate)s on %(when)s") % {
+            "candidate": context["candidate_name"],
+            "when": context["when"],
+        }
+    context = {**context, "subject": subject, "kind": "booking_reminder"}
+    template = f"mail/booking_reminder_{mail.role}"
+    return MailContent(
+        kind="booking_reminder",
+        to_name=mail.reader.name,
+        to_address=mail.reader.email,
+        subject=subject,
+        text=_tidy_text(_render(env, f"{template}.txt", context)),
+        html=_render(env, f"{template}.html", context),
+        calendar=None,
+        method=None,
+        date=now.astimezone(UTC),
+        from_name=mail.organisation.name,
+        reply_to=mail.organisation.contact_email,
     )

@@ -8,7 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from rooms.tokens import LinkSigner
-from scheduler import api, keys, openapi, pages
+from scheduler import api, keys, openapi, pages, room_pages, room_wiring, timers
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.db import Database
@@ -18,6 +18,7 @@ from scheduler.links import Links
 from scheduler.mailbox import mail_worker, setup_dev_mailbox
 from scheduler.notify import Notifier
 from scheduler.problems import api_errors
+from scheduler.timers import replanner, timers_ctx
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -36,9 +37,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.NOTIFIER] = Notifier(
         env, app[keys.CATALOGS], app[keys.LINKS], app[keys.POLICY], settings.smtp
     )
-    app[keys.EFFECTS] = Effects(app[keys.NOTIFIER])
+    app[keys.EFFECTS] = Effects(
+        app[keys.NOTIFIER],
+        replan=replanner(app[keys.POLICY], settings.reminders, timers.no_show_after(settings)),
+    )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(mail_worker)
+    app.cleanup_ctx.append(timers_ctx)
     if settings.server.dev_mode:
         setup_dev_mailbox(app)
     app.router.add_get("/healthz", healthz)
@@ -47,6 +52,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_static("/static", TEMPLATES / "static", append_version=True, name="static")
     api.setup(app)
     pages.setup(app)
+    room_wiring.setup(app)
+    room_pages.setup(app)
     return app
 
 

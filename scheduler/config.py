@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mailer.settings import SmtpSettings
+from rooms.settings import RoomsSettings
 from scheduler.policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,6 +94,7 @@ class Settings(_Section):
     policy: PolicySettings = PolicySettings()
     smtp: SmtpSettings = SmtpSettings()
     reminders: ReminderSettings = ReminderSettings()
+    rooms: RoomsSettings = RoomsSettings()
 
     @property
     def data_path(self) -> Path:

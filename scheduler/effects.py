@@ -72,6 +72,4 @@ class Effects:
 async def committed(app: web.Application, booking_ids: Iterable[uuid.UUID]) -> None:
     """After the commit: let the messages leave now, and bring the timer jobs in line."""
     app[keys.MAIL].wake()
-    timers = app.get(keys.TIMERS) if hasattr(keys, "TIMERS") else None
-    if timers is not None:
-        await timers.sync(list(booking_ids))
+    await app[keys.TIMERS].sync(list(booking_ids))
