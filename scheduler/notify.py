@@ -44,17 +44,8 @@ class Notifier:
     def _for_candidate(
         self, booking: Booking, candidate: Candidate, org: compose.Organisation
     ) -> compose.BookingMail:
-        return compose.BookingMail(
-            booking_id=booking.id,
-            sequence=booking.sequence,
-            start=booking.start_at,
-            end=booking.end_at,
-            exam_language=candidate.language,
-            candidate_name=candidate.name,
-            organisation=org,
-            reader=compose.Reader(candidate.name, candidate.email, candidate.timezone),
-            role="candidate",
-            room_url=self.links.room_url(booking, "candidate"),
+        return replace(
+            self._mail(booking, candidate, candidate, "candidate", org),
             manage_url=self.links.candidate_url(candidate),
             manage_until=lock_time(booking.start_at, self.policy),
         )
@@ -66,6 +57,17 @@ class Notifier:
         evaluator: Evaluator,
         org: compose.Organisation,
     ) -> compose.BookingMail:
+        return self._mail(booking, candidate, evaluator, "evaluator", org)
+
+    def _mail(
+        self,
+        booking: Booking,
+        candidate: Candidate,
+        reader: Candidate | Evaluator,
+        role: compose.Role,
+        org: compose.Organisation,
+    ) -> compose.BookingMail:
+        """The booking as `reader` sees it: their zone, their own room link."""
         return compose.BookingMail(
             booking_id=booking.id,
             sequence=booking.sequence,
@@ -74,9 +76,9 @@ class Notifier:
             exam_language=candidate.language,
             candidate_name=candidate.name,
             organisation=org,
-            reader=compose.Reader(evaluator.name, evaluator.email, evaluator.timezone),
-            role="evaluator",
-            room_url=self.links.room_url(booking, "evaluator"),
+            reader=compose.Reader(reader.name, reader.email, reader.timezone),
+            role=role,
+            room_url=self.links.room_url(booking, role),
         )
 
     async def _send(

@@ -115,16 +115,20 @@ def clock() -> FrozenClock:
     return FrozenClock(T0)
 
 
+def app_environ(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment a test app is configured from (the config loader's only input)."""
+    return {
+        "VIVA_DATABASE_URL": db_url,
+        "VIVA_SERVER_SECRET_KEY": SECRET,
+        "VIVA_SERVER_BASE_URL": "http://viva.test",
+        "VIVA_SERVER_DATA_DIR": str(data_dir),
+        **extra,
+    }
+
+
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return load_settings(
-        environ={
-            "VIVA_DATABASE_URL": db_url,
-            "VIVA_SERVER_SECRET_KEY": SECRET,
-            "VIVA_SERVER_BASE_URL": "http://viva.test",
-            "VIVA_SERVER_DATA_DIR": str(tmp_path / "data"),
-        }
-    )
+    return load_settings(environ=app_environ(db_url, tmp_path / "data"))
 
 
 @pytest.fixture

@@ -3,45 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import icalendar
-import pytest
 import vobject
 
 from scheduler.app import create_app
 from scheduler.clock import FrozenClock
-from scheduler.config import Settings, load_settings
-from tests.conftest import SECRET, Org
+from scheduler.config import Settings
+from tests.conftest import Org
 from tests.mailer.mailer_support import SmtpServer
 
 PARIS_NINE = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # 09:00 in Paris, 03:00 in New York
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def mail_settings(db_url: str, tmp_path: Path, smtp_server: SmtpServer) -> Settings:
-    return load_settings(
-        environ={
-            "VIVA_DATABASE_URL": db_url,
-            "VIVA_SERVER_SECRET_KEY": SECRET,
-            "VIVA_SERVER_BASE_URL": "http://viva.test",
-            "VIVA_SERVER_DATA_DIR": str(tmp_path),
-            "VIVA_SMTP_HOST": "127.0.0.1",
-            "VIVA_SMTP_PORT": str(smtp_server.port),
-            "VIVA_SMTP_SECURITY": "none",
-            "VIVA_SMTP_FROM_ADDRESS": "viva@viva.test",
-        }
-    )
 
 
 async def _wait_for(predicate: Callable[[], bool]) -> None:

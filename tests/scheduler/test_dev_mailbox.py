@@ -10,7 +10,7 @@ import icalendar
 
 from scheduler.app import create_app
 from scheduler.config import load_settings
-from tests.conftest import SECRET, Org
+from tests.conftest import Org, app_environ
 
 
 async def test_dev_mailbox_shows_the_booking_messages(
@@ -19,15 +19,7 @@ async def test_dev_mailbox_shows_the_booking_messages(
     from scheduler import keys
     from scheduler.orgs import create_organisation
 
-    settings = load_settings(
-        environ={
-            "VIVA_DATABASE_URL": db_url,
-            "VIVA_SERVER_SECRET_KEY": SECRET,
-            "VIVA_SERVER_DEV_MODE": "true",
-            "VIVA_SERVER_DATA_DIR": str(tmp_path),
-            "VIVA_SERVER_BASE_URL": "http://viva.test",
-        }
-    )
+    settings = load_settings(environ=app_environ(db_url, tmp_path, VIVA_SERVER_DEV_MODE="true"))
     client = await aiohttp_client(create_app(settings, clock=clock))
     async with client.app[keys.DB].write() as session:
         new = await create_organisation(

@@ -13,7 +13,7 @@ import functools
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
@@ -502,30 +502,6 @@ async def test_missed_reminders_that_no_longer_make_sense_are_dropped_and_logged
 
 
 # --- two processes on one database -----------------------------------------------------------
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def mail_settings(db_url: str, tmp_path: Path, smtp_server: SmtpServer) -> Settings:
-    return load_settings(
-        environ={
-            "VIVA_DATABASE_URL": db_url,
-            "VIVA_SERVER_SECRET_KEY": SECRET,
-            "VIVA_SERVER_BASE_URL": "http://viva.test",
-            "VIVA_SERVER_DATA_DIR": str(tmp_path),
-            "VIVA_SMTP_HOST": "127.0.0.1",
-            "VIVA_SMTP_PORT": str(smtp_server.port),
-            "VIVA_SMTP_SECURITY": "none",
-            "VIVA_SMTP_FROM_ADDRESS": "viva@viva.test",
-        }
-    )
 
 
 async def test_two_processes_on_one_database_send_each_reminder_exactly_once(
