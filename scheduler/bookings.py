@@ -45,6 +45,18 @@ class SlotView:
     end: datetime
 
 
+HELD_STATUSES = ("no_show", "completed")
+
+
+async def held_booking(session: AsyncSession, candidate_id: uuid.UUID) -> Booking | None:
+    """A booking whose interview took place or was missed: the candidate's turn is used."""
+    return await session.scalar(
+        select(Booking)
+        .where(Booking.candidate_id == candidate_id, Booking.status.in_(HELD_STATUSES))
+        .limit(1)
+    )
+
+
 async def active_booking(
     session: AsyncSession, candidate_id: uuid.UUID, *, for_update: bool = False
 ) -> Booking | None:
@@ -255,6 +267,11 @@ async def book(
                 raise AlreadyBooked("this candidate already has an interview booked")
             if booking_closed(candidate, policy, now):
                 raise DeadlinePassed("the booking deadline has passed")
+            if await held_booking(session, candidate.id) is not None:
+                raise AlreadyBooked(
+                    "this candidate's interview has taken place or was missed; only the "
+                    "training organisation can arrange another"
+                )
             evaluator_id = await _free_evaluator(
                 db,
                 session,

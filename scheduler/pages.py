@@ -610,6 +610,8 @@ async def candidate_page(request: web.Request) -> web.Response:
                     "cancel_url": None if locked else _link(request, CANCEL, reader),
                 },
             )
+        if state.held:
+            return render(request, "unavailable.html", reader, {**base, "reason": "held"})
         if state.closed:
             return render(request, "unavailable.html", reader, {**base, "reason": "deadline"})
         # One slot search over the whole horizon feeds the week, the month counts and the
@@ -642,7 +644,9 @@ async def confirm_page(request: web.Request) -> web.Response:
         reader = read_choices(request.query, candidate.locale, candidate.timezone)
         # Changing needs a booking; without one (cancelled in another tab) this is a booking.
         change = booking is not None and request.query.get("change") == "1"
-        if (booking is not None and not change) or (booking is None and state.closed):
+        if (booking is not None and not change) or (
+            booking is None and (state.closed or state.held)
+        ):
             raise web.HTTPSeeOther(_link(request, PAGE, reader))
         org = await _organisation(session, candidate)
         if booking is not None and _locked(booking, now, policy):
@@ -780,7 +784,7 @@ async def cancel_page(request: web.Request) -> web.Response:
             "minutes": _minutes(booking.start_at, booking.end_at),
             "deadline": deadline(candidate.book_by, reader.tz, reader.locale),
             # Whether a new time could still be booked once this one is given up.
-            "can_rebook": not state.closed,
+            "can_rebook": not (state.closed or state.held),
             "action_url": _link(request, CANCEL, Reader(reader.locale, reader.tz)),
             "page_url": _link(request, PAGE, reader),
             "change_url": _link(request, PAGE, _changing(reader)),

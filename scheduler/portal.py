@@ -24,6 +24,7 @@ from scheduler.bookings import (
     booking_closed,
     cancel,
     candidate_slots,
+    held_booking,
     reschedule,
 )
 from scheduler.effects import committed
@@ -42,6 +43,7 @@ class Portal:
     candidate: Candidate
     booking: Booking | None
     closed: bool  # past the book-by deadline
+    held: bool  # an interview took place or was missed: no self-service booking any more
 
 
 async def resolve(request: web.Request, session: AsyncSession) -> Candidate:
@@ -61,6 +63,7 @@ async def state(request: web.Request, session: AsyncSession) -> Portal:
         candidate,
         await active_booking(session, candidate.id),
         booking_closed(candidate, request.app[keys.POLICY], now),
+        await held_booking(session, candidate.id) is not None,
     )
 
 

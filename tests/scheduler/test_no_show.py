@@ -62,3 +62,22 @@ async def test_a_moved_booking_moves_its_no_show_mark(make_org, clock) -> None:
     clock.set(later + timedelta(minutes=10))
     await org.client.app[keys.TIMERS].run_due()
     assert (await org.ok("GET", f"/bookings/{booking['id']}"))["status"] == "no_show"
+
+
+async def test_after_a_no_show_the_candidate_cannot_book_again_alone(make_org, clock) -> None:
+    org, booking = await _booking(make_org)
+    clock.set(START + timedelta(minutes=10))
+    await org.client.app[keys.TIMERS].run_due()
+    detail = await org.ok("GET", f"/bookings/{booking['id']}")
+    cand = await org.ok("GET", f"/candidates/{detail['candidate_id']}")
+    token = cand["link"].rsplit("/", 1)[1]
+    page = await org.client.get(f"/c/{token}?lang=en")
+    assert page.status == 200
+    text = await page.text()
+    assert "Your interview time has passed" in text and 'class="slot' not in text
+    again = await org.client.post(
+        f"/c/{token}/booking", json={"start": (START + timedelta(days=2)).isoformat()}
+    )
+    assert again.status == 409
+    statuses = [b["status"] for b in (await org.ok("GET", "/bookings"))["bookings"]]
+    assert statuses == ["no_show"]
