@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -118,12 +119,13 @@ class EvaluatorPatch(_In):
     languages: list[Language] | None = Field(None, min_length=1, max_length=20)
     locale: Locale | None = None
 
-    @model_validator(mode="after")
-    def _not_null(self) -> EvaluatorPatch:
-        for name in self.model_fields_set:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
+    @field_validator("name", "email", "timezone", "languages", "locale", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Only runs for fields the request sent, so the error names the field itself.
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
 
 
 class EvaluatorOut(_Out):
