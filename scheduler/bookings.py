@@ -196,6 +196,29 @@ async def _free_evaluator(
     raise SlotTaken("this time is no longer available")
 
 
+async def _evaluator_for(
+    db: Database,
+    session: AsyncSession,
+    candidate: Candidate,
+    start: datetime,
+    policy: Policy,
+    now: datetime,
+    exclude: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """The evaluator for a candidate's own booking: their language, their deadline."""
+    return await _free_evaluator(
+        db,
+        session,
+        organisation_id=candidate.organisation_id,
+        language=candidate.language,
+        start=start,
+        policy=policy,
+        now=now,
+        deadline=candidate.book_by,
+        exclude=exclude,
+    )
+
+
 def _integrity(exc: IntegrityError) -> Exception:
     """The schema caught a race the row locks did not (e.g. one candidate in two tabs)."""
     if "uq_bookings_active_candidate" in str(exc.orig) or "candidate_id" in str(exc.orig):
@@ -272,16 +295,7 @@ async def book(
                     "this candidate's interview has taken place or was missed; only the "
                     "training organisation can arrange another"
                 )
-            evaluator_id = await _free_evaluator(
-                db,
-                session,
-                organisation_id=candidate.organisation_id,
-                language=candidate.language,
-                start=start,
-                policy=policy,
-                now=now,
-                deadline=candidate.book_by,
-            )
+            evaluator_id = await _evaluator_for(db, session, candidate, start, policy, now)
             booking = Booking(
                 id=uuid.uuid4(),
                 organisation_id=candidate.organisation_id,
@@ -346,16 +360,8 @@ async def reschedule(
     try:
         async with db.write() as session:
             candidate, booking = await _candidate_booking(session, candidate_id, policy, now)
-            evaluator_id = await _free_evaluator(
-                db,
-                session,
-                organisation_id=candidate.organisation_id,
-                language=candidate.language,
-                start=start,
-                policy=policy,
-                now=now,
-                deadline=candidate.book_by,
-                exclude=booking.id,
+            evaluator_id = await _evaluator_for(
+                db, session, candidate, start, policy, now, exclude=booking.id
             )
             await _move(
                 session,
