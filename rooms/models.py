@@ -19,15 +19,27 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from sqlalchemy import (
+    BigInteger,
+    Dialect,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+    select,
+)
 from sqlalchemy import DateTime as _DateTime
-from sqlalchemy import Dialect, Index, MetaData, String, Text, TypeDecorator, Uuid, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Attendance",
+    "Recording",
     "RoomAttendance",
     "RoomRecord",
+    "RoomRecording",
     "RoomReport",
     "RoomState",
     "attendance",
@@ -36,6 +48,10 @@ __all__ = [
     "metadata",
     "record_join",
     "record_leave",
+    "recording_finished",
+    "recording_started",
+    "recordings",
+    "restart",
     "room_report",
     "save_state",
 ]
@@ -92,7 +108,8 @@ class RoomAttendance(_Base):
     joined_at: Mapped[datetime]
     # Null while connected (or when the process died: there was nobody left to write it).
     left_at: Mapped[datetime | None]
-    # left, disconnected, replaced, ended, expired, policy, shutdown (docs/rooms.md).
+    # left, disconnected, replaced, ended, expired, policy, shutdown, cancelled, moved
+    # (docs/rooms.md).
     left_reason: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_room_attendance_booking_joined", "booking_id", "joined_at"),)
@@ -111,6 +128,24 @@ class RoomRecord(_Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
     evaluator_notes: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime]
+
+
+class RoomRecording(_Base):
+    """One recorded room session: a file under the recordings folder.
+
+    Written when recording starts, so that a process dying mid-interview still leaves the
+    file listed (Matroska stays readable up to what was written); `ended_at` and `bytes`
+    are filled in when it stops cleanly.
+    """
+
+    __tablename__ = "room_recordings"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    booking_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    # Relative to the recordings folder: the folder may move, the rows stay right.
+    file: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 @dataclass(frozen=True)
@@ -139,10 +174,21 @@ class Attendance:
 
 
 @dataclass(frozen=True)
+class Recording:
+    id: uuid.UUID
+    file: str
+    started_at: datetime
+    ended_at: datetime | None
+    bytes: int | None
+
+
+@dataclass(frozen=True)
 class RoomReport:
-    """What the organisation sees of a room: attendance and the interview's milestones."""
+    """What the organisation sees of a room: attendance, the interview's milestones and
+    its recordings."""
 
     attendance: list[Attendance]
+    recordings: list[Recording]
     admitted_at: datetime | None
     id_checked_at: datetime | None
     interview_started_at: datetime | None
@@ -181,6 +227,22 @@ async def save_state(session: AsyncSession, state: RoomState, *, now: datetime) 
     row.ended_at = state.ended_at
     row.outcome = state.outcome
     row.evaluator_notes = state.notes
+    row.updated_at = now
+    await session.flush()
+
+
+async def restart(session: AsyncSession, booking_id: uuid.UUID, *, now: datetime) -> None:
+    """A moved booking's interview starts over: admission, ID check, steps and outcome are
+    cleared (a candidate whose interview was interrupted must be let in again at the new
+    time); the evaluator's notes and the attendance history are kept.
+
+    The scheduler calls this in the move's own transaction, so the two never disagree.
+    """
+    row = await session.get(RoomRecord, booking_id)
+    if row is None:
+        return
+    row.admitted_at = row.id_checked_at = row.interview_started_at = row.ended_at = None
+    row.step = row.outcome = None
     row.updated_at = now
     await session.flush()
 
@@ -237,6 +299,7 @@ async def room_report(session: AsyncSession, booking_id: uuid.UUID) -> RoomRepor
     state = await load_state(session, booking_id)
     return RoomReport(
         attendance=await attendance(session, booking_id),
+        recordings=await recordings(session, booking_id),
         admitted_at=state.admitted_at,
         id_checked_at=state.id_checked_at,
         interview_started_at=state.interview_started_at,
@@ -244,3 +307,31 @@ async def room_report(session: AsyncSession, booking_id: uuid.UUID) -> RoomRepor
         ended_at=state.ended_at,
         outcome=state.outcome,
     )
+
+
+async def recording_started(
+    session: AsyncSession, booking_id: uuid.UUID, file: str, at: datetime
+) -> uuid.UUID:
+    row = RoomRecording(id=uuid.uuid4(), booking_id=booking_id, file=file, started_at=at)
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def recording_finished(
+    session: AsyncSession, recording_id: uuid.UUID, at: datetime, size: int
+) -> None:
+    row = await session.get(RoomRecording, recording_id)
+    if row is not None and row.ended_at is None:
+        row.ended_at = at
+        row.bytes = size
+        await session.flush()
+
+
+async def recordings(session: AsyncSession, booking_id: uuid.UUID) -> list[Recording]:
+    rows = await session.scalars(
+        select(RoomRecording)
+        .where(RoomRecording.booking_id == booking_id)
+        .order_by(RoomRecording.started_at, RoomRecording.id)
+    )
+    return [Recording(r.id, r.file, r.started_at, r.ended_at, r.bytes) for r in rows]

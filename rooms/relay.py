@@ -25,7 +25,7 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 from aiortc import (
     MediaStreamTrack,
@@ -48,7 +48,9 @@ from rooms.settings import RelayMode, RoomsSettings
 
 __all__ = [
     "KINDS",
+    "Kind",
     "MediaBridge",
+    "MediaSink",
     "Outlet",
     "Role",
     "codec_preferences",
@@ -232,6 +234,12 @@ def _retrieve(task: asyncio.Future[Frame | Packet]) -> None:
         task.exception()
 
 
+class MediaSink(Protocol):
+    """Where a decoded copy of each participant's media goes (the recorder)."""
+
+    def attach(self, role: Role, kind: Kind, track: MediaStreamTrack) -> None: ...
+
+
 @dataclass(eq=False)
 class _Participant:
     role: Role
@@ -241,6 +249,8 @@ class _Participant:
     sources: dict[Kind, EncodedSource] = field(default_factory=dict)
     # Whose media each outlet currently carries, so that wiring is idempotent.
     fed_by: dict[Kind, _Participant | None] = field(default_factory=dict)
+    # The kinds whose decoded copy the current sink already has.
+    sunk: set[Kind] = field(default_factory=set)
 
 
 class MediaBridge:
@@ -267,6 +277,7 @@ class MediaBridge:
         self._participants: dict[Role, _Participant] = {}
         self._relay = MediaRelay() if mode == "transcode" else None
         self._linked = linked
+        self._sink: MediaSink | None = None
 
     @classmethod
     def from_settings(cls, settings: RoomsSettings, *, linked: bool = True) -> MediaBridge:
@@ -290,6 +301,14 @@ class MediaBridge:
         outlets simply have no upstream, and nothing is forwarded either way.
         """
         self._linked = True
+        self._wire()
+
+    def record(self, sink: MediaSink | None) -> None:
+        """Give `sink` a decoded copy of each participant's media, now and whenever one
+        (re)joins; None stops handing copies (the sink stops the tracks it was given)."""
+        self._sink = sink
+        for participant in self._participants.values():
+            participant.sunk.clear()
         self._wire()
 
     def peer(self, role: Role) -> RTCPeerConnection:
@@ -405,6 +424,16 @@ class MediaBridge:
     def _wire(self) -> None:
         if not self._linked:
             return
+        if self._sink is not None:
+            for participant in self._participants.values():
+                for kind in KINDS:
+                    if kind not in participant.sunk:
+                        try:
+                            track = self.decoded(participant.role, kind)
+                        except RuntimeError:
+                            continue  # transcode: not negotiated yet; "track" wires it later
+                        participant.sunk.add(kind)
+                        self._sink.attach(participant.role, kind, track)
         for source, sink in itertools.permutations(self._participants.values(), 2):
             for kind in KINDS:
                 if sink.fed_by[kind] is source:

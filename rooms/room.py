@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +23,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.models import RoomState
+from rooms.recording import RoomRecorder
 from rooms.relay import MediaBridge, Role
 from rooms.settings import RoomsSettings
 
@@ -69,6 +70,11 @@ class Ticket:
     locale: str
     timezone: str
     language: str
+    # Whether the organisation records its interviews (the candidate is told before joining).
+    recording: bool = False
+    # "no_show" or "completed" once the booking is over: the candidate's link then says so
+    # (and no longer opens the room); the evaluator's still does, to finish the notes.
+    held: str | None = None
 
 
 class TicketResolver(Protocol):
@@ -107,9 +113,14 @@ class Window:
 
     @classmethod
     def of(cls, ticket: Ticket, settings: RoomsSettings) -> Window:
+        return cls.around(ticket.start, ticket.end, settings)
+
+    @classmethod
+    def around(cls, start: datetime, end: datetime, settings: RoomsSettings) -> Window:
+        """The window of an interview by its times alone (a moved booking has no ticket yet)."""
         return cls(
-            ticket.start - timedelta(minutes=settings.open_before_minutes),
-            ticket.end + timedelta(minutes=settings.close_after_minutes),
+            start - timedelta(minutes=settings.open_before_minutes),
+            end + timedelta(minutes=settings.close_after_minutes),
         )
 
     def status(self, now: datetime) -> WindowStatus:
@@ -242,6 +253,12 @@ class Room(Generic[C]):
         self.lock = asyncio.Lock()
         self.media_locks: dict[Role, asyncio.Lock] = {role: asyncio.Lock() for role in ROLES}
         self._expiry: asyncio.TimerHandle | None = None
+        # Decided once per room session, from the ticket that opened it: a change of the
+        # organisation's choice applies from the next session, never behind anyone's back.
+        self.recording = settings.recording_allowed and ticket.recording
+        self.recorder: RoomRecorder | None = None
+        # Called with the recorder once it has stopped (the signaling writes the database).
+        self.on_recording_stopped: Callable[[RoomRecorder], Awaitable[None]] | None = None
 
     def present(self) -> dict[str, bool]:
         return {role: role in self.connections for role in ROLES}
@@ -255,7 +272,34 @@ class Room(Generic[C]):
         self.version += 1
 
     def fields(self, now: datetime) -> dict[str, Any]:
-        return state_fields(self.state, self.present(), self.version, now)
+        return {
+            **state_fields(self.state, self.present(), self.version, now),
+            "recording": self.recorder is not None,
+        }
+
+    def should_record(self) -> bool:
+        """Recording runs from admission to the end of the interview, if the room records."""
+        state = self.state
+        return (
+            self.recording
+            and not self.closed
+            and state.admitted_at is not None
+            and state.ended_at is None
+        )
+
+    def start_recording(self, recorder: RoomRecorder) -> None:
+        """Hand `recorder` (started) a decoded copy of both participants' media from now on."""
+        self.recorder = recorder
+        self.bridge.record(recorder)
+
+    async def stop_recording(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        self.bridge.record(None)
+        await recorder.stop()
+        if self.on_recording_stopped is not None:
+            await self.on_recording_stopped(recorder)
 
     def expire_at(self, clock: Clock, on_expiry: Callable[[], None]) -> None:
         """Call `on_expiry` once the window has closed by `clock` (re-armed if it has not)."""
@@ -280,4 +324,5 @@ class Room(Generic[C]):
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+        await self.stop_recording()
         await self.bridge.close()

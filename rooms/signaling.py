@@ -23,16 +23,29 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 from aiortc import RTCIceCandidate
 from aiortc.sdp import candidate_from_sdp
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.echo import EchoPeer
-from rooms.models import RoomState, load_state, record_join, record_leave, save_state
+from rooms.models import (
+    RoomState,
+    load_state,
+    record_join,
+    record_leave,
+    recording_finished,
+    recording_started,
+    save_state,
+)
+from rooms.recording import SUFFIX as RECORDING_SUFFIX
+from rooms.recording import RecordingWorker, RoomRecorder
 from rooms.relay import Role, rtc_configuration
 from rooms.room import (
+    ROLES,
     STEPS,
     Clock,
     Refusal,
@@ -54,6 +67,7 @@ __all__ = [
     "COUNTED_ERRORS",
     "MAX_MESSAGE_BYTES",
     "MAX_PROTOCOL_ERRORS",
+    "BookingChange",
     "CloseCode",
     "Connection",
     "RoomServer",
@@ -89,7 +103,16 @@ COUNTED_ERRORS = frozenset(
     {"malformed", "too_large", "unknown_type", "invalid", "out_of_order", "forbidden"}
     | {"rate_limited"}
 )
+_MISSED = "the candidate did not join in time and was marked absent"
 EVALUATOR_ONLY = frozenset({"admit", "id_checked", "step", "notes", "end"})
+
+# What the scheduler tells a live room after a commit (`RoomServer.booking_changed`): the
+# `error` code sent, the close code and the attendance's `left_reason` are all named after it.
+BookingChange = Literal["cancelled", "moved"]
+_CHANGE_MESSAGES: dict[str, str] = {
+    "cancelled": "the interview has been cancelled",
+    "moved": "the interview has been moved",
+}
 
 
 class CloseCode(IntEnum):
@@ -99,6 +122,8 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
     ENDED = 4000
+    CANCELLED = 4001
+    MOVED = 4002
     NOT_FOUND = 4404
     TIME_LIMIT = 4408
     REPLACED = 4409
@@ -113,6 +138,10 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class _ResolveAgain(Exception):
+    """A booking changed while a link was being resolved: its ticket may be stale."""
 
 
 def ice_servers(settings: RoomsSettings) -> list[dict[str, Any]]:
@@ -150,7 +179,7 @@ def room_info(ticket: Ticket, settings: RoomsSettings, now: datetime, token: str
         "now": iso(now),
         "window": window.status(now),
         "interview": _interview(settings),
-        "recording": settings.recording,
+        "recording": settings.recording_allowed and ticket.recording,
         "websocket": f"/r/{token}/ws",
     }
 
@@ -221,6 +250,9 @@ class Connection:
 
 Handler = Callable[[Room[Connection], Connection, dict[str, Any]], Awaitable[None]]
 Transition = Callable[[RoomState, datetime], RoomState]
+# Told, in the transaction that records it, that the evaluator ended the interview with an
+# outcome (the scheduler closes the booking: rooms cannot touch bookings themselves).
+OnEnded = Callable[[AsyncSession, uuid.UUID, str, datetime], Awaitable[None]]
 
 
 class RoomServer:
@@ -231,15 +263,25 @@ class RoomServer:
     and their departure is recorded), `close()` last.
     """
 
-    def __init__(self, settings: RoomsSettings, clock: Clock) -> None:
+    def __init__(
+        self, settings: RoomsSettings, clock: Clock, *, recordings: Path | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        # Where recordings go; None: this server records nothing, whatever the tickets say.
+        self.recordings = recordings
+        self._recording_worker = RecordingWorker()
+        self._recording_ids: dict[RoomRecorder, uuid.UUID] = {}
         self._tickets: TicketResolver | None = None
         self._sessions: Sessions | None = None
+        self._on_ended: OnEnded | None = None
         self._rooms: dict[uuid.UUID, Room[Connection]] = {}
         self._echoes: dict[tuple[uuid.UUID, Role], Connection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        # Counts the bookings the scheduler said changed: a link resolved while it moved on
+        # is resolved again, so nobody enters a room with the ticket of a cancelled booking.
+        self._changes = 0
         self.echo_seconds = ECHO_SECONDS
         self._handlers: dict[str, Handler] = {
             "answer": self._on_answer,
@@ -256,9 +298,12 @@ class RoomServer:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def start(self, tickets: TicketResolver, sessions: Sessions) -> None:
+    def start(
+        self, tickets: TicketResolver, sessions: Sessions, *, on_ended: OnEnded | None = None
+    ) -> None:
         self._tickets = tickets
         self._sessions = sessions
+        self._on_ended = on_ended
         self._closing = False
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
@@ -292,6 +337,7 @@ class RoomServer:
         self._rooms.clear()
         for room in rooms:
             await room.close()
+        await self._recording_worker.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -309,11 +355,17 @@ class RoomServer:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         ws = _socket()
         await ws.prepare(request)
-        ticket = await self._check_in(ws, request.match_info["token"], early=False)
-        if ticket is None:
-            return ws
-        connection = Connection(ws, ticket)
-        room = await self._enter(connection)
+        while True:
+            seen = self._changes
+            ticket = await self._check_in(ws, request.match_info["token"], any_time=False)
+            if ticket is None:
+                return ws
+            connection = Connection(ws, ticket)
+            try:
+                room = await self._enter(connection, seen)
+            except _ResolveAgain:
+                continue
+            break
         if room is None:
             return ws
         try:
@@ -327,9 +379,12 @@ class RoomServer:
         return ws
 
     async def _check_in(
-        self, ws: web.WebSocketResponse, token: str, *, early: bool
+        self, ws: web.WebSocketResponse, token: str, *, any_time: bool
     ) -> Ticket | None:
-        """The link's ticket if it may connect now; otherwise refuse (error, close) and None."""
+        """The link's ticket if it may connect now; otherwise refuse (error, close) and None.
+
+        `any_time`: the room's window does not matter (the connection test), only the link.
+        """
         if self._closing or self._tickets is None or self._sessions is None:
             await _refuse(ws, "unavailable", "the server is restarting", CloseCode.GOING_AWAY)
             return None
@@ -342,10 +397,12 @@ class RoomServer:
         if ticket is None:
             await _refuse(ws, "not_found", "this link is not valid", CloseCode.NOT_FOUND)
             return None
+        if any_time:
+            return ticket
         now = self.clock.now()
         window = Window.of(ticket, self.settings)
         status = window.status(now)
-        if status == "too_early" and not early:
+        if status == "too_early":
             await _refuse(
                 ws,
                 "too_early",
@@ -370,8 +427,14 @@ class RoomServer:
 
     # --- arrivals and departures -------------------------------------------------------
 
-    async def _enter(self, connection: Connection) -> Room[Connection] | None:
-        """Seat the connection in its booking's room (made on first arrival); None if refused."""
+    async def _enter(self, connection: Connection, seen: int) -> Room[Connection] | None:
+        """Seat the connection in its booking's room (made on first arrival); None if refused.
+
+        `seen` is `_changes` from before the link was resolved. If a booking changed since,
+        this raises `_ResolveAgain`: the ticket may be a cancelled or moved booking's. The
+        check is made under the room's lock, which `booking_changed` takes to find whom to
+        tell, so a change either comes before it (and is seen) or finds this connection.
+        """
         assert self._sessions is not None
         ticket = connection.ticket
         refusal: tuple[str, str, int] | None = None
@@ -379,17 +442,28 @@ class RoomServer:
             room = self._rooms.get(ticket.booking_id)
             if room is None:
                 room = Room[Connection](ticket, self.settings)
+                if self.recordings is None:
+                    room.recording = False
+                room.on_recording_stopped = self._recording_stopped
                 self._rooms[ticket.booking_id] = room
             async with room.lock:
                 if room.closed:
                     continue  # its last participant just left; take a fresh room
+                if self._changes != seen:
+                    if self._forget_if_empty(room):
+                        self._spawn(room.close())
+                    raise _ResolveAgain
                 previous = room.connections.get(ticket.role)
                 try:
                     if not room.loaded:
                         async with self._sessions.read() as session:
                             room.state = await load_state(session, ticket.booking_id)
                         room.loaded = True
-                    if ticket.role == "candidate" and room.state.ended_at is not None:
+                    if ticket.role == "candidate" and ticket.held == "no_show":
+                        refusal = ("missed", _MISSED, CloseCode.ENDED)
+                    elif ticket.role == "candidate" and (
+                        room.state.ended_at is not None or ticket.held is not None
+                    ):
                         refusal = ("ended", "the interview has ended", CloseCode.ENDED)
                     else:
                         async with self._sessions.write() as session:
@@ -403,6 +477,7 @@ class RoomServer:
                     first = not room.connections
                     room.connections[ticket.role] = connection
                     room.changed()
+                    await self._sync_recording(room)
                     if first:
                         room.expire_at(self.clock, functools.partial(self._expire, room))
                     break
@@ -482,6 +557,79 @@ class RoomServer:
             room.expired = True
             self._spawn(expire())
 
+    # --- news from the scheduler -------------------------------------------------------
+    # Rooms cannot read bookings: the scheduler calls these once its change has committed.
+
+    async def booking_changed(
+        self,
+        booking_id: uuid.UUID,
+        change: BookingChange,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> bool:
+        """Send everyone out of a booking's room: it was cancelled, or moved (to `start`).
+
+        Each participant gets an `error` with the change as its code and is closed with 4001
+        or 4002; their attendance says why. The room is forgotten at once, so the next
+        connection resolves its link afresh: a cancelled booking's links are revoked, a
+        moved one's window is elsewhere (its interview starts over: `rooms.models.restart`). A
+        cancellation also ends the links' connection tests; a move does not concern them.
+        True if anyone was connected.
+        """
+        # No await before the room leaves the registry: see `_enter`.
+        self._changes += 1
+        room = self._rooms.pop(booking_id, None)
+        message: dict[str, Any] = {
+            "type": "error",
+            "code": change,
+            "message": _CHANGE_MESSAGES[change],
+        }
+        if change == "moved" and start is not None and end is not None:
+            window = Window.around(start, end, self.settings)
+            message.update(
+                start=iso(start),
+                end=iso(end),
+                opens_at=iso(window.opens_at),
+                closes_at=iso(window.closes_at),
+            )
+        told: list[Connection] = []
+        if room is not None:
+            async with room.lock:
+                told.extend(room.connections.values())
+        if change == "cancelled":
+            for role in ROLES:
+                test = self._echoes.get((booking_id, role))
+                if test is not None:
+                    told.append(test)
+        close_code = CloseCode.CANCELLED if change == "cancelled" else CloseCode.MOVED
+        for connection in told:
+            await connection.send(message)
+            connection.kick(close_code, change, change)
+        return bool(told)
+
+    async def marked_no_show(self, booking_id: uuid.UUID) -> bool:
+        """Tell an evaluator waiting in the room that the candidate was marked absent.
+
+        Nobody is sent away: the evaluator may stay, and come back, until the room closes,
+        to end the interview and finish the notes. The candidate's link no longer opens the
+        room; a candidate connected when the mark came (only a late mark allows it) is left
+        alone rather than cut off mid-interview. True if the evaluator was told.
+        """
+        self._changes += 1
+        room = self._rooms.get(booking_id)
+        evaluator = room.connections.get("evaluator") if room is not None else None
+        if evaluator is None:
+            return False
+        await evaluator.send(
+            {
+                "type": "notice",
+                "code": "no_show",
+                "message": "the candidate did not join in time and is marked absent",
+            }
+        )
+        return True
+
     # --- the conversation --------------------------------------------------------------
 
     async def _converse(self, room: Room[Connection], connection: Connection) -> None:
@@ -539,7 +687,7 @@ class RoomServer:
             "now": iso(now),
             "ice_servers": ice_servers(self.settings),
             "interview": _interview(self.settings),
-            "recording": self.settings.recording,
+            "recording": room.recording,
             "room": room.fields(now),
         }
         if ticket.role == "evaluator":
@@ -627,23 +775,78 @@ class RoomServer:
                 return False
             async with self._sessions.write() as session:
                 await save_state(session, new, now=now)
+                ended = new.ended_at is not None and room.state.ended_at is None
+                if ended and new.outcome is not None and self._on_ended is not None:
+                    await self._on_ended(session, room.booking_id, new.outcome, now)
             room.changed(new)
+            await self._sync_recording(room)
         await self._broadcast(room)
         return True
+
+    # --- recording ---------------------------------------------------------------------
+
+    async def _sync_recording(self, room: Room[Connection]) -> None:
+        """Under `room.lock`: start or stop the room's recorder as its state now requires.
+
+        A recording that cannot start (disk, encoder) is logged and the interview goes on
+        unrecorded: losing the recording must never cost the candidate their interview.
+        """
+        assert self._sessions is not None
+        wanted = room.should_record()
+        if not wanted:
+            if room.recorder is not None:
+                await room.stop_recording()
+            return
+        if room.recorder is not None or self.recordings is None:
+            return
+        now = self.clock.now()
+        name = f"{room.booking_id}/{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}{RECORDING_SUFFIX}"
+        recorder = RoomRecorder(
+            self.recordings / name,
+            self._recording_worker,
+            preset=self.settings.recording_preset,
+        )
+        try:
+            await recorder.start()
+            async with self._sessions.write() as session:
+                self._recording_ids[recorder] = await recording_started(
+                    session, room.booking_id, name, now
+                )
+        except Exception:
+            log.exception("room %s: could not start recording", room.booking_id)
+            await recorder.stop()
+            return
+        room.start_recording(recorder)
+
+    async def _recording_stopped(self, recorder: RoomRecorder) -> None:
+        recording_id = self._recording_ids.pop(recorder, None)
+        if recording_id is None or self._sessions is None:
+            return
+        try:
+            async with self._sessions.write() as session:
+                await recording_finished(session, recording_id, self.clock.now(), recorder.size)
+        except Exception:
+            log.exception("could not record the end of recording %s", recording_id)
 
     # --- the connection test ---------------------------------------------------------
 
     async def echo(self, request: web.Request) -> web.StreamResponse:
         """`/r/{token}/echo`: the participant's media comes back through the server.
 
-        Any time the link is valid until the room closes (the device check happens before
-        the room opens); it is not attendance, and it never touches the room.
+        Any day while the link is valid, before, during and after the room's window: the
+        device check is done ahead of time, and proves nothing about the room itself. It is
+        not attendance, and it never touches the room.
         """
         ws = _socket()
         await ws.prepare(request)
-        ticket = await self._check_in(ws, request.match_info["token"], early=True)
-        if ticket is None:
-            return ws
+        while True:
+            seen = self._changes
+            ticket = await self._check_in(ws, request.match_info["token"], any_time=True)
+            if ticket is None:
+                return ws
+            # Registered below without awaiting: a later cancellation finds this test.
+            if self._changes == seen:
+                break
         key = (ticket.booking_id, ticket.role)
         if key not in self._echoes and len(self._echoes) >= MAX_ECHOES:
             await _refuse(

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.outbox import booking_messages
-from rooms.models import room_report
+from rooms.models import recordings, room_report
 from scheduler import history, keys
 from scheduler.availability import Availability, AvailabilityError
 from scheduler.bookings import active_booking, force_majeure
@@ -57,6 +57,8 @@ from scheduler.schemas import (
     ForceMajeureIn,
     HistoryOut,
     MessageOut,
+    OrganisationOut,
+    OrganisationPatch,
     RangeQuery,
     RoomLinks,
     RoomReport,
@@ -88,7 +90,7 @@ class Call:
             raise NotFound(f"no such {name.removesuffix('_id') or 'object'}") from exc
 
 
-Handler = Callable[[Call], Awaitable[BaseModel | None]]
+Handler = Callable[[Call], Awaitable[BaseModel | web.StreamResponse | None]]
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class Endpoint:
     status: int = 200
     write: bool = False
     errors: tuple[int, ...] = field(default=(401, 404, 422))
+    # A non-JSON response (a file): the handler returns the web response itself.
+    media_type: str | None = None
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -170,6 +174,8 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             result = await ep.handler(Call(request, org, key.name, session, body, query))
         if result is None:
             return web.Response(status=204)
+        if isinstance(result, web.StreamResponse):
+            return result
         return web.json_response(result.model_dump(mode="json", by_alias=True), status=ep.status)
 
     return handle
@@ -178,6 +184,33 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
 def setup(app: web.Application) -> None:
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, PREFIX + ep.path, _wrap(ep))
+
+
+# --- the organisation ----------------------------------------------------------------------
+
+
+@endpoint("GET", "/organisation", "The caller's organisation", response=OrganisationOut)
+async def get_organisation(call: Call) -> OrganisationOut:
+    return OrganisationOut.model_validate(call.org)
+
+
+@endpoint(
+    "PATCH",
+    "/organisation",
+    "Change the organisation's settings (recording)",
+    body=OrganisationPatch,
+    response=OrganisationOut,
+    write=True,
+    errors=(401, 409, 422),
+)
+async def patch_organisation(call: Call) -> OrganisationOut:
+    changes = call.body.model_dump(exclude_unset=True)
+    if changes.get("recording") and not call.request.app[keys.SETTINGS].rooms.recording_allowed:
+        raise Conflict("recording is disabled on this server ([rooms] recording_allowed)")
+    for name, value in changes.items():
+        setattr(call.org, name, value)
+    await call.session.flush()
+    return OrganisationOut.model_validate(call.org)
 
 
 # --- evaluators ----------------------------------------------------------------------------
@@ -453,7 +486,35 @@ async def get_booking(call: Call) -> BookingOut:
         for m in await booking_messages(call.session, b.id)
     ]
     out.room = RoomReport.model_validate(await room_report(call.session, b.id))
+    for recording in out.room.recordings:
+        recording.download = f"{PREFIX}/bookings/{b.id}/recordings/{recording.id}"
     return out
+
+
+@endpoint(
+    "GET",
+    "/bookings/{id}/recordings/{recording_id}",
+    "Download a recording of the booking's room (Matroska: H.264 video, AAC sound)",
+    media_type="video/x-matroska",
+)
+async def download_recording(call: Call) -> web.StreamResponse:
+    b = await call.session.get(Booking, call.path_id())
+    if b is None or b.organisation_id != call.org.id:
+        raise NotFound("no such booking")
+    recording_id = call.path_id("recording_id")
+    found = next((r for r in await recordings(call.session, b.id) if r.id == recording_id), None)
+    folder = call.request.app[keys.SETTINGS].recordings_path.resolve()
+    path = (folder / found.file).resolve() if found is not None else None
+    if path is None or not path.is_relative_to(folder) or not path.is_file():
+        raise NotFound("no such recording (or its file is gone)")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "video/x-matroska",
+            "Content-Disposition": f'attachment; filename="{b.id}-{path.name}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @endpoint(
@@ -481,7 +542,7 @@ async def force_majeure_booking(call: Call) -> BookingOut:
         evaluator_id=data.evaluator_id,
         effects=app[keys.EFFECTS],
     )
-    await committed(app, [booking.id])
+    await committed(app, [booking.id], changed=[booking])
     return booking_out(call, booking, detail=True)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rooms.models import restart as room_restart
 from rooms.tokens import new_nonce
 from scheduler import history
 from scheduler.calendars import busy_intervals, calendar_of, load_calendars
@@ -256,6 +257,7 @@ async def _move(
     booking.updated_at = now
     booking.status = "locked" if is_locked(start, now, policy) else "confirmed"
     await session.flush()
+    await room_restart(session, booking.id, now=now)
     await history.record(
         session, booking, actor=actor, action=action, now=now, before=before, reason=reason
     )

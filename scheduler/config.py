@@ -100,6 +100,10 @@ class Settings(_Section):
     def data_path(self) -> Path:
         return Path(self.server.data_dir)
 
+    @property
+    def recordings_path(self) -> Path:
+        return Path(self.rooms.recordings_dir or self.data_path / "recordings")
+
 
 class ConfigError(Exception):
     """Raised with a message a person can act on; `viva` prints it and exits."""

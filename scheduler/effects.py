@@ -1,8 +1,9 @@
 """What follows a booking change: messages and timers inside its transaction, then the
-wake-ups after it commits. Implements `scheduler.bookings.Effects`."""
+wake-ups after it commits, the live rooms included. Implements `scheduler.bookings.Effects`."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from scheduler import keys
 from scheduler.models import Booking, Candidate
 from scheduler.notify import Notifier
+
+log = logging.getLogger("viva.effects")
 
 # Re-plans a booking's timer rows in the caller's transaction (scheduler.timers).
 Replan = Callable[[AsyncSession, Booking, datetime], Awaitable[None]]
@@ -69,7 +72,35 @@ class Effects:
         await self._timers(session, booking, now)
 
 
-async def committed(app: web.Application, booking_ids: Iterable[uuid.UUID]) -> None:
-    """After the commit: let the messages leave now, and bring the timer jobs in line."""
+async def committed(
+    app: web.Application,
+    booking_ids: Iterable[uuid.UUID],
+    *,
+    changed: Iterable[Booking] = (),
+) -> None:
+    """After the commit: let the messages leave now, bring the timer jobs in line, and send
+    the participants of `changed` bookings (cancelled, or moved) out of their live room."""
     app[keys.MAIL].wake()
+    # Rooms first: a live room must stop writing its (now stale) state as soon as possible.
+    for booking in changed:
+        await tell_room(app, booking)
     await app[keys.TIMERS].sync(list(booking_ids))
+
+
+async def tell_room(app: web.Application, booking: Booking) -> None:
+    """Tell the booking's live room, if any, that it was cancelled or moved.
+
+    Only after the commit: a participant sent away must find the new state when they come
+    back. Best effort: the change stands, and a room that was not told still refuses its
+    revoked links, and closes with its old window, at the latest.
+    """
+    rooms = app[keys.ROOMS]
+    try:
+        if booking.status == "cancelled":
+            await rooms.booking_changed(booking.id, "cancelled")
+        else:
+            await rooms.booking_changed(
+                booking.id, "moved", start=booking.start_at, end=booking.end_at
+            )
+    except Exception:
+        log.exception("could not tell the room of booking %s about its change", booking.id)

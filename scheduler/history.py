@@ -15,7 +15,7 @@ from scheduler.models import Booking, BookingEvent
 
 @dataclass(frozen=True)
 class Actor:
-    kind: str  # "candidate", "organisation" or "system"
+    kind: str  # "candidate", "evaluator" (ending the interview), "organisation" or "system"
     name: str  # the candidate's name, the API key's name, or "viva"
 
 

@@ -37,6 +37,9 @@ class Organisation(Base):
     contact_email: Mapped[str] = mapped_column(String(320))
     contact_phone: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[datetime]
+    # Whether its interviews are recorded (rooms.recording); candidates are told before
+    # joining. Off until the organisation turns it on.
+    recording: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
 
 class ApiKey(Base):
@@ -128,7 +131,8 @@ class BookingEvent(Base):
     # 1, 2, 3... within the booking: the order of events even when the clock stands still.
     position: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
-    # "candidate", "organisation" (an API key, named in actor_name) or "system" (timers).
+    # "candidate", "evaluator" (ending the interview), "organisation" (an API key, named in
+    # actor_name) or "system" (timers).
     actor: Mapped[str] = mapped_column(String(16))
     actor_name: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(32))

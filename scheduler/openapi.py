@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -75,10 +76,10 @@ def document(base_url: str) -> dict[str, Any]:
             "parameters": _query_parameters(ep),
             "responses": {},
         }
-        if "{id}" in ep.path:
+        for name in re.findall(r"{(\w+)}", ep.path):
             op["parameters"].append(
                 {
-                    "name": "id",
+                    "name": name,
                     "in": "path",
                     "required": True,
                     "schema": {"type": "string", "format": "uuid"},
@@ -94,7 +95,9 @@ def document(base_url: str) -> dict[str, Any]:
                 },
             }
         ok: dict[str, Any] = {"description": "OK"}
-        if ep.response is not None:
+        if ep.media_type is not None:
+            ok["content"] = {ep.media_type: {"schema": {"type": "string", "format": "binary"}}}
+        elif ep.response is not None:
             ok["content"] = {
                 "application/json": {
                     "schema": {"$ref": f"#/components/schemas/{ep.response.__name__}"}

@@ -103,7 +103,7 @@ async def make_booking(
 async def change_booking(
     request: web.Request, candidate: Candidate, start: datetime
 ) -> tuple[Booking, Candidate]:
-    return await _change(request, reschedule, candidate, start)
+    return await _change(request, reschedule, candidate, start, moved=True)
 
 
 async def _change(
@@ -111,6 +111,8 @@ async def _change(
     action: Callable[..., Awaitable[tuple[Booking, Candidate]]],
     candidate: Candidate,
     start: datetime,
+    *,
+    moved: bool = False,
 ) -> tuple[Booking, Candidate]:
     app = request.app
     booking, candidate = await action(
@@ -121,7 +123,7 @@ async def _change(
         now=app[keys.CLOCK].now(),
         effects=app[keys.EFFECTS],
     )
-    await committed(app, [booking.id])
+    await committed(app, [booking.id], changed=[booking] if moved else ())
     return booking, candidate
 
 
@@ -134,7 +136,7 @@ async def cancel_booking(request: web.Request, candidate: Candidate) -> Booking:
         now=app[keys.CLOCK].now(),
         effects=app[keys.EFFECTS],
     )
-    await committed(app, [booking.id])
+    await committed(app, [booking.id], changed=[booking])
     return booking
 
 

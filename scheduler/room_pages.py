@@ -7,8 +7,9 @@ peer connection, the lobby and, for the evaluator, the interview's panel.
 
 What the page holds depends on who opens it and when:
 
-* a link that does not resolve (unknown, mistyped, revoked, cancelled) gets the same
-  "not found" page as any other bad link, revealing nothing;
+* a link that does not resolve (unknown, mistyped, revoked, cancelled, or the candidate's
+  once the booking is held: no_show, completed) gets the same "not found" page as any other
+  bad link, revealing nothing;
 * outside the window, the page has the date, a countdown and the device check, never the
   call: when the window opens, room.js fetches this page again and takes the call from it;
 * the evaluator's controls (admission, ID check, steps, notes, end) are rendered only into
@@ -117,8 +118,12 @@ async def room_page(request: web.Request) -> web.Response:
     info = room_info(ticket, settings, now, token)
     # Only the candidate is turned away once the interview ended; the evaluator may still
     # come back to finish the notes until the room closes.
-    ended = ticket.role == "candidate" and await _ended(app, ticket)
-    window = "ended" if ended else info["window"]
+    window = info["window"]
+    if ticket.role == "candidate":
+        if ticket.held == "no_show":
+            window = "missed"
+        elif ticket.held is not None or await _ended(app, ticket):
+            window = "ended"
     page_path = str(app.router[ROOM_PAGE].url_for(token=token))
     data = {
         **{key: info[key] for key in ("role", "start", "end", "opens_at", "closes_at", "now")},
@@ -156,7 +161,7 @@ async def room_page(request: web.Request) -> web.Response:
         "minutes": _minutes(ticket.start, ticket.end),
         "open_before": settings.open_before_minutes,
         "target_minutes": settings.interview_target_minutes,
-        "recording": settings.recording,
+        "recording": info["recording"],
         "steps": info["interview"]["steps"],
         "data": data,
     }

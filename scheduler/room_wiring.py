@@ -9,7 +9,9 @@ before joining (docs/rooms.md), with the app's one error shape.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,8 +20,10 @@ from rooms.relay import Role
 from rooms.room import Ticket
 from rooms.signaling import RoomServer, room_info
 from rooms.tokens import LinkKind, LinkSigner, ParsedLink, new_nonce, parse_link
-from scheduler import keys
+from scheduler import history, keys
+from scheduler.bookings import HELD_STATUSES
 from scheduler.db import Database
+from scheduler.history import Actor
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
 from scheduler.problems import problem
 
@@ -36,13 +40,19 @@ _KINDS: tuple[tuple[LinkKind, Role], ...] = (
 _NO_NONCE = new_nonce()
 # The link is a secret in the URL: never cache it, never leak it in a Referer.
 _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# The statuses in which a link resolves. Once the booking is held (marked no_show, or
+# completed) the candidate's turn is used: their link says so (`Ticket.held`) and no longer
+# opens the room, but the evaluator may still have notes to finish, or be waiting when the
+# no-show mark comes. A cancelled booking resolves for nobody (its nonce was rotated too).
+_RESOLVING = (*ACTIVE_STATUSES, *HELD_STATUSES)
 
 
 async def ticket_for(session: AsyncSession, signer: LinkSigner, token: str) -> Ticket | None:
     """The ticket behind a room token, or None, whatever the reason.
 
-    Unknown, forged, revoked (the nonce was rotated), cancelled or otherwise inactive: all
-    answer None, so that a caller learns nothing about bookings it does not hold a link to.
+    Unknown, forged, revoked (the nonce was rotated), cancelled or otherwise not in
+    `_RESOLVING`: all answer None, so that a caller learns nothing about
+    bookings it does not hold a link to.
     The MAC is compared in constant time (`LinkSigner.verify`).
     """
     for kind, role in _KINDS:
@@ -57,7 +67,7 @@ async def _ticket(
 ) -> Ticket | None:
     booking = await session.get(Booking, link.ident)
     authentic = signer.verify(link, booking.room_nonce if booking is not None else _NO_NONCE)
-    if booking is None or not authentic or booking.status not in ACTIVE_STATUSES:
+    if booking is None or not authentic or booking.status not in _RESOLVING:
         return None
     candidate = await session.get(Candidate, booking.candidate_id)
     evaluator = await session.get(Evaluator, booking.evaluator_id)
@@ -76,6 +86,37 @@ async def _ticket(
         locale=me.locale,
         timezone=me.timezone,
         language=candidate.language,
+        recording=organisation.recording,
+        held=booking.status if booking.status in HELD_STATUSES else None,
+    )
+
+
+async def interview_ended(
+    session: AsyncSession, booking_id: uuid.UUID, outcome: str, now: datetime
+) -> None:
+    """The evaluator ended the interview: a completed one or a no-show closes the booking.
+
+    Runs in the transaction that records the end, so the room and the booking never
+    disagree. `interrupted` and `id_refused` leave the booking as it is: the organisation
+    decides what follows (a force-majeure move gives the candidate a new interview).
+    """
+    if outcome not in HELD_STATUSES:
+        return
+    booking = await session.get(Booking, booking_id, with_for_update=True)
+    if booking is None or booking.status not in ACTIVE_STATUSES:
+        return
+    evaluator = await session.get(Evaluator, booking.evaluator_id)
+    before = history.snapshot(booking)
+    booking.status = outcome
+    booking.updated_at = now
+    await session.flush()
+    await history.record(
+        session,
+        booking,
+        actor=Actor("evaluator", evaluator.name if evaluator is not None else "evaluator"),
+        action=outcome,
+        now=now,
+        before=before,
     )
 
 
@@ -93,7 +134,8 @@ class BookingTickets:
 
 def setup(app: web.Application) -> None:
     """Register the rooms' routes and lifecycle; called once by `create_app`."""
-    server = RoomServer(app[keys.SETTINGS].rooms, app[keys.CLOCK])
+    settings = app[keys.SETTINGS]
+    server = RoomServer(settings.rooms, app[keys.CLOCK], recordings=settings.recordings_path)
     app[keys.ROOMS] = server
     server.add_routes(app.router)
     app.router.add_get("/r/{token}/info", room_info_handler, name="room.info")
@@ -107,7 +149,7 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     tickets = BookingTickets(db, app[keys.LINKS].signer)
     app[keys.ROOM_TICKETS] = tickets
     server = app[keys.ROOMS]
-    server.start(tickets, db)
+    server.start(tickets, db, on_ended=interview_ended)
     yield
     await server.close()
 

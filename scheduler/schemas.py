@@ -241,7 +241,23 @@ class AttendanceOut(_Out):
     )
     left_reason: str | None = Field(
         description="left, disconnected, replaced (another tab), ended, expired (the room "
-        "closed), policy (protocol errors) or shutdown.",
+        "closed), policy (protocol errors), shutdown, cancelled or moved (the booking "
+        "changed during the session).",
+    )
+
+
+class RecordingOut(_Out):
+    """One recorded room session (Matroska: each participant's video and sound)."""
+
+    id: uuid.UUID
+    started_at: datetime = Field(description="When recording started (the admission).")
+    ended_at: datetime | None = Field(
+        description="When it stopped (the interview's end, or everyone left). Null while "
+        "recording, or if the server stopped abruptly: the file holds what was written."
+    )
+    bytes: int | None = Field(description="The file's size once finished.")
+    download: str = Field(
+        "", description="GET this path with the API key for the file (video/x-matroska)."
     )
 
 
@@ -249,6 +265,9 @@ class RoomReport(_Out):
     """What happened in the booking's video room (docs/rooms.md)."""
 
     attendance: list[AttendanceOut]
+    recordings: list[RecordingOut] = Field(
+        description="The room's recordings, when the organisation records its interviews."
+    )
     admitted_at: datetime | None = Field(description="When the evaluator admitted the candidate.")
     id_checked_at: datetime | None = Field(description="When the evaluator checked the ID.")
     interview_started_at: datetime | None = Field(
@@ -267,7 +286,11 @@ class BookingOut(_Out):
     evaluator_id: uuid.UUID
     start: datetime
     end: datetime
-    status: str
+    status: str = Field(
+        description="confirmed (the candidate may still change it), locked (inside the "
+        "change lock), cancelled, no_show (marked absent by the timer or the evaluator) or "
+        "completed (the evaluator ended the interview as completed)."
+    )
     sequence: int
     created_at: datetime
     updated_at: datetime
@@ -316,7 +339,7 @@ class ForceMajeureIn(_In):
 
 class EventOut(_Out):
     at: datetime
-    actor: Literal["candidate", "organisation", "system"]
+    actor: Literal["candidate", "evaluator", "organisation", "system"]
     actor_name: str
     action: str
     before: dict[str, Any] | None
@@ -326,3 +349,29 @@ class EventOut(_Out):
 
 class HistoryOut(BaseModel):
     events: list[EventOut]
+
+
+class OrganisationOut(_Out):
+    id: uuid.UUID
+    name: str
+    contact_email: str
+    contact_phone: str | None
+    recording: bool = Field(
+        description="Whether interviews are recorded; candidates are told before joining."
+    )
+    created_at: datetime
+
+
+class OrganisationPatch(_In):
+    recording: bool | None = Field(
+        None,
+        description="Record interviews from the next room session on (each room records "
+        "from the admission to the end of the interview).",
+    )
+
+    @field_validator("recording", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value

@@ -288,9 +288,12 @@ class TimerService:
         batch_size: int = _CLAIM_BATCH,
         real_clock: Clock | None = None,
         no_show_after: timedelta | None = None,
+        on_no_show: Callable[[uuid.UUID], Awaitable[object]] | None = None,
     ) -> None:
         self._db = db
         self._no_show_after = no_show_after
+        # Told each booking marked no_show, once committed (the app: its live room).
+        self._on_no_show = on_no_show
         self._clock = clock
         self._real_clock = real_clock or SystemClock()
         self._policy = policy
@@ -519,6 +522,7 @@ class TimerService:
                     self._wake_mail()
                 if self._on_fired is not None:
                     self._on_fired(fired)
+                await self._tell_no_shows(fired)
             if len(fired) < self._batch_size:
                 break
         return total
@@ -607,6 +611,17 @@ class TimerService:
         if now >= booking.start_at:
             raise _Dropped("the interview has already begun")
         return await self._remind(session, booking, claim, now)
+
+    async def _tell_no_shows(self, fired: Sequence[Fired]) -> None:
+        """After the commit, pass on each no-show mark; a failure there is no timer's."""
+        if self._on_no_show is None:
+            return
+        for f in fired:
+            if f.kind == NO_SHOW and f.outcome == "done":
+                try:
+                    await self._on_no_show(f.booking_id)
+                except Exception:
+                    logger.exception("could not pass on the no-show of booking %s", f.booking_id)
 
     async def _no_show(
         self, session: AsyncSession, booking: Booking, claim: _Claim, now: datetime
@@ -719,6 +734,8 @@ async def timers_ctx(app: web.Application) -> AsyncIterator[None]:
         reminders=app[keys.SETTINGS].reminders,
         notifier=app[keys.NOTIFIER],
         no_show_after=no_show_after(app[keys.SETTINGS]),
+        # An evaluator waiting in the room learns the candidate was marked absent.
+        on_no_show=app[keys.ROOMS].marked_no_show,
         wake_mail=app[keys.MAIL].wake,
     )
     app[keys.TIMERS] = service

@@ -15,6 +15,8 @@
   const isEvaluator = data.role === "evaluator";
   const otherRole = isEvaluator ? "candidate" : "evaluator";
   const joinedKey = "viva.room.joined:" + data.urls.page;
+  // Set before the page reloads itself because the interview was moved (read once after).
+  const movedKey = "viva.room.moved:" + data.urls.page;
   const devicesKey = "viva.room.devices";
 
   function t(key, vars) {
@@ -617,9 +619,14 @@
       }
       setCheck("connection", "running", t("conn_running"));
       const outcome = await runEcho();
+      if (outcome.cancelled) {
+        setCheck("connection", "pending", t("conn_untested"));
+        showCancelled();
+        return;
+      }
       if (outcome.unavailable) {
         setCheck("connection", "pending", t("conn_untested"));
-        const why = { too_late: "conn_closed", busy: "conn_busy", not_found: "not_found" };
+        const why = { busy: "conn_busy", not_found: "not_found" };
         result(t(why[outcome.refused] || "conn_unavailable"));
         return;
       }
@@ -646,6 +653,7 @@
       const outcome = {
         unavailable: true,
         refused: null,
+        cancelled: false,
         up: false,
         down: false,
         rtt: null,
@@ -721,9 +729,12 @@
           const received = message.received || {};
           outcome.serverReceived = (received.audio || 0) + (received.video || 0);
         } else if (message.type === "error") {
-          // Before the hello, a refusal (not_found, too_late, busy); after it, the end of
-          // the test's time or a slip of ours: what was measured stands.
-          if (!pc) {
+          // Before the hello, a refusal (not_found, busy); after it, the end of the test's
+          // time or a slip of ours: what was measured stands. Unless the interview was
+          // cancelled meanwhile: then that is all the page has left to say.
+          if (message.code === "cancelled") {
+            outcome.cancelled = true;
+          } else if (!pc) {
             outcome.refused = message.code;
           }
         }
@@ -925,6 +936,43 @@
     if (button) {
       button.addEventListener("click", () => join());
     }
+  }
+
+  // The interview was cancelled while the page was open: nothing is left to wait for.
+  function showCancelled() {
+    window.clearInterval(countdownTimer);
+    data.window = "cancelled";
+    const section = $("window");
+    if (section && section.dataset.window !== "cancelled") {
+      const title = document.createElement("h2");
+      title.id = "window-title";
+      title.textContent = t("cancelled");
+      const text = document.createElement("p");
+      text.textContent = t("cancelled_hint");
+      section.replaceChildren(title, text);
+      section.dataset.window = "cancelled";
+      section.className = "rm-card rm-window rm-window--cancelled";
+    }
+    announce(t("cancelled"));
+  }
+
+  // After the page reloaded itself because the interview moved: say why the time changed.
+  function showMoved() {
+    if (!recall(window.sessionStorage, movedKey)) {
+      return;
+    }
+    store(window.sessionStorage, movedKey, null);
+    const title = $("window-title");
+    if (!title) {
+      return;
+    }
+    const notice = document.createElement("p");
+    notice.id = "moved-notice";
+    notice.className = "notice notice--warning";
+    notice.setAttribute("role", "status");
+    notice.textContent = t("moved");
+    title.after(notice);
+    announce(t("moved"));
   }
 
   // --- the call ------------------------------------------------------------------------------
@@ -1160,6 +1208,9 @@
       case "replaced":
         call.refusal = { code: "replaced" };
         break;
+      case "notice":
+        onNotice(message);
+        break;
       default:
         break; // a newer server's message: ignored, as the protocol asks
     }
@@ -1312,8 +1363,15 @@
     }
     if (code === 4409 || refusal.code === "replaced") {
       over(t("replaced"), "join", t("use_here"), true);
+    } else if (refusal.code === "missed") {
+      over(t("missed"), null, null, true);
     } else if (code === 4000 || (refusal.code === "ended" && !isEvaluator)) {
       over(t("ended_candidate"), null, null, true);
+    } else if (code === 4001 || refusal.code === "cancelled") {
+      over(t("cancelled") + " " + t("cancelled_hint"), null, null, true);
+      showCancelled();
+    } else if (code === 4002 || refusal.code === "moved") {
+      onMoved();
     } else if (code === 4404 || refusal.code === "not_found") {
       over(t("not_found"), null, null, true);
     } else if (code === 4410 || refusal.code === "too_late") {
@@ -1333,6 +1391,20 @@
     } else {
       scheduleReconnect();
     }
+  }
+
+  // The interview moved: the page reloads to show its new time and, if the room is open
+  // then, joins again by itself (the joined flag stays). A reload would lose notes not
+  // saved yet: then the evaluator reloads when ready.
+  function onMoved() {
+    store(window.sessionStorage, movedKey, "1");
+    const notes = el("notes");
+    if (isEvaluator && notes && notes.value !== (call.notes.sent || "")) {
+      over(t("moved_unsaved"), "reload", t("reload"), true);
+      return;
+    }
+    call.stopped = true;
+    window.location.reload();
   }
 
   // 1 s, 2 s, 4 s… up to 15 s (docs/rooms.md, close codes 1001, 1006, 1011).
@@ -1454,6 +1526,7 @@
     }
     el("call").dataset.phase = room.phase || "";
     el("call").dataset.other = String(otherHere);
+    el("rec-badge").hidden = !room.recording;
     setMessage(message);
     updateRemote();
     if (
@@ -1668,6 +1741,20 @@
     call.overTime = over;
   }
 
+  function onNotice(message) {
+    if (message.code !== "no_show" || !isEvaluator) {
+      return; // a newer server's notice: ignored
+    }
+    const text = t("no_show_evaluator", {
+      name: data.other_name,
+      time: formatTime(Date.parse(data.closes_at)),
+    });
+    const node = el("panel-notice");
+    node.textContent = text;
+    node.hidden = false;
+    announce(text);
+  }
+
   function onError(message) {
     const code = message.code;
     if (!message.about) {
@@ -1709,5 +1796,6 @@
 
   initDevcheck();
   initWindow();
+  showMoved();
   initCall();
 })();

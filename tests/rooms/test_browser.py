@@ -11,6 +11,7 @@ The device check's connection test runs against the server's own loopback,
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import av
 import pytest
 from aiohttp import web
 
@@ -437,3 +439,119 @@ async def test_a_restart_or_a_reload_rejoins_and_a_second_tab_takes_over(
     detail = await served.org.ok("GET", f"/bookings/{booking['id']}")
     reasons = [a["left_reason"] for a in detail["room"]["attendance"] if a["role"] == "candidate"]
     assert "left" in reasons and "replaced" in reasons
+
+
+async def test_a_move_reloads_the_pages_into_the_new_time_and_a_cancellation_stops_them(
+    served: Served, tabs: Make
+) -> None:
+    clock = served.clock
+    booking = await book(served)
+    clock.set(INSIDE)
+    evaluator = await tabs("evaluator", served.url(room_path(booking["rooms"]["evaluator"])))
+    candidate = await tabs("candidate", served.url(room_path(booking["rooms"]["candidate"])))
+    both = (evaluator, candidate)
+    in_lobby = "() => document.getElementById('call').dataset.phase === 'lobby'"
+    for tab in both:
+        await tab.page.click("#join")
+        await tab.until(in_lobby, "in the lobby")
+    assert "9:00" in await candidate.page.inner_text(".summary__when")
+
+    # The organisation moves it five minutes later: each page reloads itself, says why, shows
+    # the new time, and, the new window being open already, goes back in on its own.
+    later = START + timedelta(minutes=5)
+    async with evaluator.page.expect_navigation(), candidate.page.expect_navigation():
+        await served.org.ok(
+            "POST",
+            f"/bookings/{booking['id']}/force-majeure",
+            json={"action": "move", "start": later.isoformat(), "reason": "Room change"},
+        )
+    for tab in both:
+        await tab.until("() => document.getElementById('moved-notice') !== null", "the notice")
+        assert "has been moved" in await tab.page.inner_text("#moved-notice")
+        assert "9:05" in await tab.page.inner_text(".summary__when")
+        await tab.until(in_lobby, "back in the lobby")
+
+    # Then it is cancelled: each page says so, and nothing is left to join.
+    await served.org.ok(
+        "POST",
+        f"/bookings/{booking['id']}/force-majeure",
+        json={"action": "cancel", "reason": "Evaluator ill"},
+    )
+    for tab in both:
+        await tab.until(
+            "() => document.getElementById('call').dataset.phase === 'over'", "the call stopped"
+        )
+        assert "This interview has been cancelled." in await tab.page.inner_text("#call-over-text")
+        assert not await tab.page.is_visible("#call-over-action")
+        assert await tab.page.get_attribute("#window", "data-window") == "cancelled"
+        assert await tab.page.locator("#join").count() == 0
+    detail = await served.org.ok("GET", f"/bookings/{booking['id']}")
+    reasons = sorted(a["left_reason"] for a in detail["room"]["attendance"])
+    assert reasons == ["cancelled", "cancelled", "moved", "moved"]
+
+
+async def test_the_evaluator_waiting_is_told_of_the_no_show_mark_and_stays(
+    served: Served, tabs: Make
+) -> None:
+    clock = served.clock
+    booking = await book(served)
+    clock.set(INSIDE)
+    evaluator = await tabs("evaluator", served.url(room_path(booking["rooms"]["evaluator"])))
+    await evaluator.page.click("#join")
+    await evaluator.until(
+        "() => document.getElementById('call').dataset.phase === 'lobby'", "evaluator in"
+    )
+    assert not await evaluator.page.is_visible("#panel-notice")
+
+    clock.set(START + timedelta(minutes=10))  # [rooms] no_show_after_minutes
+    await served.app[keys.TIMERS].run_due()
+    await evaluator.until(
+        "() => !document.getElementById('panel-notice').hidden", "the no-show notice"
+    )
+    notice = await evaluator.page.inner_text("#panel-notice")
+    assert "Camille Candidate did not join in time and has been marked absent" in notice
+    # Still in the room, with the panel to end the interview.
+    assert await evaluator.page.get_attribute("#call", "data-phase") == "lobby"
+    assert await evaluator.page.is_visible("#end")
+
+
+async def test_a_recorded_interview_is_announced_shown_and_kept(served: Served, tabs: Make) -> None:
+    await served.org.ok("PATCH", "/organisation", json={"recording": True})
+    booking = await book(served)
+    served.clock.set(INSIDE)
+    evaluator = await tabs("evaluator", served.url(room_path(booking["rooms"]["evaluator"])))
+    candidate = await tabs("candidate", served.url(room_path(booking["rooms"]["candidate"])))
+    # Told before joining: the notice comes before the join button.
+    assert await candidate.page.is_visible("#recording-notice")
+    assert "This interview is recorded." in await candidate.page.inner_text("#recording-notice")
+
+    for tab in (evaluator, candidate):
+        await tab.page.click("#join")
+        await tab.until("() => document.getElementById('call').dataset.phase === 'lobby'", "in")
+    assert await candidate.page.is_hidden("#rec-badge"), "the lobby is not recorded"
+    await evaluator.until("() => !document.getElementById('admit').disabled", "admit enabled")
+    await evaluator.page.click("#admit")
+    for tab in (evaluator, candidate):
+        await tab.until("() => !document.getElementById('rec-badge').hidden", "REC shown")
+        await tab.remote_plays()
+
+    await evaluator.page.check("#id-checked")
+    await evaluator.until(
+        "() => document.getElementById('id-checked-at').textContent !== ''", "ID time shown"
+    )
+    await evaluator.page.click("#end")
+    await evaluator.page.click("#end-confirm")
+    await evaluator.until("() => document.getElementById('rec-badge').hidden", "REC over")
+    [recording] = (await served.org.ok("GET", f"/bookings/{booking['id']}"))["room"]["recordings"]
+    assert recording["ended_at"] is not None and recording["bytes"] > 0
+    async with served.session.get(recording["download"], headers=served.org.headers) as r:
+        assert r.status == 200
+        body = await r.read()
+    with av.open(io.BytesIO(body)) as container:
+        videos = [s for s in container.streams if s.type == "video"]
+        assert len(videos) == 2
+        frames = {s.index: 0 for s in videos}
+        for packet in container.demux(*videos):
+            if packet.size:
+                frames[packet.stream.index] += 1
+    assert all(count > 0 for count in frames.values()), frames  # both browsers' cameras

@@ -130,7 +130,7 @@ def test_settings_are_checked_and_read_from_the_environment() -> None:
     for bad in (
         {"interview_target_minutes": 25},
         {"interview_target_minutes": 10},
-        {"recording": True},
+        {"recordings_dir": 3},
         {"max_video_bitrate": 1000},
         {"ice_servers": "not json"},
         {"no_show_after_minutes": 0},

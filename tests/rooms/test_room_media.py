@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,15 @@ from aiohttp.test_utils import TestClient
 from rooms.signaling import CloseCode
 from rooms.synthetic import BLUE, RED, SyntheticParticipant, close_to
 from scheduler import keys
-from tests.rooms.room_support import Booked, Tab, join, no_pending_tasks, wait_for
+from scheduler.clock import FrozenClock
+from tests.rooms.room_support import (
+    Booked,
+    Tab,
+    inside_window,
+    join,
+    no_pending_tasks,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -139,9 +148,18 @@ async def test_reconnection_and_a_second_tab_leave_the_other_side_untouched(
     assert not await no_pending_tasks(), "tasks left running after the server closed"
 
 
-async def test_the_connection_test_returns_ones_own_media(
-    client: TestClient, booked: Booked
+@pytest.mark.parametrize(
+    "when",
+    [
+        pytest.param(timedelta(days=-1), id="the-day-before"),
+        pytest.param(timedelta(0), id="in-the-window"),
+        pytest.param(timedelta(days=7), id="a-week-after"),
+    ],
+)
+async def test_the_connection_test_returns_ones_own_media_any_day(
+    client: TestClient, booked: Booked, clock: FrozenClock, when: timedelta
 ) -> None:
+    clock.set(inside_window(booked) + when)
     me = SyntheticParticipant(GREEN, 700)
     tab = Tab(await client.ws_connect(f"/r/{booked.candidate_token}/echo"))
     hello = await tab.expect("hello")

@@ -20,9 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from rooms.models import RoomState, save_state
 from scheduler import keys
-from scheduler.app import create_app
 from scheduler.clock import FrozenClock
-from scheduler.config import Settings
 from scheduler.i18n import TEMPLATES
 from tests.conftest import token_of
 from tests.scheduler.test_i18n import FR, extract
@@ -40,6 +38,7 @@ EVALUATOR_ONLY_IDS = {
     "end",
     "end-dialog",
     "timer",
+    "panel-notice",
 }
 CALL_IDS = {"call", "remote-video", "self-video", "join", "leave", "mic-toggle", "cam-toggle"}
 DEVICE_CHECK_IDS = {
@@ -259,18 +258,14 @@ async def test_inside_the_window_the_call_is_there_and_only_the_evaluator_has_co
 
 
 async def test_the_candidate_is_told_before_joining_when_interviews_are_recorded(
-    aiohttp_client: Any, settings: Settings, clock: FrozenClock, make_org: Any
+    clock: FrozenClock, make_org: Any
 ) -> None:
     booked = await book(await make_org())
     clock.set(INSIDE)
     _, page, _ = await get_page(booked.org.client, booked.candidate_token)
     assert "recording-notice" not in page.ids and "recorded" not in page.text
-    # Recording is refused by the configuration until it exists; the page is ready for it.
-    recording = settings.model_copy(
-        update={"rooms": settings.rooms.model_copy(update={"recording": True})}
-    )
-    other = await aiohttp_client(create_app(recording, clock=clock))
-    _, page, _ = await get_page(other, booked.candidate_token)
+    await booked.org.ok("PATCH", "/organisation", json={"recording": True})
+    _, page, _ = await get_page(booked.org.client, booked.candidate_token)
     assert "recording-notice" in page.ids
     assert "This interview is recorded." in page.text
     assert page.source.index("recording-notice") < page.source.index('id="join"')
@@ -286,7 +281,15 @@ async def test_after_the_window_the_room_is_closed(
     assert "The room is closed" in page.text
     assert "Tuesday, December 1, 2026 at 9:50\u202fAM" in page.text
     assert not (CALL_IDS | EVALUATOR_ONLY_IDS) & page.ids
-    assert "devcheck" in page.ids  # the device check works any day
+    # The device check works any day, its connection test included: the server still runs
+    # it with this link once the room has closed.
+    assert DEVICE_CHECK_IDS <= page.ids
+    echo = page.json_blocks["room-data"]["urls"]["echo"]
+    assert echo == f"/r/{booked.candidate_token}/echo"
+    test = await client.ws_connect(echo)
+    hello = await test.receive_json(timeout=10)
+    assert (hello["type"], hello["mode"]) == ("hello", "echo")
+    await test.close()
 
 
 async def test_after_the_end_the_candidate_page_says_it_is_over(
@@ -307,6 +310,7 @@ async def test_after_the_end_the_candidate_page_says_it_is_over(
     assert page.json_blocks["room-data"]["window"] == "ended"
     assert "Your interview is over" in page.text
     assert not CALL_IDS & page.ids
+    assert DEVICE_CHECK_IDS <= page.ids
     # The evaluator may still come back to finish the notes until the room closes.
     _, page, _ = await get_page(client, booked.evaluator_token)
     assert page.json_blocks["room-data"]["window"] == "open"

@@ -474,7 +474,7 @@ async def test_shutdown_says_going_away_and_records_departures(
 # --- the connection test ---------------------------------------------------------------
 
 
-async def test_the_connection_test_runs_before_the_room_opens_and_is_no_attendance(
+async def test_the_connection_test_runs_any_day_and_is_no_attendance(
     client: TestClient, booked: Booked, clock: Any
 ) -> None:
     clock.set(booked.start - timedelta(days=1))  # the guide's "demo first", the day before
@@ -501,6 +501,16 @@ async def test_the_connection_test_runs_before_the_room_opens_and_is_no_attendan
     assert (await room_row(booked))["attendance"] == []
     assert not client.app[keys.ROOMS].rooms
 
-    clock.set(booked.end + timedelta(minutes=30))
-    error, code = await Tab(await client.ws_connect(f"/r/{booked.candidate_token}/echo")).refused()
-    assert (error["code"], code) == ("too_late", CloseCode.TOO_LATE)
+    # Any day while the link is valid: during the window, and once the room has closed.
+    for moment in (inside_window(booked), booked.end + timedelta(minutes=30, days=7)):
+        clock.set(moment)
+        for token in (booked.candidate_token, booked.evaluator_token):
+            test = Tab(await client.ws_connect(f"/r/{token}/echo"))
+            hello = await test.next()
+            assert (hello["type"], hello["mode"]) == ("hello", "echo")
+            await test.expect("offer")
+            await test.send(type="leave")
+            assert await test.closed() == CloseCode.NORMAL
+    error, code = await (await Tab.open(client, booked.candidate_token)).refused()
+    assert (error["code"], code) == ("too_late", CloseCode.TOO_LATE)  # not the room itself
+    assert (await room_row(booked))["attendance"] == []

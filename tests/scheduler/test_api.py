@@ -14,7 +14,7 @@ PROBLEM = "application/problem+json"
 
 
 def _concrete(path: str, ident: str) -> str:
-    return PREFIX + path.replace("{id}", ident)
+    return PREFIX + re.sub(r"{\w+}", ident, path)
 
 
 def _assert_problem(resp_status: int, content_type: str, body: Any, status: int) -> None:
