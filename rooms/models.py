@@ -44,6 +44,7 @@ __all__ = [
     "RoomState",
     "attendance",
     "candidate_joined_before",
+    "forget_recording",
     "load_state",
     "metadata",
     "record_join",
@@ -325,6 +326,14 @@ async def recording_finished(
     if row is not None and row.ended_at is None:
         row.ended_at = at
         row.bytes = size
+        await session.flush()
+
+
+async def forget_recording(session: AsyncSession, recording_id: uuid.UUID) -> None:
+    """Drop a recording's entry (its file is the caller's to delete first)."""
+    row = await session.get(RoomRecording, recording_id)
+    if row is not None:
+        await session.delete(row)
         await session.flush()
 
 

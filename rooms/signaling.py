@@ -818,6 +818,10 @@ class RoomServer:
             return
         room.start_recording(recorder)
 
+    def recording_in_progress(self, recording_id: uuid.UUID) -> bool:
+        """Whether this process is writing that recording right now."""
+        return recording_id in self._recording_ids.values()
+
     async def _recording_stopped(self, recorder: RoomRecorder) -> None:
         recording_id = self._recording_ids.pop(recorder, None)
         if recording_id is None or self._sessions is None:

@@ -7,11 +7,13 @@ Every query is scoped to the caller's organisation, so another organisation's id
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.outbox import booking_messages
-from rooms.models import recordings, room_report
+from rooms.models import forget_recording, recordings, room_report
 from scheduler import history, keys
 from scheduler.availability import Availability, AvailabilityError
 from scheduler.bookings import active_booking, force_majeure
@@ -498,6 +500,40 @@ async def get_booking(call: Call) -> BookingOut:
     media_type="video/x-matroska",
 )
 async def download_recording(call: Call) -> web.StreamResponse:
+    booking_id, _, path = await _recording(call)
+    if not path.is_file():
+        raise NotFound("this recording's file is gone")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "video/x-matroska",
+            "Content-Disposition": f'attachment; filename="{booking_id}-{path.name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@endpoint(
+    "DELETE",
+    "/bookings/{id}/recordings/{recording_id}",
+    "Delete a recording: its file, then its entry (refused while it is being recorded)",
+    write=True,
+    errors=(401, 404, 409),
+)
+async def delete_recording(call: Call) -> None:
+    _, recording_id, path = await _recording(call)
+    if call.request.app[keys.ROOMS].recording_in_progress(recording_id):
+        raise Conflict("this recording is in progress; delete it once the interview has ended")
+    # The file goes first: should the transaction fail, the entry remains and says the
+    # file is gone, and deleting again finishes the job; never a file left unlisted.
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # the booking's folder, once empty
+    await forget_recording(call.session, recording_id)
+
+
+async def _recording(call: Call) -> tuple[uuid.UUID, uuid.UUID, Path]:
+    """The booking's id, the recording's id and its file's path (which may be gone)."""
     b = await call.session.get(Booking, call.path_id())
     if b is None or b.organisation_id != call.org.id:
         raise NotFound("no such booking")
@@ -505,16 +541,9 @@ async def download_recording(call: Call) -> web.StreamResponse:
     found = next((r for r in await recordings(call.session, b.id) if r.id == recording_id), None)
     folder = call.request.app[keys.SETTINGS].recordings_path.resolve()
     path = (folder / found.file).resolve() if found is not None else None
-    if path is None or not path.is_relative_to(folder) or not path.is_file():
-        raise NotFound("no such recording (or its file is gone)")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": "video/x-matroska",
-            "Content-Disposition": f'attachment; filename="{b.id}-{path.name}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    if found is None or path is None or not path.is_relative_to(folder):
+        raise NotFound("no such recording")
+    return b.id, found.id, path
 
 
 @endpoint(

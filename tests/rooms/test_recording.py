@@ -239,6 +239,37 @@ async def test_recordings_are_the_organisations_own(
         await participant.close()
 
 
+async def test_the_organisation_deletes_a_recording_once_it_has_ended(
+    client: TestClient, booked: Booked, settings: Settings, make_org: Any
+) -> None:
+    await booked.org.ok("PATCH", "/organisation", json={"recording": True})
+    evaluator_tab, candidate_tab, evaluator, candidate = await _interview(client, booked)
+    await evaluator_tab.send(type="admit")
+    await candidate_tab.state(lambda s: s["recording"] is True)
+    [listed] = (await booked.report())["room"]["recordings"]
+    path = listed["download"].removeprefix("/api/v1")
+    status, body = await booked.org.call("DELETE", path)
+    assert status == 409 and "in progress" in body["detail"]  # nothing deleted mid-interview
+
+    await evaluator_tab.send(type="end", outcome="interrupted")
+    await candidate_tab.state(lambda s: s["recording"] is False)
+    folder = settings.recordings_path / str(booked.booking_id)
+    assert len(list(folder.iterdir())) == 1
+    other = await make_org(name="Other", email="other@example.org")
+    assert (await other.call("DELETE", path))[0] == 404  # another organisation's
+    assert len(list(folder.iterdir())) == 1
+
+    assert (await booked.org.call("DELETE", path))[0] == 204
+    assert not folder.exists(), "the file and its booking's folder are gone"
+    assert (await booked.report())["room"]["recordings"] == []
+    assert (await booked.org.call("GET", path))[0] == 404
+    assert (await booked.org.call("DELETE", path))[0] == 404
+    for tab in (candidate_tab, evaluator_tab):
+        await tab.close()
+    for participant in (candidate, evaluator):
+        await participant.close()
+
+
 async def test_a_server_that_does_not_allow_recording_refuses_to_turn_it_on(
     aiohttp_client: Any, settings: Settings, clock: Any
 ) -> None:
