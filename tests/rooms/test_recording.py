@@ -250,6 +250,9 @@ async def test_the_organisation_deletes_a_recording_once_it_has_ended(
     path = listed["download"].removeprefix("/api/v1")
     status, body = await booked.org.call("DELETE", path)
     assert status == 409 and "in progress" in body["detail"]  # nothing deleted mid-interview
+    recorder = client.app[keys.ROOMS].rooms[booked.booking_id].recorder
+    assert recorder is not None
+    await wait_for(lambda: min(recorder.frames.values()) >= 15, "something recorded")
 
     await evaluator_tab.send(type="end", outcome="interrupted")
     await candidate_tab.state(lambda s: s["recording"] is False)
