@@ -334,11 +334,7 @@ class RoomRecorder:
         await self._worker.run(self._close())
 
     async def _close(self) -> None:
-        if self._gate_timer is not None:
-            self._gate_timer.cancel()
-            self._gate_timer = None
-        if self._gate is not None:
-            self._gate.set()
+        self._open_gate()  # stopped within the first seconds: fix the sizes all the same
         for feed in self._feeds.values():
             feed.end()
         recorder, self._recorder = self._recorder, None

@@ -399,3 +399,25 @@ async def test_a_participant_without_camera_and_a_camera_that_changes_size(
     with av.open(str(file)) as container:
         candidate_video = container.streams.video[1]
         assert sum(1 for _ in container.demux(candidate_video) if _.size) == 0
+
+
+async def test_a_recording_stopped_before_both_cameras_arrived_ends_cleanly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Everyone leaves within the first seconds, one camera never having sent a frame."""
+    from rooms.recording import RoomRecorder
+    from rooms.synthetic import ColourTrack, ToneTrack
+
+    worker = RecordingWorker()
+    recorder = RoomRecorder(tmp_path / "room.mkv", worker)
+    await recorder.start()
+    recorder.attach("evaluator", "video", ColourTrack(RED, 320, 240))
+    recorder.attach("evaluator", "audio", ToneTrack(440))
+    await wait_for(lambda: recorder.frames["evaluator", "video"] >= 5, "a few frames")
+    with caplog.at_level("WARNING", logger="viva.rooms"):
+        await recorder.stop()
+        await recorder.stop()  # twice: the room's close after the interview's end
+    await worker.close()
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    if recorder.path.exists():  # whatever was written is a file players can open
+        assert [kind for kind, _ in _streams(recorder.path)] == ["video", "audio"] * 2
