@@ -367,7 +367,8 @@ class Outbox:
         )
 
     async def _send_one(self, smtp: aiosmtplib.SMTP, row: _Claimed) -> bool:
-        """Send one row and record the outcome; True if the server accepted it.
+        """Send one row; True if the server accepted it (the caller records that), else
+        the failure is recorded here.
 
         Raises _ConnectionLost when the session is no longer usable.
         """
@@ -386,7 +387,6 @@ class Outbox:
             if not smtp.is_connected:  # e.g. 421: the server closed the session
                 raise _ConnectionLost(_describe(exc)) from exc
             return False
-        await self._mark_sent(row, "sent")
         return True
 
     async def _deliver_over_smtp(self, rows: Sequence[_Claimed]) -> int:
@@ -406,6 +406,10 @@ class Outbox:
         margin = timedelta(seconds=2 * self._settings.timeout)
         lease_end: datetime | None = None
         ours: set[uuid.UUID] = set()
+        # Each accepted message's "sent" is recorded while the next one is on the wire: at
+        # most one record is in flight, so a crash can resend at most the last two accepted
+        # messages (never more), and the SMTP and database round trips overlap.
+        recording: asyncio.Task[bool] | None = None
         try:
             for index, row in enumerate(rows):
                 if lease_end is None or self._now() + margin >= lease_end:
@@ -414,12 +418,20 @@ class Outbox:
                 if row.id not in ours:
                     continue
                 try:
-                    sent += await self._send_one(smtp, row)
+                    accepted = await self._send_one(smtp, row)
                 except _ConnectionLost as exc:
                     for rest in rows[index + 1 :]:
                         await self._retry_later(rest, f"connection lost during batch: {exc}")
                     break
+                if recording is not None:
+                    await recording
+                    recording = None
+                if accepted:
+                    sent += 1
+                    recording = asyncio.ensure_future(self._mark_sent(row, "sent"))
         finally:
+            if recording is not None:
+                await recording
             if smtp.is_connected:
                 with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                     # The messages are recorded already; a failing QUIT changes nothing.
