@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.outbox import booking_messages
-from rooms.models import forget_recording, recordings, room_report
+from rooms.models import Recording, forget_recording, recordings, room_report
 from scheduler import history, keys
 from scheduler.availability import Availability, AvailabilityError
 from scheduler.bookings import active_booking, force_majeure
@@ -500,14 +500,14 @@ async def get_booking(call: Call) -> BookingOut:
     media_type="video/x-matroska",
 )
 async def download_recording(call: Call) -> web.StreamResponse:
-    booking_id, _, path = await _recording(call)
+    booking, _, path = await _recording(call)
     if not path.is_file():
         raise NotFound("this recording's file is gone")
     return web.FileResponse(
         path,
         headers={
             "Content-Type": "video/x-matroska",
-            "Content-Disposition": f'attachment; filename="{booking_id}-{path.name}"',
+            "Content-Disposition": f'attachment; filename="{booking.id}-{path.name}"',
             "Cache-Control": "no-store",
         },
     )
@@ -521,19 +521,24 @@ async def download_recording(call: Call) -> web.StreamResponse:
     errors=(401, 404, 409),
 )
 async def delete_recording(call: Call) -> None:
-    _, recording_id, path = await _recording(call)
-    if call.request.app[keys.ROOMS].recording_in_progress(recording_id):
+    booking, recording, path = await _recording(call)
+    app = call.request.app
+    # Unfinished and its room still open: another process may be writing it (`/r/` need
+    # not be served by this one). Unfinished after the room closed: a crash cut it short.
+    closes_at = booking.end_at + timedelta(minutes=app[keys.SETTINGS].rooms.close_after_minutes)
+    unfinished = recording.ended_at is None and app[keys.CLOCK].now() < closes_at
+    if unfinished or app[keys.ROOMS].recording_in_progress(recording.id):
         raise Conflict("this recording is in progress; delete it once the interview has ended")
     # The file goes first: should the transaction fail, the entry remains and says the
     # file is gone, and deleting again finishes the job; never a file left unlisted.
     path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         path.parent.rmdir()  # the booking's folder, once empty
-    await forget_recording(call.session, recording_id)
+    await forget_recording(call.session, recording.id)
 
 
-async def _recording(call: Call) -> tuple[uuid.UUID, uuid.UUID, Path]:
-    """The booking's id, the recording's id and its file's path (which may be gone)."""
+async def _recording(call: Call) -> tuple[Booking, Recording, Path]:
+    """The booking, the recording and its file's path (which may be gone)."""
     b = await call.session.get(Booking, call.path_id())
     if b is None or b.organisation_id != call.org.id:
         raise NotFound("no such booking")
@@ -543,7 +548,7 @@ async def _recording(call: Call) -> tuple[uuid.UUID, uuid.UUID, Path]:
     path = (folder / found.file).resolve() if found is not None else None
     if found is None or path is None or not path.is_relative_to(folder):
         raise NotFound("no such recording")
-    return b.id, found.id, path
+    return b, found, path
 
 
 @endpoint(

@@ -273,6 +273,33 @@ async def test_the_organisation_deletes_a_recording_once_it_has_ended(
         await participant.close()
 
 
+async def test_a_recording_cut_short_by_a_crash_is_deletable_once_the_room_has_closed(
+    client: TestClient, booked: Booked, settings: Settings, clock: Any
+) -> None:
+    """Another process may serve the rooms, so an unfinished recording whose room is still
+    open is treated as in progress; once the room has closed, it is a crash's leftover."""
+    from datetime import timedelta
+
+    from rooms.models import recording_started
+
+    name = f"{booked.booking_id}/crashed.mkv"
+    file = settings.recordings_path / name
+    file.parent.mkdir(parents=True)
+    file.write_bytes(b"\x1aE\xdf\xa3 what was written before the crash")
+    async with client.app[keys.DB].write() as session:
+        await recording_started(session, booked.booking_id, name, clock.now())
+    [listed] = (await booked.report())["room"]["recordings"]
+    assert listed["ended_at"] is None
+    path = listed["download"].removeprefix("/api/v1")
+    assert (await booked.org.call("DELETE", path))[0] == 409
+    assert file.exists()
+
+    clock.set(booked.end + timedelta(minutes=settings.rooms.close_after_minutes))
+    assert (await booked.org.call("DELETE", path))[0] == 204
+    assert not file.exists()
+    assert (await booked.report())["room"]["recordings"] == []
+
+
 async def test_a_server_that_does_not_allow_recording_refuses_to_turn_it_on(
     aiohttp_client: Any, settings: Settings, clock: Any
 ) -> None:
