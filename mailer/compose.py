@@ -59,6 +59,8 @@ class Organisation:
     name: str
     contact_email: str
     contact_phone: str | None = None
+    # Whether it records its interviews: the candidate is told in the confirmation too.
+    records: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,7 @@ def _common_context(mail: BookingMail, translations: Translator, locale: str) ->
         "org_name": clean_line(mail.organisation.name),
         "org_email": mail.organisation.contact_email,
         "org_phone": clean_line(mail.organisation.contact_phone or "") or None,
+        "org_records": mail.organisation.records,
         "previous_when": None,
         "reason": None,
     }

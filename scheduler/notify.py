@@ -34,7 +34,9 @@ class Notifier:
     async def _org(self, session: AsyncSession, booking: Booking) -> compose.Organisation:
         org = await session.get(Organisation, booking.organisation_id)
         assert org is not None  # foreign key
-        return compose.Organisation(org.name, org.contact_email, org.contact_phone)
+        return compose.Organisation(
+            org.name, org.contact_email, org.contact_phone, records=org.recording
+        )
 
     async def _evaluator(self, session: AsyncSession, evaluator_id: uuid.UUID) -> Evaluator:
         evaluator = await session.get(Evaluator, evaluator_id)

@@ -123,6 +123,24 @@ def test_candidate_confirmation_in_english(mail_env: jinja2.Environment) -> None
     assert '<html lang="en" dir="ltr">' in flat(content.html)
 
 
+def test_the_candidate_is_told_when_the_organisation_records(
+    mail_env: jinja2.Environment, fr: Translations
+) -> None:
+    recorded = dataclasses.replace(ORG, records=True)
+    for translations, locale, sentence in (
+        (EN, "en", "CCI Paris records its interviews"),
+        (fr, "fr", "CCI Paris enregistre ses entretiens"),
+    ):
+        quiet = booking_confirmed(mail_env, translations, locale, candidate_mail(), now=NOW)
+        told = booking_confirmed(
+            mail_env, translations, locale, candidate_mail(organisation=recorded), now=NOW
+        )
+        for body in (flat(quiet.text), flat(quiet.html)):
+            assert sentence not in body
+        for body in (flat(told.text), flat(told.html)):
+            assert sentence in body, locale
+
+
 def test_evaluator_confirmation_uses_their_zone_language_and_link(
     mail_env: jinja2.Environment, fr: Translations
 ) -> None:

@@ -152,6 +152,33 @@ async def test_an_organisation_records_its_interviews_and_the_api_lists_the_file
     assert not await no_pending_tasks(), "tasks left running after the server closed"
 
 
+async def test_the_confirmation_mail_tells_the_candidate_too(
+    client: TestClient, make_org: Any
+) -> None:
+    import email
+    from email.message import EmailMessage
+    from email.policy import default
+
+    from mailer.outbox import booking_messages
+    from tests.rooms.room_support import book_interview
+
+    org = await make_org()
+    await org.ok("PATCH", "/organisation", json={"recording": True})
+    booked = await book_interview(org)
+    async with client.app[keys.DB].read() as session:
+        messages = await booking_messages(session, booked.booking_id)
+    texts = {}
+    for stored in messages:
+        parsed = email.message_from_bytes(stored.raw, policy=default)
+        assert isinstance(parsed, EmailMessage)
+        body = parsed.get_body(("plain",))
+        assert body is not None
+        texts[stored.kind, stored.recipient.startswith("c-")] = body.get_content()
+    candidate = texts["booking_confirmed", True]
+    assert "records its interviews" in candidate
+    assert "records its interviews" not in texts["booking_confirmed", False]  # the evaluator
+
+
 async def test_without_the_organisations_choice_nothing_is_recorded(
     client: TestClient, booked: Booked, settings: Settings
 ) -> None:
