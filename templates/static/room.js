@@ -861,6 +861,10 @@
 
   let countdownTimer = 0;
   let windowRetry = 0;
+  let windowPoll = 0;
+  // A page left open before the window has no WebSocket to hear of a move or a cancellation
+  // (docs/rooms.md): it asks the server again this often while it waits.
+  const WAITING_POLL_MS = 5 * 60 * 1000;
 
   function startCountdown(opensAt) {
     window.clearInterval(countdownTimer);
@@ -890,6 +894,11 @@
     let doc;
     try {
       const response = await fetch(window.location.href, { cache: "no-store", credentials: "omit" });
+      if (response.status === 404) {
+        // This link worked when the page loaded: only a cancellation revokes it.
+        showCancelled();
+        return;
+      }
       if (!response.ok) {
         throw new Error(String(response.status));
       }
@@ -901,6 +910,12 @@
       return;
     }
     windowRetry = 0;
+    if (fresh.start !== data.start) {
+      // Moved while the page waited: show it anew, with the new time and why it changed.
+      store(window.sessionStorage, movedKey, "1");
+      window.location.reload();
+      return;
+    }
     clock.sync(fresh.now);
     data.now = fresh.now;
     data.opens_at = fresh.opens_at;
@@ -931,6 +946,13 @@
     data.window = section.dataset.window;
     if (data.window === "too_early") {
       startCountdown(Date.parse(data.opens_at));
+      if (!windowPoll) {
+        windowPoll = window.setInterval(() => {
+          if (data.window === "too_early" && document.visibilityState === "visible") {
+            refreshWindow();
+          }
+        }, WAITING_POLL_MS);
+      }
     }
     const button = $("join");
     if (button) {

@@ -490,6 +490,41 @@ async def test_a_move_reloads_the_pages_into_the_new_time_and_a_cancellation_sto
     assert reasons == ["cancelled", "cancelled", "moved", "moved"]
 
 
+async def test_a_page_waiting_before_the_window_hears_of_a_move_then_of_a_cancellation(
+    served: Served, tabs: Make
+) -> None:
+    booking = await book(served)
+    served.clock.set(START - timedelta(days=1))  # the candidate opens the link the day before
+    tab = await tabs("candidate", served.url(room_path(booking["rooms"]["candidate"])))
+    await tab.until("() => document.getElementById('countdown') !== null", "a countdown")
+    assert "9:00" in await tab.page.inner_text(".summary__when")
+    later = START + timedelta(hours=1)
+    await served.org.ok(
+        "POST",
+        f"/bookings/{booking['id']}/force-majeure",
+        json={"action": "move", "start": later.isoformat(), "reason": "Evaluator ill"},
+    )
+    # No WebSocket before the window: the page asks again (every few minutes, or when it
+    # becomes visible again, as here), sees the new time and shows itself anew.
+    wake = "document.dispatchEvent(new Event('visibilitychange'))"
+    async with tab.page.expect_navigation():
+        await tab.page.evaluate(wake)
+    await tab.until("() => document.getElementById('moved-notice') !== null", "the notice")
+    assert "10:00" in await tab.page.inner_text(".summary__when")
+
+    await served.org.ok(
+        "POST",
+        f"/bookings/{booking['id']}/force-majeure",
+        json={"action": "cancel", "reason": "Evaluator ill"},
+    )
+    await tab.page.evaluate(wake)
+    await tab.until(
+        "() => document.getElementById('window').dataset.window === 'cancelled'", "cancelled"
+    )
+    assert "This interview has been cancelled." in await tab.page.inner_text("#window")
+    assert await tab.page.locator("#countdown").count() == 0
+
+
 async def test_the_evaluator_waiting_is_told_of_the_no_show_mark_and_stays(
     served: Served, tabs: Make
 ) -> None:
