@@ -28,7 +28,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    delete,
     select,
+    update,
 )
 from sqlalchemy import DateTime as _DateTime
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,12 +40,14 @@ __all__ = [
     "Attendance",
     "Recording",
     "RoomAttendance",
+    "RoomHost",
     "RoomRecord",
     "RoomRecording",
     "RoomReport",
     "RoomState",
     "attendance",
     "candidate_joined_before",
+    "claim_host",
     "forget_recording",
     "load_state",
     "metadata",
@@ -52,6 +56,8 @@ __all__ = [
     "recording_finished",
     "recording_started",
     "recordings",
+    "release_host",
+    "renew_hosts",
     "restart",
     "room_report",
     "save_state",
@@ -147,6 +153,24 @@ class RoomRecording(_Base):
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RoomHost(_Base):
+    """Which process holds a booking's live room, when several serve `/r/` (a lease).
+
+    Peer connections live in one process, so both participants must reach the same one:
+    the first arrival's process takes the lease, renews it while the room is live and
+    drops it when the room closes; another process sends later arrivals to `url`. A lease
+    left by a crashed process expires at `until`, and the next arrival takes it over.
+    """
+
+    __tablename__ = "room_hosts"
+    booking_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # One per live room object: a room closing never drops its successor's lease.
+    lease_id: Mapped[uuid.UUID]
+    # The holding process's own base URL (`[rooms] public_url`): distinct per process.
+    url: Mapped[str] = mapped_column(String(300))
+    until: Mapped[datetime]
 
 
 @dataclass(frozen=True)
@@ -344,3 +368,52 @@ async def recordings(session: AsyncSession, booking_id: uuid.UUID) -> list[Recor
         .order_by(RoomRecording.started_at, RoomRecording.id)
     )
     return [Recording(r.id, r.file, r.started_at, r.ended_at, r.bytes) for r in rows]
+
+
+async def claim_host(
+    session: AsyncSession,
+    booking_id: uuid.UUID,
+    *,
+    lease_id: uuid.UUID,
+    url: str,
+    now: datetime,
+    until: datetime,
+) -> str | None:
+    """Take the booking's room for the process at `url`; None if it is ours now, else the
+    URL of the live process that holds it.
+
+    A lease of our own URL is ours whatever its id (a room of ours that is closing, or
+    this process before a restart); an expired one is anybody's. The row is locked, so two
+    processes never both win; on PostgreSQL a simultaneous first insert fails with an
+    IntegrityError, and claiming again finds the winner's row.
+    """
+    row = await session.get(RoomHost, booking_id, with_for_update=True)
+    if row is None:
+        session.add(RoomHost(booking_id=booking_id, lease_id=lease_id, url=url, until=until))
+    elif row.url == url or row.until <= now:
+        row.lease_id, row.url, row.until = lease_id, url, until
+    else:
+        return row.url
+    await session.flush()
+    return None
+
+
+async def renew_hosts(
+    session: AsyncSession, lease_ids: list[uuid.UUID], *, until: datetime
+) -> set[uuid.UUID]:
+    """Extend these leases; the ids of those still held (a lost one was taken over)."""
+    if not lease_ids:
+        return set()
+    result = await session.execute(
+        update(RoomHost)
+        .where(RoomHost.lease_id.in_(lease_ids))
+        .values(until=until)
+        .returning(RoomHost.lease_id)
+    )
+    return set(result.scalars())
+
+
+async def release_host(session: AsyncSession, booking_id: uuid.UUID, lease_id: uuid.UUID) -> None:
+    await session.execute(
+        delete(RoomHost).where(RoomHost.booking_id == booking_id, RoomHost.lease_id == lease_id)
+    )

@@ -34,6 +34,7 @@ __all__ = [
     "Clock",
     "Refusal",
     "Room",
+    "Schedule",
     "Sessions",
     "Ticket",
     "TicketResolver",
@@ -77,9 +78,22 @@ class Ticket:
     held: str | None = None
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """Where a booking stands now: what a live room compares its own copy with."""
+
+    status: str
+    start: datetime
+    end: datetime
+
+
 class TicketResolver(Protocol):
     async def resolve(self, token: str) -> Ticket | None:
         """The ticket behind a room token, or None for any invalid, revoked or inactive one."""
+        ...
+
+    async def schedule(self, booking_id: uuid.UUID) -> Schedule | None:
+        """The booking's status and times now; None if it no longer exists."""
         ...
 
 
@@ -242,6 +256,8 @@ class Room(Generic[C]):
 
     def __init__(self, ticket: Ticket, settings: RoomsSettings) -> None:
         self.booking_id = ticket.booking_id
+        self.start = ticket.start
+        self.no_show_told = False
         self.window = Window.of(ticket, settings)
         self.bridge = MediaBridge.from_settings(settings, linked=False)
         self.state = RoomState(ticket.booking_id)
@@ -259,6 +275,11 @@ class Room(Generic[C]):
         self.recorder: RoomRecorder | None = None
         # Called with the recorder once it has stopped (the signaling writes the database).
         self.on_recording_stopped: Callable[[RoomRecorder], Awaitable[None]] | None = None
+        # When several processes serve rooms: this room object's lease (rooms.models.RoomHost)
+        # once held, and what to do once the room has closed (drop the lease).
+        self.lease_id = uuid.uuid4()
+        self.leased = False
+        self.on_closed: Callable[[], Awaitable[None]] | None = None
 
     def present(self) -> dict[str, bool]:
         return {role: role in self.connections for role in ROLES}
@@ -326,3 +347,5 @@ class Room(Generic[C]):
             self._expiry = None
         await self.stop_recording()
         await self.bridge.close()
+        if self.on_closed is not None:
+            await self.on_closed()

@@ -80,6 +80,15 @@ class RoomsSettings(BaseModel, frozen=True, extra="forbid"):
         le=120,
         description="A candidate who has not joined this long after the start is a no-show.",
     )
+    public_url: str = Field(
+        default="",
+        description=(
+            "When several processes serve /r/: the base URL at which THIS process is "
+            "reachable directly (e.g. https://rooms-2.viva.example). Each live room is then "
+            "held by one process (a lease in the database) and the others send late "
+            "arrivals there. Empty: one process serves every room."
+        ),
+    )
     recording_allowed: bool = Field(
         default=True,
         description=(

@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -29,16 +29,20 @@ from typing import Any, Literal
 from aiohttp import WSMsgType, web
 from aiortc import RTCIceCandidate
 from aiortc.sdp import candidate_from_sdp
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.echo import EchoPeer
 from rooms.models import (
     RoomState,
+    claim_host,
     load_state,
     record_join,
     record_leave,
     recording_finished,
     recording_started,
+    release_host,
+    renew_hosts,
     save_state,
 )
 from rooms.recording import SUFFIX as RECORDING_SUFFIX
@@ -104,6 +108,11 @@ COUNTED_ERRORS = frozenset(
     | {"rate_limited"}
 )
 _MISSED = "the candidate did not join in time and was marked absent"
+_ELSEWHERE = "this interview's room is served at another address: connect there"
+# A room's lease (`rooms.models.RoomHost`) lasts this long and is renewed three times as
+# often: a process that died leaves its rooms to others within LEASE_SECONDS.
+LEASE_SECONDS = 30.0
+LEASE_RENEW_SECONDS = LEASE_SECONDS / 3
 EVALUATOR_ONLY = frozenset({"admit", "id_checked", "step", "notes", "end"})
 
 # What the scheduler tells a live room after a commit (`RoomServer.booking_changed`): the
@@ -124,6 +133,7 @@ class CloseCode(IntEnum):
     ENDED = 4000
     CANCELLED = 4001
     MOVED = 4002
+    ELSEWHERE = 4307
     NOT_FOUND = 4404
     TIME_LIMIT = 4408
     REPLACED = 4409
@@ -190,6 +200,7 @@ class Connection:
 
     ws: web.WebSocketResponse
     ticket: Ticket
+    token: str = ""  # the link it came with (to send it to another process's address)
     attendance_id: uuid.UUID | None = None
     errors: int = 0
     offered: bool = False
@@ -264,10 +275,19 @@ class RoomServer:
     """
 
     def __init__(
-        self, settings: RoomsSettings, clock: Clock, *, recordings: Path | None = None
+        self,
+        settings: RoomsSettings,
+        clock: Clock,
+        *,
+        recordings: Path | None = None,
+        host_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        # This process's own base URL when several serve rooms (`[rooms] public_url`): each
+        # live room is then leased to one process. None: this process serves every room.
+        self.host_url = host_url.rstrip("/") if host_url else None
+        self._lease_task: asyncio.Task[None] | None = None
         # Where recordings go; None: this server records nothing, whatever the tickets say.
         self.recordings = recordings
         self._recording_worker = RecordingWorker()
@@ -305,6 +325,8 @@ class RoomServer:
         self._sessions = sessions
         self._on_ended = on_ended
         self._closing = False
+        if self.host_url is not None and self._lease_task is None:
+            self._lease_task = asyncio.ensure_future(self._keep_leases())
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/r/{token}/ws", self.websocket, name="room.ws")
@@ -333,6 +355,10 @@ class RoomServer:
             connection.kick(CloseCode.GOING_AWAY, "shutdown", "server restarting")
         while self._tasks:
             await asyncio.gather(*tuple(self._tasks), return_exceptions=True)
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
+            self._lease_task = None
         rooms = tuple(self._rooms.values())
         self._rooms.clear()
         for room in rooms:
@@ -360,7 +386,7 @@ class RoomServer:
             ticket = await self._check_in(ws, request.match_info["token"], any_time=False)
             if ticket is None:
                 return ws
-            connection = Connection(ws, ticket)
+            connection = Connection(ws, ticket, token=request.match_info["token"])
             try:
                 room = await self._enter(connection, seen)
             except _ResolveAgain:
@@ -445,6 +471,7 @@ class RoomServer:
                 if self.recordings is None:
                     room.recording = False
                 room.on_recording_stopped = self._recording_stopped
+                room.on_closed = functools.partial(self._release, room)
                 self._rooms[ticket.booking_id] = room
             async with room.lock:
                 if room.closed:
@@ -454,12 +481,17 @@ class RoomServer:
                         self._spawn(room.close())
                     raise _ResolveAgain
                 previous = room.connections.get(ticket.role)
+                extra: dict[str, Any] = {}
                 try:
+                    elsewhere = await self._claim(room)
                     if not room.loaded:
                         async with self._sessions.read() as session:
                             room.state = await load_state(session, ticket.booking_id)
                         room.loaded = True
-                    if ticket.role == "candidate" and ticket.held == "no_show":
+                    if elsewhere is not None:
+                        refusal = ("elsewhere", _ELSEWHERE, CloseCode.ELSEWHERE)
+                        extra["url"] = _ws_url(elsewhere, connection.token)
+                    elif ticket.role == "candidate" and ticket.held == "no_show":
                         refusal = ("missed", _MISSED, CloseCode.ENDED)
                     elif ticket.role == "candidate" and (
                         room.state.ended_at is not None or ticket.held is not None
@@ -485,7 +517,7 @@ class RoomServer:
             if empty:
                 await room.close()
             code, message, close_code = refusal
-            await _refuse(connection.ws, code, message, close_code)
+            await _refuse(connection.ws, code, message, close_code, **extra)
             return None
         if previous is not None:
             # The same link in another tab (or a reconnection the server had not noticed):
@@ -619,8 +651,9 @@ class RoomServer:
         self._changes += 1
         room = self._rooms.get(booking_id)
         evaluator = room.connections.get("evaluator") if room is not None else None
-        if evaluator is None:
+        if room is None or evaluator is None:
             return False
+        room.no_show_told = True
         await evaluator.send(
             {
                 "type": "notice",
@@ -782,6 +815,105 @@ class RoomServer:
             await self._sync_recording(room)
         await self._broadcast(room)
         return True
+
+    # --- several processes: one holds each live room -----------------------------------
+
+    async def _claim(self, room: Room[Connection]) -> str | None:
+        """Under `room.lock`: lease the room to this process; None if it is ours, else the
+        base URL of the live process that holds it. No-op with a single process."""
+        if self.host_url is None or room.leased:
+            return None
+        assert self._sessions is not None
+        now = self.clock.now()
+        until = now + timedelta(seconds=LEASE_SECONDS)
+        for attempt in range(2):
+            try:
+                async with self._sessions.write() as session:
+                    elsewhere = await claim_host(
+                        session,
+                        room.booking_id,
+                        lease_id=room.lease_id,
+                        url=self.host_url,
+                        now=now,
+                        until=until,
+                    )
+            except IntegrityError:
+                if attempt:
+                    raise
+                continue  # another process inserted the first lease at the same moment
+            room.leased = elsewhere is None
+            return elsewhere
+        return None  # not reached
+
+    async def _release(self, room: Room[Connection]) -> None:
+        """The room has closed: its lease goes, so the next arrival may be served anywhere."""
+        if not room.leased or self._sessions is None:
+            return
+        room.leased = False
+        try:
+            async with self._sessions.write() as session:
+                await release_host(session, room.booking_id, room.lease_id)
+        except Exception:
+            log.exception("room %s: could not release its lease", room.booking_id)
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW_SECONDS)
+            try:
+                await self.renew_leases()
+            except Exception:
+                log.exception("could not renew the rooms' leases")
+
+    async def renew_leases(self) -> None:
+        """Extend the leases of this process's live rooms (every LEASE_RENEW_SECONDS).
+
+        A lease found taken over (this process could not renew in time, say the database
+        was unreachable) is claimed again; if another process holds the room now, the
+        participants here are sent there, so that the two never stay apart.
+        """
+        assert self._sessions is not None
+        rooms = [room for room in self._rooms.values() if room.leased and not room.closed]
+        if not rooms:
+            return
+        until = self.clock.now() + timedelta(seconds=LEASE_SECONDS)
+        async with self._sessions.write() as session:
+            kept = await renew_hosts(session, [room.lease_id for room in rooms], until=until)
+        await self._reconcile(rooms)
+        for room in rooms:
+            if room.lease_id in kept or room.closed:
+                continue
+            async with room.lock:
+                room.leased = False
+                elsewhere = await self._claim(room)
+                if elsewhere is None:
+                    continue
+                for connection in tuple(room.connections.values()):
+                    url = _ws_url(elsewhere, connection.token)
+                    await connection.send(
+                        {"type": "error", "code": "elsewhere", "message": _ELSEWHERE, "url": url}
+                    )
+                    connection.kick(CloseCode.ELSEWHERE, "elsewhere", "elsewhere")
+
+    async def _reconcile(self, rooms: list[Room[Connection]]) -> None:
+        """Catch up with changes made by other processes (their API, their timers).
+
+        In one process the scheduler tells the room at once (`booking_changed`,
+        `marked_no_show`); a change committed by another process only reaches the room
+        here, at the next renewal.
+        """
+        assert self._tickets is not None
+        for room in rooms:
+            if room.closed:
+                continue
+            schedule = await self._tickets.schedule(room.booking_id)
+            if schedule is None or schedule.status == "cancelled":
+                await self.booking_changed(room.booking_id, "cancelled")
+            elif schedule.start != room.start:
+                await self.booking_changed(
+                    room.booking_id, "moved", start=schedule.start, end=schedule.end
+                )
+            elif schedule.status == "no_show" and not room.no_show_told:
+                await self.marked_no_show(room.booking_id)
 
     # --- recording ---------------------------------------------------------------------
 
@@ -1095,6 +1227,12 @@ def _ice_candidate(message: Mapping[str, Any]) -> RTCIceCandidate:
     candidate.sdpMid = mid
     candidate.sdpMLineIndex = index
     return candidate
+
+
+def _ws_url(base: str, token: str) -> str:
+    """The room WebSocket of `token` at another process's base URL (http -> ws)."""
+    scheme, _, rest = base.partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest.rstrip('/')}/r/{token}/ws"
 
 
 async def _refuse(

@@ -58,19 +58,43 @@ _HEADERS = {
 }
 
 
-def content_security_policy(base_url: str) -> str:
-    """The page's CSP, with the public URL's WebSocket origin next to 'self'."""
-    parts = urlsplit(base_url)
+def content_security_policy(base_url: str, room_host: str | None = None) -> str:
+    """The page's CSP, with the public URL's WebSocket origin next to 'self'.
+
+    With several room processes (`room_host`, this one's `[rooms] public_url`) the page may
+    be sent to a sibling's WebSocket: the siblings are the other subdomains of its parent
+    domain (rooms-1.viva.example, rooms-2.viva.example), or other ports of its host.
+    """
     sources = ["'self'"]
-    if parts.scheme in ("http", "https") and parts.netloc:
-        scheme = "wss" if parts.scheme == "https" else "ws"
-        sources.append(f"{scheme}://{parts.netloc}")
-    return f"{_BASE_CSP}; connect-src {' '.join(sources)}"
+    own = _ws_origin(base_url)
+    if own is not None:
+        sources.append(own)
+    if room_host is not None:
+        sources.append(_ws_siblings(room_host))
+    return f"{_BASE_CSP}; connect-src {' '.join(dict.fromkeys(sources))}"
+
+
+def _ws_origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}"
+
+
+def _ws_siblings(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    host = parts.hostname or ""
+    labels = host.split(".")
+    if host.replace(".", "").isdigit() or ":" in host or len(labels) <= 2:
+        return f"{scheme}://{host}:*"  # an address, or a bare domain: its other ports
+    return f"{scheme}://*.{'.'.join(labels[1:])}:*"
 
 
 def _headers(app: web.Application) -> dict[str, str]:
-    base_url = app[keys.SETTINGS].server.base_url
-    return {**_HEADERS, "Content-Security-Policy": content_security_policy(base_url)}
+    settings = app[keys.SETTINGS]
+    csp = content_security_policy(settings.server.base_url, settings.rooms.public_url or None)
+    return {**_HEADERS, "Content-Security-Policy": csp}
 
 
 def _lang_links(request: web.Request, locale: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.relay import Role
-from rooms.room import Ticket
+from rooms.room import Schedule, Ticket
 from rooms.signaling import RoomServer, room_info
 from rooms.tokens import LinkKind, LinkSigner, ParsedLink, new_nonce, parse_link
 from scheduler import history, keys
@@ -131,11 +131,23 @@ class BookingTickets:
         async with self._db.read() as session:
             return await ticket_for(session, self._signer, token)
 
+    async def schedule(self, booking_id: uuid.UUID) -> Schedule | None:
+        async with self._db.read() as session:
+            booking = await session.get(Booking, booking_id)
+        if booking is None:
+            return None
+        return Schedule(booking.status, booking.start_at, booking.end_at)
+
 
 def setup(app: web.Application) -> None:
     """Register the rooms' routes and lifecycle; called once by `create_app`."""
     settings = app[keys.SETTINGS]
-    server = RoomServer(settings.rooms, app[keys.CLOCK], recordings=settings.recordings_path)
+    server = RoomServer(
+        settings.rooms,
+        app[keys.CLOCK],
+        recordings=settings.recordings_path,
+        host_url=settings.rooms.public_url or None,
+    )
     app[keys.ROOMS] = server
     server.add_routes(app.router)
     app.router.add_get("/r/{token}/info", room_info_handler, name="room.info")

@@ -1012,6 +1012,10 @@
     hello: null,
     refusal: null,
     attempt: 0,
+    // Several processes serve rooms: where this room is held (docs/rooms.md, `elsewhere`).
+    target: null,
+    hops: 0,
+    greeted: false,
     retryTimer: 0,
     retryTick: 0,
     pingTimer: 0,
@@ -1173,7 +1177,8 @@
       return;
     }
     setConnection("connecting");
-    const ws = new WebSocket(wsUrl(data.urls.websocket));
+    const ws = new WebSocket(call.target || wsUrl(data.urls.websocket));
+    call.greeted = false;
     call.ws = ws;
     call.version = -1;
     call.refusal = null;
@@ -1204,6 +1209,8 @@
     switch (message.type) {
       case "hello":
         call.hello = message;
+        call.greeted = true;
+        call.hops = 0;
         clock.sync(message.now);
         newPeer(message.ice_servers);
         applyState(message.room || {});
@@ -1383,7 +1390,15 @@
     if (call.stopped) {
       return;
     }
-    if (code === 4409 || refusal.code === "replaced") {
+    if (!call.greeted) {
+      call.target = null; // the address we were sent to did not answer: start over at ours
+    }
+    if ((code === 4307 || refusal.code === "elsewhere") && refusal.url && call.hops < 3) {
+      // The room is held by another process: go there at once (a few hops at most).
+      call.target = refusal.url;
+      call.hops += 1;
+      connect();
+    } else if (code === 4409 || refusal.code === "replaced") {
       over(t("replaced"), "join", t("use_here"), true);
     } else if (refusal.code === "missed") {
       over(t("missed"), null, null, true);
@@ -1431,6 +1446,7 @@
 
   // 1 s, 2 s, 4 s… up to 15 s (docs/rooms.md, close codes 1001, 1006, 1011).
   function scheduleReconnect() {
+    call.hops = 0;
     const delays = [1, 2, 4, 8, 15];
     let seconds = delays[Math.min(call.attempt, delays.length - 1)];
     call.attempt += 1;

@@ -16,6 +16,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -590,3 +592,53 @@ async def test_a_recorded_interview_is_announced_shown_and_kept(served: Served, 
             if packet.size:
                 frames[packet.stream.index] += 1
     assert all(count > 0 for count in frames.values()), frames  # both browsers' cameras
+
+
+async def test_two_processes_behind_one_address_still_give_one_room(
+    browser_settings: Settings, tabs: Make
+) -> None:
+    """The candidate's page is served by the other process: its WebSocket is sent to the
+    process that holds the room (`elsewhere`), and the call works as with one process."""
+    from scheduler.orgs import create_organisation
+
+    clock = FrozenClock(T0)
+    runners: list[web.AppRunner] = []
+    urls: list[str] = []
+    for _ in range(2):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        rooms = browser_settings.rooms.model_copy(update={"public_url": url})
+        runner = web.AppRunner(
+            create_app(browser_settings.model_copy(update={"rooms": rooms}), clock=clock),
+            shutdown_timeout=5,
+        )
+        await runner.setup()
+        await web.SockSite(runner, listener).start()
+        runners.append(runner)
+        urls.append(url)
+    session = aiohttp.ClientSession(base_url=urls[0])
+    try:
+        first = runners[0].app
+        async with first[keys.DB].write() as db:
+            new = await create_organisation(
+                db, name="CCI Formation", contact_email="oral@cci.example", now=clock.now()
+            )
+        org = Org(session, new.organisation.id, new.api_key)  # type: ignore[arg-type]
+        booking = await book(Served(first, clock, urls[0], session, org))
+        clock.set(INSIDE)
+        evaluator = await tabs("evaluator", urls[0] + room_path(booking["rooms"]["evaluator"]))
+        candidate = await tabs("candidate", urls[1] + room_path(booking["rooms"]["candidate"]))
+        for tab in (evaluator, candidate):
+            await tab.page.click("#join")
+            await tab.until("() => document.getElementById('call').dataset.phase === 'lobby'", "in")
+        await evaluator.until("() => !document.getElementById('admit').disabled", "admit")
+        await evaluator.page.click("#admit")
+        for tab in (evaluator, candidate):
+            await tab.remote_plays()
+        assert list(runners[0].app[keys.ROOMS].rooms) == [uuid.UUID(booking["id"])]
+        assert not runners[1].app[keys.ROOMS].rooms
+    finally:
+        await session.close()
+        for runner in runners:
+            await runner.cleanup()

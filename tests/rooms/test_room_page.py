@@ -455,3 +455,10 @@ def test_the_csp_names_the_public_websocket_origin() -> None:
     assert content_security_policy("http://127.0.0.1:8080").endswith(
         "connect-src 'self' ws://127.0.0.1:8080"
     )
+    # Several room processes: the page may be sent to a sibling's WebSocket.
+    assert content_security_policy("https://viva.example", "https://rooms-2.viva.example").endswith(
+        "connect-src 'self' wss://viva.example wss://*.viva.example:*"
+    )
+    assert content_security_policy("http://127.0.0.1:8080", "http://127.0.0.1:8081").endswith(
+        "connect-src 'self' ws://127.0.0.1:8080 ws://127.0.0.1:*"
+    )
