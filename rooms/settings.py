@@ -110,7 +110,8 @@ class RoomsSettings(BaseModel, frozen=True, extra="forbid"):
         default="",
         description=(
             "Folder for the recordings, one Matroska file per booking's room session. "
-            "Empty: the 'recordings' folder under [server] data_dir."
+            "Empty: the 'recordings' folder under [server] data_dir. With several "
+            "processes, a folder they all share (any of them may serve the API)."
         ),
     )
 
