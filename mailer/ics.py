@@ -24,6 +24,7 @@ from mailer.message import clean_line, validate_address
 __all__ = ["PRODID", "Invitation", "build_cancel", "build_request", "build_update"]
 
 PRODID = "-//Viva//Viva oral interviews//EN"
+_CALENDAR_END = b"END:VCALENDAR\r\n"
 
 
 def _aware_utc(value: datetime, name: str) -> datetime:
@@ -81,14 +82,50 @@ class Invitation:
 
 @lru_cache(maxsize=64)
 def _vtimezone(tzid: str, first: date, last: date) -> bytes:
-    """The VTIMEZONE for a zone over a few years, serialised once.
+    """The VTIMEZONE for a zone over a few years, as its lines read inside a calendar.
 
-    Generating it walks the zone's transitions; caching the serialised form (not the
-    mutable component) keeps that cost off the booking path without sharing state.
+    Generating it walks the zone's transitions, and parsing it back into a component for every
+    message cost as much again; so it is serialised once and spliced in as bytes (see
+    `_build`). It is cached after one parse round trip because that is the form earlier
+    versions wrote into every calendar: the bytes stay exactly what they were.
     """
-    return Timezone.from_tzinfo(
-        ZoneInfo(tzid), tzid=tzid, first_date=first, last_date=last
-    ).to_ical()
+    generated = Timezone.from_tzinfo(ZoneInfo(tzid), tzid=tzid, first_date=first, last_date=last)
+    return Timezone.from_ical(generated.to_ical()).to_ical()
+
+
+@lru_cache(maxsize=4)
+def _calendar_head(method: str) -> bytes:
+    """The VCALENDAR's opening lines for `method`, up to its first component.
+
+    Set by hand rather than with Calendar.new(), which adds a random calendar UID and would
+    make the output differ from one call to the next. A calendar serialises line by line,
+    components after its own properties, so these bytes are the same whatever follows.
+    """
+    calendar = Calendar()
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    calendar.add("CALSCALE", "GREGORIAN")
+    calendar.add("METHOD", method)
+    whole = calendar.to_ical()
+    if not whole.endswith(_CALENDAR_END):
+        raise RuntimeError("unexpected VCALENDAR serialisation")
+    return whole[: -len(_CALENDAR_END)]
+
+
+def _zones_of(event: Event) -> list[str]:
+    """The TZIDs the event's properties use, sorted; UTC needs none ("Z" times).
+
+    What `Calendar.get_missing_tzids` answers for a calendar holding only this event.
+    """
+    tzids: set[str] = set()
+    for value in event.values():
+        for item in value if isinstance(value, list) else (value,):
+            params = getattr(item, "params", None)
+            tzid = params.get("TZID") if params is not None else None
+            if tzid:
+                tzids.add(tzid)
+    tzids.discard("UTC")
+    return sorted(tzids)
 
 
 def _address(email: str, name: str, *, attendee: bool, rsvp: bool = False) -> vCalAddress:
@@ -112,9 +149,9 @@ def _address(email: str, name: str, *, attendee: bool, rsvp: bool = False) -> vC
     )
 
 
-def _build(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> bytes:
+def _event(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> Event:
     zone = ZoneInfo(inv.timezone)
-    event = Event.new(
+    return Event.new(
         uid=inv.uid,
         sequence=inv.sequence,
         stamp=inv.dtstamp,
@@ -132,23 +169,23 @@ def _build(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> bytes:
         status="CONFIRMED" if method == "REQUEST" else "CANCELLED",
         transparency="OPAQUE",
     )
-    calendar = Calendar()
-    # Set by hand rather than with Calendar.new(), which adds a random calendar UID and would
-    # make the output differ from one call to the next.
-    calendar.add("PRODID", PRODID)
-    calendar.add("VERSION", "2.0")
-    calendar.add("CALSCALE", "GREGORIAN")
-    calendar.add("METHOD", method)
-    calendar.add_component(event)
+
+
+def _build(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> bytes:
+    """The calendar as icalendar writes it whole, assembled from separately written parts.
+
+    A calendar is written line by line, its own properties first, then each component; so
+    the opening lines and each zone's VTIMEZONE, the same for every invitation, are written
+    once and reused, and only the event is written per invitation.
+    """
+    event = _event(inv, method)
     # Zones that icalendar writes as UTC ("Z" times) need no VTIMEZONE; every other TZID the
     # event uses gets one, placed before the event as clients expect. The range runs from a
     # year before to two years after: every date a booking can move to, with its transitions.
     first = date(inv.start.year - 1, 1, 1)
     last = date(inv.end.year + 2, 1, 1)
-    for index, tzid in enumerate(sorted(calendar.get_missing_tzids())):
-        vtimezone = Timezone.from_ical(_vtimezone(tzid, first, last))
-        calendar.subcomponents.insert(index, vtimezone)
-    return calendar.to_ical()
+    zones = b"".join(_vtimezone(tzid, first, last) for tzid in _zones_of(event))
+    return _calendar_head(method) + zones + event.to_ical() + _CALENDAR_END
 
 
 def build_request(inv: Invitation) -> bytes:

@@ -14,14 +14,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.models import restart as room_restart
 from rooms.tokens import new_nonce
 from scheduler import history
-from scheduler.calendars import busy_intervals, calendar_of, load_calendars
+from scheduler.calendars import (
+    busy_intervals,
+    calendar_of,
+    load_calendars,
+    qualified_evaluators,
+)
 from scheduler.db import Database
 from scheduler.errors import (
     AlreadyBooked,
@@ -69,6 +74,26 @@ async def active_booking(
     return await session.scalar(stmt)
 
 
+# The candidate, and whether they hold an active or a held booking, in one round trip: what
+# `session.get` plus `active_booking` and `held_booking` told in three. Built once: the
+# statement's construction and cache key would otherwise be redone on every booking.
+_CANDIDATE_STANDING = select(
+    Candidate,
+    exists().where(Booking.candidate_id == Candidate.id, Booking.status.in_(ACTIVE_STATUSES)),
+    exists().where(Booking.candidate_id == Candidate.id, Booking.status.in_(HELD_STATUSES)),
+).where(Candidate.id == bindparam("candidate_id"))
+
+
+async def _candidate_standing(
+    session: AsyncSession, candidate_id: uuid.UUID
+) -> tuple[Candidate | None, bool, bool]:
+    """(candidate or None, has an active booking, has a held booking)."""
+    row = (await session.execute(_CANDIDATE_STANDING, {"candidate_id": candidate_id})).first()
+    if row is None:
+        return None, False, False
+    return row[0], bool(row[1]), bool(row[2])
+
+
 def booking_closed(candidate: Candidate, policy: Policy, now: datetime) -> bool:
     """True once no interview can be booked any more before the candidate's deadline."""
     return candidate.book_by is not None and now + policy.min_notice + policy.interview > (
@@ -91,30 +116,39 @@ async def candidate_slots(
     return [SlotView(s.start, s.end) for s in slots]
 
 
+_WEEK_COUNTS = (
+    select(Booking.evaluator_id, func.count())
+    .where(
+        Booking.evaluator_id.in_(bindparam("evaluator_ids", expanding=True)),
+        Booking.status.in_(ACTIVE_STATUSES),
+        Booking.start_at >= bindparam("week_start", type_=Booking.start_at.type),
+        Booking.start_at < bindparam("week_end", type_=Booking.start_at.type),
+    )
+    .group_by(Booking.evaluator_id)
+)
+
+
 async def _week_counts(
     session: AsyncSession, evaluator_ids: list[uuid.UUID], at: datetime
 ) -> dict[uuid.UUID, int]:
     week_start, week_end = week_bounds(at)
     rows = await session.execute(
-        select(Booking.evaluator_id, func.count())
-        .where(
-            Booking.evaluator_id.in_(evaluator_ids),
-            Booking.status.in_(ACTIVE_STATUSES),
-            Booking.start_at >= week_start,
-            Booking.start_at < week_end,
-        )
-        .group_by(Booking.evaluator_id)
+        _WEEK_COUNTS,
+        {"evaluator_ids": evaluator_ids, "week_start": week_start, "week_end": week_end},
     )
     return {eid: n for eid, n in rows}
 
 
+_LOCK_EVALUATOR = (
+    select(Evaluator.id)
+    .where(Evaluator.id == bindparam("evaluator_id"), Evaluator.deleted_at.is_(None))
+    .with_for_update()
+)
+
+
 async def _lock_evaluator(session: AsyncSession, evaluator_id: uuid.UUID) -> bool:
     """Take the evaluator's row lock (PostgreSQL); False if they were removed meanwhile."""
-    locked = await session.scalar(
-        select(Evaluator.id)
-        .where(Evaluator.id == evaluator_id, Evaluator.deleted_at.is_(None))
-        .with_for_update()
-    )
+    locked = await session.scalar(_LOCK_EVALUATOR, {"evaluator_id": evaluator_id})
     return locked is not None
 
 
@@ -166,34 +200,50 @@ async def _free_evaluator(
     week (ties broken by id). On PostgreSQL the evaluator's row is locked and their
     bookings re-read before the choice is final; on SQLite the write transaction is
     already exclusive from its first read.
+
+    The qualified evaluators are put in that order first and tried one after another, so
+    the first free one is the preferred among the free ones. That lets the bookings read
+    be, most of the time, one evaluator's rather than every qualified evaluator's.
     """
-    day = timedelta(days=1)  # the evaluator's local day around `start`, for the daily cap
-    calendars = await load_calendars(
-        session,
-        organisation_id,
-        language,
-        start - day,
-        start + day,
-        margin=timedelta(0),
-        exclude=exclude,
-    )
-    by_id = {c.id: c for c in calendars}
-    free = [c.id for c in calendars if is_free(c, policy, now, start, deadline)]
-    if not free:
-        raise SlotTaken("this time is no longer available")
-    counts = await _week_counts(session, free, start)
-    for evaluator_id in choose_evaluator(free, counts):
-        if db.sqlite:
-            return evaluator_id
-        if not await _lock_evaluator(session, evaluator_id):
-            continue
-        busy = await busy_intervals(
-            session, [evaluator_id], start - day, start + day, timedelta(0), exclude
+    evaluators = {
+        eid: (tz, av)
+        for eid, tz, av in await qualified_evaluators(session, organisation_id, language)
+    }
+    counts = await _week_counts(session, list(evaluators), start) if evaluators else {}
+    order = choose_evaluator(list(evaluators), counts)
+
+    def hours_allow(evaluator_id: uuid.UUID) -> bool:
+        # Bookings only ever take starts away: whoever's hours (and the notice, horizon and
+        # deadline) leave `start` out cannot be free then, whatever they have booked.
+        tz, availability = evaluators[evaluator_id]
+        return is_free(
+            calendar_of(evaluator_id, tz, availability, []), policy, now, start, deadline
         )
-        cal = by_id[evaluator_id]
-        cal = calendar_of(cal.id, cal.tz.key, cal.availability, busy.get(evaluator_id, []))
-        if is_free(cal, policy, now, start, deadline):
-            return evaluator_id
+
+    first = next((i for i, eid in enumerate(order) if hours_allow(eid)), len(order))
+    # The preferred evaluator whose hours allow `start` is usually free: their bookings are
+    # read alone, and only if they are not free, all the later ones' in one more query.
+    batches = [order[first : first + 1], order[first + 1 :]]
+    day = timedelta(days=1)  # the evaluator's local day around `start`, for the daily cap
+    for batch in batches:
+        if not batch:
+            continue
+        busy = await busy_intervals(session, batch, start - day, start + day, timedelta(0), exclude)
+        for evaluator_id in batch:
+            tz, availability = evaluators[evaluator_id]
+            cal = calendar_of(evaluator_id, tz, availability, busy.get(evaluator_id, []))
+            if not is_free(cal, policy, now, start, deadline):
+                continue
+            if db.sqlite:
+                return evaluator_id
+            if not await _lock_evaluator(session, evaluator_id):
+                continue
+            fresh = await busy_intervals(
+                session, [evaluator_id], start - day, start + day, timedelta(0), exclude
+            )
+            cal = calendar_of(evaluator_id, tz, availability, fresh.get(evaluator_id, []))
+            if is_free(cal, policy, now, start, deadline):
+                return evaluator_id
     raise SlotTaken("this time is no longer available")
 
 
@@ -285,14 +335,14 @@ async def book(
     """Book `start` for the candidate, or raise SlotTaken / AlreadyBooked / DeadlinePassed."""
     try:
         async with db.write() as session:
-            candidate = await session.get(Candidate, candidate_id)
+            candidate, active, held = await _candidate_standing(session, candidate_id)
             if candidate is None:
                 raise SlotTaken("candidate not found")
-            if await active_booking(session, candidate.id) is not None:
+            if active:
                 raise AlreadyBooked("this candidate already has an interview booked")
             if booking_closed(candidate, policy, now):
                 raise DeadlinePassed("the booking deadline has passed")
-            if await held_booking(session, candidate.id) is not None:
+            if held:
                 raise AlreadyBooked(
                     "this candidate's interview has taken place or was missed; only the "
                     "training organisation can arrange another"
@@ -319,6 +369,7 @@ async def book(
                 actor=Actor("candidate", candidate.name),
                 action="booked",
                 now=now,
+                new=True,
             )
             if effects is not None:
                 await effects.booked(session, booking, candidate, now)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,8 +19,16 @@ from scheduler.notify import Notifier
 
 log = logging.getLogger("viva.effects")
 
-# Re-plans a booking's timer rows in the caller's transaction (scheduler.timers).
-Replan = Callable[[AsyncSession, Booking, datetime], Awaitable[None]]
+
+class Replan(Protocol):
+    """Re-plans a booking's timer rows in the caller's transaction (scheduler.timers).
+
+    `new`: the booking was inserted in this transaction, so it has no rows to read yet.
+    """
+
+    def __call__(
+        self, session: AsyncSession, booking: Booking, now: datetime, *, new: bool = False
+    ) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True)
@@ -27,15 +36,18 @@ class Effects:
     notifier: Notifier
     replan: Replan | None = None
 
-    async def _timers(self, session: AsyncSession, booking: Booking, now: datetime) -> None:
+    async def _timers(
+        self, session: AsyncSession, booking: Booking, now: datetime, *, new: bool = False
+    ) -> None:
         if self.replan is not None:
-            await self.replan(session, booking, now)
+            await self.replan(session, booking, now, new=new)
 
     async def booked(
         self, session: AsyncSession, booking: Booking, candidate: Candidate, now: datetime
     ) -> None:
+        """`booking` was inserted in the caller's transaction (scheduler.bookings.book)."""
         await self.notifier.booking_confirmed(session, booking, candidate, now)
-        await self._timers(session, booking, now)
+        await self._timers(session, booking, now, new=True)
 
     async def moved(
         self,

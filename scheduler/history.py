@@ -40,9 +40,19 @@ async def record(
     now: datetime,
     before: dict[str, Any] | None = None,
     reason: str | None = None,
+    new: bool = False,
 ) -> None:
-    last = await session.scalar(
-        select(func.max(BookingEvent.position)).where(BookingEvent.booking_id == booking.id)
+    """Append one event to the booking's history, in the caller's transaction.
+
+    `new` says the booking was inserted in this same transaction: it can have no event yet,
+    so this one is the first without a query to find the last.
+    """
+    last = (
+        None
+        if new
+        else await session.scalar(
+            select(func.max(BookingEvent.position)).where(BookingEvent.booking_id == booking.id)
+        )
     )
     session.add(
         BookingEvent(

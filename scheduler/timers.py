@@ -48,6 +48,7 @@ from scheduler import history, keys
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import ReminderSettings, Settings
 from scheduler.db import Database
+from scheduler.effects import Replan
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation, Timer
 from scheduler.notify import Notifier
 from scheduler.policy import Policy, is_locked, lock_time
@@ -147,6 +148,7 @@ async def replan(
     reminders: ReminderSettings,
     now: datetime,
     no_show_after: timedelta | None = None,
+    new: bool = False,
 ) -> None:
     """Bring the booking's pending timer rows in line with the booking, in the caller's
     transaction.
@@ -155,10 +157,17 @@ async def replan(
     twice changes nothing and a job already holding the row stays valid. Every other pending
     row is closed with outcome "cancelled" (kept, not deleted: the table is also the record
     of what was planned and what happened). Missing rows are inserted.
+
+    `new` says the booking was inserted in this same transaction, so it has no rows yet and
+    there is nothing to read.
     """
-    pending = list(
-        await session.scalars(
-            select(Timer).where(Timer.booking_id == booking.id, Timer.done_at.is_(None))
+    pending = (
+        []
+        if new
+        else list(
+            await session.scalars(
+                select(Timer).where(Timer.booking_id == booking.id, Timer.done_at.is_(None))
+            )
         )
     )
     wanted = set(_wanted(booking, policy, reminders, now, no_show_after))
@@ -188,11 +197,13 @@ async def replan(
 
 def replanner(
     policy: Policy, reminders: ReminderSettings, no_show_after: timedelta | None = None
-) -> Callable[[AsyncSession, Booking, datetime], Awaitable[None]]:
-    """`replan` with the settings bound: the `(session, booking, now)` callable that
-    `scheduler.effects.Effects` takes."""
+) -> Replan:
+    """`replan` with the settings bound: the `(session, booking, now, *, new=False)`
+    callable that `scheduler.effects.Effects` takes."""
 
-    async def bound(session: AsyncSession, booking: Booking, now: datetime) -> None:
+    async def bound(
+        session: AsyncSession, booking: Booking, now: datetime, *, new: bool = False
+    ) -> None:
         await replan(
             session,
             booking,
@@ -200,6 +211,7 @@ def replanner(
             reminders=reminders,
             now=now,
             no_show_after=no_show_after,
+            new=new,
         )
 
     return bound

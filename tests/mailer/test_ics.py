@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
 import vobject
 
+from mailer import ics
 from mailer.ics import PRODID, Invitation, build_cancel, build_request, build_update
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -225,3 +227,52 @@ def test_times_given_in_another_zone_are_normalised_to_utc() -> None:
     invitation = make_invitation(start=local, end=local + timedelta(minutes=20))
     assert invitation.start == datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
     assert invitation.start.tzinfo is UTC
+
+
+Method = Literal["REQUEST", "CANCEL"]
+
+
+def _whole_calendar(invitation: Invitation, method: Method) -> bytes:
+    """The invitation written the plain way: one icalendar Calendar holding the VTIMEZONEs
+    and the event, serialised in one go (what `mailer.ics` assembles from cached parts)."""
+    calendar = icalendar.Calendar()
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    calendar.add("CALSCALE", "GREGORIAN")
+    calendar.add("METHOD", method)
+    calendar.add_component(ics._event(invitation, method))
+    first = date(invitation.start.year - 1, 1, 1)
+    last = date(invitation.end.year + 2, 1, 1)
+    for index, tzid in enumerate(sorted(calendar.get_missing_tzids())):
+        zone = icalendar.Timezone.from_tzinfo(
+            ZoneInfo(tzid), tzid=tzid, first_date=first, last_date=last
+        )
+        calendar.subcomponents.insert(index, icalendar.Timezone.from_ical(zone.to_ical()))
+    whole: bytes = calendar.to_ical()
+    return whole
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["Europe/Paris", "America/New_York", "Asia/Kolkata", "Etc/UTC", "UTC", "Australia/Sydney"],
+)
+@pytest.mark.parametrize("method", ["REQUEST", "CANCEL"])
+@pytest.mark.parametrize(
+    "start",
+    [
+        datetime(2026, 12, 3, 13, 0, tzinfo=UTC),
+        datetime(2027, 3, 28, 0, 40, tzinfo=UTC),  # the night Paris springs forward
+        datetime(2029, 10, 28, 1, 0, tzinfo=UTC),  # the night Paris falls back, years later
+    ],
+)
+def test_calendar_bytes_are_those_of_one_whole_icalendar_calendar(
+    zone: str, method: Method, start: datetime
+) -> None:
+    """The opening lines and the VTIMEZONEs are cached and spliced around the event: the
+    result must stay byte for byte what icalendar writes for the whole calendar."""
+    invitation = make_invitation(
+        timezone=zone, start=start, end=start + timedelta(minutes=20), summary="Entretien – é"
+    )
+    built = ics._build(invitation, method)
+    assert built == _whole_calendar(invitation, method)
+    assert built == ics._build(invitation, method)  # the second time from the caches

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.policy import default
+from email.policy import SMTP, default
 from typing import Any
 
 import pytest
@@ -238,3 +239,42 @@ def test_clean_line_and_clean_text() -> None:
     assert clean_text("Line 1\r\nLine\u202e 2\r\n\r\n\r\n\r\nLine 3\x00") == (
         "Line 1\nLine 2\n\nLine 3"
     )
+
+
+BOUNDARY = re.compile(rb'boundary="(={15}\d{19}==)"')
+
+
+def test_boundaries_have_the_generators_form_and_differ() -> None:
+    """Boundaries are chosen when the message is built, in the form the stdlib generator
+    uses (the folding of Content-Type depends on its length), one of its own per multipart."""
+    first, second = build().as_bytes(policy=SMTP), build().as_bytes(policy=SMTP)
+    boundaries = BOUNDARY.findall(first) + BOUNDARY.findall(second)
+    assert len(boundaries) == 4
+    assert len(set(boundaries)) == 4
+    for raw, found in ((first, boundaries[:2]), (second, boundaries[2:])):
+        for boundary in found:
+            # Opening lines of each part plus the closing line, and nowhere else.
+            assert raw.count(b"\r\n--" + boundary) == raw.count(b"--" + boundary)
+            assert raw.count(b"\r\n--" + boundary + b"--\r\n") == 1
+
+
+def test_messages_built_in_turn_do_not_share_their_people() -> None:
+    """The MIME headers common to every message are parsed once and shared; nothing that
+    belongs to one message (names, subject, bodies) may leak into the next one."""
+    zoe = build()
+    zoe_before = zoe.as_bytes(policy=SMTP)
+    other = build(
+        to_name="Evan Brooks",
+        to_address="evan@example.test",
+        subject="Interview with Zoë Martin",
+        text="Hello Evan\n",
+        html="<p>Hello Evan</p>",
+        message_id="<other@viva.example.test>",
+    )
+    assert zoe.as_bytes(policy=SMTP) == zoe_before
+    parsed = BytesParser(policy=default).parsebytes(other.as_bytes(policy=SMTP))
+    assert str(parsed["To"]) == "Evan Brooks <evan@example.test>"
+    assert parsed["Subject"] == "Interview with Zoë Martin"
+    plain = next(part for part in parsed.walk() if part.get_content_type() == "text/plain")
+    assert plain.get_content() == "Hello Evan\r\n"
+    assert b"Zo=C3=AB" not in other.as_bytes(policy=SMTP).split(b"\r\n\r\n", 1)[1]
