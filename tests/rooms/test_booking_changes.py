@@ -67,16 +67,22 @@ async def departures(booked: Booked) -> list[tuple[str, str | None]]:
     return sorted((a["role"], a["left_reason"]) for a in room["attendance"])
 
 
+async def admitted(client: TestClient, booked: Booked) -> tuple[Tab, Tab]:
+    """Both in the room, the candidate let in: (evaluator, candidate)."""
+    evaluator = await enter(client, booked, "evaluator")
+    candidate = await enter(client, booked, "candidate")
+    await evaluator.send(type="admit")
+    await candidate.state(phase_is("admitted"))
+    return evaluator, candidate
+
+
 # --- cancelled ---------------------------------------------------------------------------
 
 
 async def test_a_force_majeure_cancellation_sends_everyone_out_and_revokes_both_links(
     client: TestClient, booked: Booked
 ) -> None:
-    evaluator = await enter(client, booked, "evaluator")
-    candidate = await enter(client, booked, "candidate")
-    await evaluator.send(type="admit")
-    await candidate.state(phase_is("admitted"))
+    evaluator, candidate = await admitted(client, booked)
     test = await connection_test(client, booked.evaluator_token)
     server = client.app[keys.ROOMS]
     assert booked.booking_id in server.rooms
@@ -179,10 +185,7 @@ async def test_a_move_sends_everyone_out_and_the_links_then_open_at_the_new_time
 async def test_a_move_within_the_window_starts_the_interview_over_and_keeps_the_notes(
     client: TestClient, booked: Booked
 ) -> None:
-    evaluator = await enter(client, booked, "evaluator")
-    candidate = await enter(client, booked, "candidate")
-    await evaluator.send(type="admit")
-    await candidate.state(phase_is("admitted"))
+    evaluator, candidate = await admitted(client, booked)
     await evaluator.send(type="notes", text="Sound broke down after two minutes.")
     await evaluator.expect("notes_saved")
     await evaluator.send(type="end", outcome="interrupted")
@@ -311,10 +314,7 @@ async def test_the_no_show_mark_with_nobody_in_the_room_tells_nobody(
 async def test_a_completed_interview_closes_the_booking_and_keeps_the_evaluators_link_only(
     client: TestClient, booked: Booked
 ) -> None:
-    evaluator = await enter(client, booked, "evaluator")
-    candidate = await enter(client, booked, "candidate")
-    await evaluator.send(type="admit")
-    await candidate.state(phase_is("admitted"))
+    evaluator, candidate = await admitted(client, booked)
     await evaluator.send(type="id_checked", checked=True)
     await evaluator.send(type="end", outcome="completed")
     await evaluator.state(phase_is("ended"))
@@ -351,10 +351,7 @@ async def test_a_completed_interview_closes_the_booking_and_keeps_the_evaluators
 async def test_an_interrupted_interview_leaves_the_booking_to_the_organisation(
     client: TestClient, booked: Booked
 ) -> None:
-    evaluator = await enter(client, booked, "evaluator")
-    candidate = await enter(client, booked, "candidate")
-    await evaluator.send(type="admit")
-    await candidate.state(phase_is("admitted"))
+    evaluator, candidate = await admitted(client, booked)
     await evaluator.send(type="end", outcome="interrupted")
     await evaluator.state(phase_is("ended"))
     booking = await booked.report()
