@@ -44,6 +44,7 @@ __all__ = [
     "end",
     "iso",
     "move_to",
+    "recorded",
     "state_fields",
     "write_notes",
 ]
@@ -109,6 +110,11 @@ class Sessions(Protocol):
     def read(self) -> AbstractAsyncContextManager[AsyncSession]: ...
 
     def write(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+
+def recorded(ticket: Ticket, settings: RoomsSettings) -> bool:
+    """Whether the ticket's room records: the organisation's choice, if the server allows."""
+    return settings.recording_allowed and ticket.recording
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -271,7 +277,7 @@ class Room(Generic[C]):
         self._expiry: asyncio.TimerHandle | None = None
         # Decided once per room session, from the ticket that opened it: a change of the
         # organisation's choice applies from the next session, never behind anyone's back.
-        self.recording = settings.recording_allowed and ticket.recording
+        self.recording = recorded(ticket, settings)
         self.recorder: RoomRecorder | None = None
         # Called with the recorder once it has stopped (the signaling writes the database).
         self.on_recording_stopped: Callable[[RoomRecorder], Awaitable[None]] | None = None

@@ -63,6 +63,7 @@ from rooms.room import (
     end,
     iso,
     move_to,
+    recorded,
     write_notes,
 )
 from rooms.settings import RoomsSettings
@@ -107,7 +108,8 @@ COUNTED_ERRORS = frozenset(
     {"malformed", "too_large", "unknown_type", "invalid", "out_of_order", "forbidden"}
     | {"rate_limited"}
 )
-_MISSED = "the candidate did not join in time and was marked absent"
+# The no-show mark, as the candidate's refusal (`missed`) and the evaluator's `notice` say it.
+_NO_SHOW = "the candidate did not join in time and is marked absent"
 _ELSEWHERE = "this interview's room is served at another address: connect there"
 # A room's lease (`rooms.models.RoomHost`) lasts this long and is renewed three times as
 # often: a process that died leaves its rooms to others within LEASE_SECONDS.
@@ -189,7 +191,7 @@ def room_info(ticket: Ticket, settings: RoomsSettings, now: datetime, token: str
         "now": iso(now),
         "window": window.status(now),
         "interview": _interview(settings),
-        "recording": settings.recording_allowed and ticket.recording,
+        "recording": recorded(ticket, settings),
         "websocket": f"/r/{token}/ws",
     }
 
@@ -492,7 +494,7 @@ class RoomServer:
                         refusal = ("elsewhere", _ELSEWHERE, CloseCode.ELSEWHERE)
                         extra["url"] = _ws_url(elsewhere, connection.token)
                     elif ticket.role == "candidate" and ticket.held == "no_show":
-                        refusal = ("missed", _MISSED, CloseCode.ENDED)
+                        refusal = ("missed", _NO_SHOW, CloseCode.ENDED)
                     elif ticket.role == "candidate" and (
                         room.state.ended_at is not None or ticket.held is not None
                     ):
@@ -658,7 +660,7 @@ class RoomServer:
             {
                 "type": "notice",
                 "code": "no_show",
-                "message": "the candidate did not join in time and is marked absent",
+                "message": _NO_SHOW,
             }
         )
         return True
