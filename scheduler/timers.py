@@ -74,6 +74,9 @@ _SWEEP_JOB = "viva-timers-sweep"
 # Rows claimed per transaction: large enough for a burst, small enough that one failing
 # commit or a slow mail render holds few rows back.
 _CLAIM_BATCH = 100
+# A due row a pass had to skip (its booking locked by a change, or by another pass) is
+# tried again this soon, not at the next sweep.
+_SKIPPED_RETRY_SECONDS = 0.5
 _t = Timer.__table__
 
 
@@ -537,6 +540,8 @@ class TimerService:
                 await self._tell_no_shows(fired)
             if len(fired) < self._batch_size:
                 break
+        if not self._stopping and self._runner is not None and await self._anything_due():
+            asyncio.get_running_loop().call_later(_SKIPPED_RETRY_SECONDS, self._wake)
         return total
 
     async def _anything_due(self) -> bool:
