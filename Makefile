@@ -2,17 +2,26 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+# Every install goes through uv.lock (exact versions and hashes), so a new release of a
+# dependency cannot change what a fresh clone gets; `make lock` is the one way to move it.
+UV_VERSION := 0.13.9
+UV := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 DEV := VIVA_SERVER_DEV_MODE=true
 
-.PHONY: run test install lint format bench clean
+.PHONY: run test install lock lint format bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/uv:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Viva needs Python 3.11 or newer (set PYTHON=python3.X)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(BIN)/uv
+	$(UV) sync --locked --extra dev --python $(BIN)/python --quiet
 	@rm -f $(VENV)/.installed-* && touch $@
+
+lock: | $(BIN)/uv
+	$(UV) lock --upgrade
 
 install: $(STAMP)
 
