@@ -31,7 +31,8 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     base_url: str = "http://127.0.0.1:8080"
-    secret_key: str = ""
+    # Keys every link's HMAC: kept out of repr() so a logged Settings never yields links.
+    secret_key: str = Field("", repr=False)
     data_dir: str = "var"
     dev_mode: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

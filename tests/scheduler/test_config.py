@@ -89,3 +89,16 @@ def test_secret_key_is_required_outside_dev_mode(tmp_path: Path) -> None:
     assert len(generated) >= 32
     assert secret_key(dev) == generated  # generated once, then kept
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_no_secret_reaches_the_repr_of_the_settings() -> None:
+    """A logged or printed Settings must not carry what makes links or logs in elsewhere."""
+    secrets = {
+        "VIVA_SERVER_SECRET_KEY": "server-secret-5f1c0b7e9a",
+        "VIVA_SMTP_PASSWORD": "smtp-password-3d8e2a",
+    }
+    settings = load_settings(environ=secrets)
+    assert settings.server.secret_key == secrets["VIVA_SERVER_SECRET_KEY"]
+    shown = repr(settings) + str(settings)
+    for value in secrets.values():
+        assert value not in shown
