@@ -33,7 +33,7 @@ from rooms.models import load_state
 from rooms.room import Ticket
 from rooms.signaling import room_info
 from scheduler import keys, pages
-from scheduler.i18n import LOCALES, zone_name
+from scheduler.i18n import LOCALES, zone_label
 
 log = logging.getLogger("viva.rooms.page")
 
@@ -170,7 +170,9 @@ async def room_page(request: web.Request) -> web.Response:
         **pages.translations(app, reader.locale),
         "reader": reader,
         "tz": reader.tz,
-        "zone_label": zone_name(reader.tz, reader.locale),
+        "zone_label": zone_label(
+            reader.tz, reader.locale, ticket.start, app[keys.CATALOGS].get(reader.locale)
+        ),
         "lang_links": _lang_links(request, reader.locale),
         "notice_tz": reader.rejected_tz,
         "ticket": ticket,
