@@ -387,6 +387,9 @@ def calendar_context(
             day == today,
         )
         for day in (start + timedelta(days=i) for i in range(7))
+        # Days already past hold no slot: listing them as empty pushed the first green slot
+        # below the fold on a phone, so this week's view starts at today.
+        if day >= today or day in by_day
     ]
     week_slots = sum(1 for d in days for s in d.slots if not s.current)
     # When the week shown is empty, point at the nearest week that is not.
@@ -402,7 +405,7 @@ def calendar_context(
         }
     return {
         "week_label": format_interval(
-            start, end - timedelta(days=1), "yMMMd", locale=reader.locale
+            days[0].day if days else start, end - timedelta(days=1), "yMMMd", locale=reader.locale
         ),
         "days": days,
         "week_slots": week_slots,

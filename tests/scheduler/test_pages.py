@@ -185,11 +185,19 @@ async def test_english_calendar_starts_on_sunday(client, make_org) -> None:
     page = await get_page(client, path)
     assert page.html_lang == "en"
     assert "Book your oral interview" in page.text
-    assert page.day_titles[0] == "Sunday, November 29, 2026"
-    assert page.day_titles[2] == "Tuesday, December 1, 2026"
+    # This week began yesterday (Sunday): a past day is not listed as "no slot", the view
+    # starts at today so the first green slot stays near the top of a phone's screen.
+    assert page.day_titles[0] == "Monday, November 30, 2026"
+    assert "Sunday, November 29, 2026" not in page.text
+    assert page.day_titles[1] == "Tuesday, December 1, 2026"
     assert page.day_titles[-1] == "Saturday, December 5, 2026"
+    assert "Week: Nov 30\u2009–\u2009Dec 5, 2026" in page.text
     assert page.month_headers[0] == "Sun"
     assert page.by_class("slot")[0].name == f"Choose Tuesday, December 1, 2026 at 9:00{NNBSP}AM"
+    # Weeks still start on Sunday.
+    following = await get_page(client, page.link_named("Next week").href)
+    assert following.day_titles[0] == "Sunday, December 6, 2026"
+    assert len(following.day_titles) == 7
 
 
 async def test_names_are_escaped_exactly_once(client, make_org) -> None:
@@ -206,7 +214,7 @@ async def test_lang_parameter_overrides_the_candidate_locale_and_stays_in_links(
     _, _, path = await seeded(make_org, locale="fr")
     page = await get_page(client, path + "?lang=en")
     assert page.html_lang == "en"
-    assert page.day_titles[0] == "Sunday, November 29, 2026"
+    assert page.day_titles[0] == "Monday, November 30, 2026"  # today; Sunday has passed
     assert all("lang=en" in link.href for link in page.by_class("slot"))
     assert "lang=en" in page.link_named("Next week").href
     switch = page.link_named("Français")
@@ -278,7 +286,7 @@ async def test_booking_page_in_english_shows_time_in_the_chosen_zone(client, mak
     booked = await get_page(client, resp.headers["Location"])
     assert "Your interview is booked." in booked.text
     assert f"Tuesday, December 1, 2026 at 3:00{NNBSP}AM" in booked.text
-    assert "United States (New York) Time" in booked.text
+    assert "New York time (UTC-5)" in booked.text
 
 
 async def test_a_taken_slot_is_a_readable_409(client, make_org) -> None:
