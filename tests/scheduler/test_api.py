@@ -155,6 +155,42 @@ async def test_candidate_book_by_date_means_end_of_local_day(make_org) -> None:
     assert status == 422 and body["errors"][0]["field"] == "book_by"
 
 
+async def test_a_candidate_nobody_examines_is_accepted_with_a_warning_and_listed(
+    make_org,
+) -> None:
+    """Candidates are often imported before evaluators: accept, but say they see no slot."""
+    org = await make_org()
+    other = await make_org("Org B", "b@b.example")
+    await other.make_evaluator(languages=("de",))  # another organisation's evaluator counts not
+    await org.make_evaluator(languages=("en",))
+    served = await org.make_candidate(language="en")
+    assert served["warnings"] == []
+    german = await org.make_candidate(language="de")
+    assert german["warnings"] == [
+        {
+            "field": "language",
+            "code": "no_evaluator_for_language",
+            "message": "no evaluator examines 'de': the candidate sees no slot until an "
+            "evaluator for this language is added",
+        }
+    ]
+    assert (await org.ok("GET", f"/candidates/{german['id']}"))["warnings"] == german["warnings"]
+
+    unservable = await org.ok("GET", "/candidates?unservable=true")
+    assert [c["id"] for c in unservable["candidates"]] == [german["id"]]
+    servable = await org.ok("GET", "/candidates?unservable=false")
+    assert [c["id"] for c in servable["candidates"]] == [served["id"]]
+    everyone = await org.ok("GET", "/candidates")
+    assert {c["id"] for c in everyone["candidates"]} == {served["id"], german["id"]}
+    status, body = await org.call("GET", "/candidates?unservable=maybe")
+    assert status == 422 and body["errors"][0]["field"] == "unservable"
+
+    # An evaluator for German arrives: the warning and the listing follow.
+    await org.make_evaluator(languages=("de", "fr"))
+    assert (await org.ok("GET", f"/candidates/{german['id']}"))["warnings"] == []
+    assert (await org.ok("GET", "/candidates?unservable=true"))["candidates"] == []
+
+
 async def test_tenant_isolation(make_org) -> None:
     alice = await make_org("Org A", "a@a.example")
     bob = await make_org("Org B", "b@b.example")
