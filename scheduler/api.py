@@ -377,8 +377,7 @@ async def candidate_out(
 @endpoint(
     "POST",
     "/candidates",
-    "Invite a candidate (returns their personal link; `warnings` if no evaluator examines "
-    "their language yet)",
+    "Invite a candidate (returns their personal link)",
     body=CandidateIn,
     response=CandidateOut,
     status=201,

@@ -83,5 +83,11 @@ async def api_docs(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template(
         "pages/api_reference.html",
         request,
-        {"doc": doc, **request.app[keys.CATALOGS].context("en")},
+        {
+            "doc": doc,
+            "md": openapi.markdown,
+            "md_inline": openapi.markdown_inline,
+            "examples": openapi.example_requests(doc),
+            **request.app[keys.CATALOGS].context("en"),
+        },
     )
