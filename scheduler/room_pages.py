@@ -179,6 +179,8 @@ async def room_page(request: web.Request) -> web.Response:
         "role": ticket.role,
         "evaluator": ticket.role == "evaluator",
         "window": window,
+        # Nothing left to prepare: the device check and the "how it goes" advice step aside.
+        "over": window in ("ended", "missed", "too_late"),
         "call": window == "open",
         "start": ticket.start,
         "end": ticket.end,
