@@ -30,6 +30,7 @@ from aiohttp import web
 from babel.dates import format_date, format_interval, get_day_names
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailer.compose import Translator
 from scheduler import keys, portal
 from scheduler.bookings import SlotView, active_booking
 from scheduler.calendars import load_calendars
@@ -219,7 +220,9 @@ class ZoneOption:
     selected: bool
 
 
-def zone_options(current: str, locale: str, at: datetime, translations: Any) -> list[ZoneOption]:
+def zone_options(
+    current: str, locale: str, at: datetime, translations: Translator
+) -> list[ZoneOption]:
     """The menu's zones, west to east, each named by its city with its offset at `at`."""
     zones = set(COMMON_ZONES) | {current}
     ordered = sorted(zones, key=lambda tz: (_utc_offset(tz, at), tz))
