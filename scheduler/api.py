@@ -42,8 +42,10 @@ from scheduler.models import (
 from scheduler.orgs import authenticate
 from scheduler.people import create_candidate as create_candidate_row
 from scheduler.people import create_evaluator as create_evaluator_row
+from scheduler.people import examined_languages
 from scheduler.problems import field_errors
 from scheduler.schemas import (
+    ApiWarning,
     AvailabilityDoc,
     BookingList,
     BookingOut,
@@ -51,6 +53,7 @@ from scheduler.schemas import (
     CandidateIn,
     CandidateList,
     CandidateOut,
+    CandidatesQuery,
     EvaluatorIn,
     EvaluatorList,
     EvaluatorOut,
@@ -328,10 +331,28 @@ async def get_availability(call: Call) -> AvailabilityDoc:
 # --- candidates ----------------------------------------------------------------------------
 
 
-async def candidate_out(call: Call, cand: Candidate) -> CandidateOut:
+def _warnings(cand: Candidate, examined: set[str]) -> list[ApiWarning]:
+    if cand.language in examined:
+        return []
+    return [
+        ApiWarning(
+            field="language",
+            code="no_evaluator_for_language",
+            message=f"no evaluator examines {cand.language!r}: the candidate sees no slot "
+            "until an evaluator for this language is added",
+        )
+    ]
+
+
+async def candidate_out(
+    call: Call, cand: Candidate, examined: set[str] | None = None
+) -> CandidateOut:
     links = call.request.app[keys.LINKS]
     booking = await active_booking(call.session, cand.id)
+    if examined is None:
+        examined = await examined_languages(call.session, call.org.id)
     return CandidateOut(
+        warnings=_warnings(cand, examined),
         id=cand.id,
         name=cand.name,
         email=cand.email,
@@ -368,14 +389,23 @@ async def create_candidate(call: Call) -> CandidateOut:
     return await candidate_out(call, cand)
 
 
-@endpoint("GET", "/candidates", "List candidates", response=CandidateList)
+@endpoint(
+    "GET",
+    "/candidates",
+    "List candidates (`?unservable=true`: those no evaluator can examine yet)",
+    query=CandidatesQuery,
+    response=CandidateList,
+)
 async def list_candidates(call: Call) -> CandidateList:
-    rows = await call.session.scalars(
-        select(Candidate)
-        .where(Candidate.organisation_id == call.org.id)
-        .order_by(Candidate.created_at, Candidate.id)
-    )
-    return CandidateList(candidates=[await candidate_out(call, c) for c in rows])
+    q: CandidatesQuery = call.query
+    examined = await examined_languages(call.session, call.org.id)
+    stmt = select(Candidate).where(Candidate.organisation_id == call.org.id)
+    if q.unservable is True:
+        stmt = stmt.where(Candidate.language.not_in(examined))
+    elif q.unservable is False:
+        stmt = stmt.where(Candidate.language.in_(examined))
+    rows = await call.session.scalars(stmt.order_by(Candidate.created_at, Candidate.id))
+    return CandidateList(candidates=[await candidate_out(call, c, examined) for c in rows])
 
 
 @endpoint("GET", "/candidates/{id}", "Get a candidate", response=CandidateOut)

@@ -8,7 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from rooms.tokens import LinkSigner
-from scheduler import api, keys, openapi, pages, room_pages, room_wiring, timers
+from scheduler import api, home, keys, openapi, pages, room_pages, room_wiring, timers
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.db import Database
@@ -54,6 +54,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     pages.setup(app)
     room_wiring.setup(app)
     room_pages.setup(app)
+    home.setup(app)
     return app
 
 
@@ -82,5 +83,11 @@ async def api_docs(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template(
         "pages/api_reference.html",
         request,
-        {"doc": doc, **request.app[keys.CATALOGS].context("en")},
+        {
+            "doc": doc,
+            "md": openapi.markdown,
+            "md_inline": openapi.markdown_inline,
+            "examples": openapi.example_requests(doc),
+            **request.app[keys.CATALOGS].context("en"),
+        },
     )

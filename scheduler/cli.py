@@ -9,15 +9,19 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scheduler.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from scheduler.migrate import Migration
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(Path(args.config) if args.config else None)
 
 
-async def _migrate(settings: Settings) -> None:
+async def _migrate(settings: Settings) -> Migration:
     from scheduler.db import Database
     from scheduler.migrate import migrate
 
@@ -25,7 +29,7 @@ async def _migrate(settings: Settings) -> None:
         _sqlite_folder(settings.database.url)
     db = Database(settings.database.url)
     try:
-        await migrate(db)
+        return await migrate(db)
     finally:
         await db.dispose()
 
@@ -38,8 +42,7 @@ def _sqlite_folder(url: str) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    asyncio.run(_migrate(_settings(args)))
-    print("database is up to date")
+    print(asyncio.run(_migrate(_settings(args))).describe())
     return 0
 
 

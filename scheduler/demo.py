@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from rooms.tokens import LinkSigner
 from scheduler.availability import Availability
 from scheduler.clock import SystemClock
@@ -57,12 +60,30 @@ _CANDIDATES = [
 ]
 
 
+@dataclass(frozen=True)
+class DemoLink:
+    """A demo candidate's personal link, with the two languages that are easy to confuse."""
+
+    name: str
+    language: str  # of the exam
+    locale: str  # of the pages and e-mails
+    url: str
+
+    def describe(self) -> str:
+        exam = _LANGUAGE_NAMES.get(self.language, self.language)
+        pages = _LANGUAGE_NAMES.get(self.locale, self.locale)
+        return f"{self.name} (exam in {exam}, pages in {pages}): {self.url}"
+
+
+_LANGUAGE_NAMES = {"fr": "French", "en": "English"}
+
+
 @dataclass
 class DemoResult:
     created: bool
     organisation: str
     api_key: str | None
-    candidates: list[tuple[str, str, str]] = field(default_factory=list)  # name, locale, link
+    candidates: list[DemoLink] = field(default_factory=list)
     base_url: str = ""
 
     def describe(self) -> str:
@@ -71,10 +92,29 @@ class DemoResult:
             + (" (created now)" if self.created else " (already there)"),
             f"API key: {self.api_key or '(shown when the demo was first seeded)'}",
             f"API reference: {self.base_url}/api/v1/docs",
+            f"Dev mailbox: {self.base_url}/dev/mail",
             "Candidate links (open one, pick a green slot, confirm):",
         ]
-        lines += [f"  {name} [{locale}]: {link}" for name, locale, link in self.candidates]
+        lines += [f"  {c.describe()}" for c in self.candidates]
         return "\n".join(lines)
+
+
+async def demo_links(session: AsyncSession, links: Links) -> tuple[str, list[DemoLink]] | None:
+    """The demo organisation (the first one) and its candidates' links; None before seeding.
+
+    Dev mode only: `viva demo` prints these, and the home page lists them.
+    """
+    first = await session.scalar(select(Organisation).order_by(Organisation.created_at))
+    if first is None:
+        return None
+    cands = await session.scalars(
+        select(Candidate)
+        .where(Candidate.organisation_id == first.id)
+        .order_by(Candidate.name, Candidate.id)
+    )
+    return first.name, [
+        DemoLink(c.name, c.language, c.locale, links.candidate_url(c)) for c in cands
+    ]
 
 
 def _availability(hours: list[tuple[str, str]]) -> Availability:
@@ -88,32 +128,20 @@ def _key_file(settings: Settings) -> Path:
 
 
 async def seed_demo(settings: Settings, *, only_if_empty: bool = False) -> DemoResult:
-    from sqlalchemy import select
-
     now = SystemClock().now()
     links = Links(LinkSigner(secret_key(settings)), settings.server.base_url)
     db = Database(settings.database.url)
     try:
         async with db.write() as session:
-            existing = await session.scalar(select(Organisation).order_by(Organisation.created_at))
+            existing = await demo_links(session, links)
             if existing is not None and only_if_empty:
-                cands = await session.scalars(
-                    select(Candidate)
-                    .where(Candidate.organisation_id == existing.id)
-                    .order_by(Candidate.created_at, Candidate.name)
-                )
                 key = (
                     _key_file(settings).read_text().strip()
                     if _key_file(settings).exists()
                     else None
                 )
-                return DemoResult(
-                    False,
-                    existing.name,
-                    key,
-                    [(c.name, c.locale, links.candidate_url(c)) for c in cands],
-                    settings.server.base_url,
-                )
+                name, cands = existing
+                return DemoResult(False, name, key, cands, settings.server.base_url)
             new = await create_organisation(
                 session,
                 name="CCI Formation (démo)",
@@ -144,7 +172,9 @@ async def seed_demo(settings: Settings, *, only_if_empty: bool = False) -> DemoR
                     ),
                     now=now,
                 )
-                result.candidates.append((name, locale, links.candidate_url(cand)))
+                link = DemoLink(name, language, locale, links.candidate_url(cand))
+                result.candidates.append(link)
+            result.candidates.sort(key=lambda c: c.name)  # as demo_links lists them
     finally:
         await db.dispose()
     if settings.server.dev_mode:

@@ -22,7 +22,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-from mailer.compose import gettext_callables
+from mailer.compose import Translator, gettext_callables
+from mailer.compose import zone_label as city_time
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 LOCALES = ("fr", "en")
@@ -115,6 +116,33 @@ def zone_name(tz: str, locale: str) -> str:
         return tz
 
 
+def utc_offset(tz: str, at: datetime) -> str:
+    """The zone's offset at `at`, as people write it: "UTC+1", "UTC-4", "UTC+5:30"."""
+    offset = at.astimezone(ZoneInfo(tz)).utcoffset()
+    minutes = int(offset.total_seconds()) // 60 if offset is not None else 0
+    sign = "+" if minutes >= 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{mins:02d}" if mins else "")
+
+
+def zone_label(tz: str, locale: str, at: datetime, translations: Translator) -> str:
+    """ "heure de Paris (UTC+1)", "Toronto time (UTC-5)": the city CLDR names the zone after
+    (as in the e-mails) and its offset at `at`, which moves with daylight saving time.
+
+    Not CLDR's location format ("heure : France", "Canada (Toronto)"), which reads badly in
+    a sentence, nor the IANA id, which people do not read.
+    """
+    name = city_time(tz, locale, translations)
+    if tz in ("UTC", "Etc/UTC"):
+        return name
+    return f"{name} ({utc_offset(tz, at)})"
+
+
+def upfirst(text: str) -> str:
+    """The first letter in capitals, the rest untouched (jinja's `capitalize` lowers it)."""
+    return text[:1].upper() + text[1:]
+
+
 def pattern_datetime(dt: datetime, tz: str, locale: str, pattern: str) -> str:
     return format_datetime(local(dt, tz), pattern, locale=locale)
 
@@ -139,6 +167,7 @@ def create_env(templates: Path = TEMPLATES) -> jinja2.Environment:
         long_date=long_date,
         short_time=short_time,
         zone_name=zone_name,
+        upfirst=upfirst,
         pattern_datetime=pattern_datetime,
     )
     return env

@@ -144,7 +144,9 @@ async def message_eml(request: web.Request) -> web.Response:
 
 def setup_dev_mailbox(app: web.Application) -> None:
     app.router.add_get("/dev/mail", mailbox)
-    app.router.add_get("/dev/mail/{id}", message_page)
+    # aiohttp tries routes in order and `{id}` matches "x.eml" too, so the .eml route must
+    # come first (and `{id}` is limited to what an id looks like: no dot).
+    app.router.add_get("/dev/mail/{id}.eml", message_eml)
+    app.router.add_get("/dev/mail/{id:[^/.]+}", message_page)
     app.router.add_get("/dev/mail/{id}/html", message_html)
     app.router.add_get("/dev/mail/{id}/invite.ics", message_ics)
-    app.router.add_get("/dev/mail/{id}.eml", message_eml)

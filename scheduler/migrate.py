@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
@@ -29,12 +31,33 @@ def alembic_config() -> Config:
     return cfg
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+@dataclass(frozen=True)
+class Migration:
+    """The schema revision before and after `migrate`, so the CLI can say what it did."""
+
+    before: str | None  # None: the database had no schema yet
+    after: str | None
+
+    def describe(self) -> str:
+        if self.before is None:
+            return f"database created at revision {self.after}"
+        if self.before == self.after:
+            return f"database is up to date (revision {self.after})"
+        return f"database upgraded from revision {self.before} to {self.after}"
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection, revision: str) -> Migration:
+    before = _current(connection)
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, revision)
+    return Migration(before, _current(connection))
 
 
-async def migrate(db: Database, revision: str = "head") -> None:
+async def migrate(db: Database, revision: str = "head") -> Migration:
     async with db.engine.begin() as conn:
-        await conn.run_sync(_upgrade, revision)
+        return await conn.run_sync(_upgrade, revision)

@@ -1,10 +1,20 @@
-"""The OpenAPI 3.1 document, generated from the endpoint table and its pydantic models."""
+"""The OpenAPI 3.1 document, generated from the endpoint table and its pydantic models.
+
+Every operation carries a request example (a body example, query parameter examples), and
+`tests/scheduler/test_api.py` checks each one against the model that validates requests, so
+an example cannot drift from what the server accepts. Descriptions are Markdown; the
+reference page renders them with raw HTML disabled.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from typing import Any
 
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -37,6 +47,126 @@ _STATUS_TEXT = {
 }
 
 
+_EVALUATOR_ID = "5a0b6c1e-8f3d-4c2a-9b7e-2d4f6a8c0e13"
+_EXAMPLE_ID = "0f6c2d3e-4b5a-4e7f-8a9b-1c2d3e4f5a6b"
+# Request examples by operationId: "body" is the JSON body (or "bodies": several, named),
+# "query" the query string. Every operation has one, even if it is only its path.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "patch_organisation": {"body": {"recording": True}},
+    "create_evaluator": {
+        "body": {
+            "name": "Claire Martin",
+            "email": "claire.martin@cci.example",
+            "timezone": "Europe/Paris",
+            "languages": ["fr", "en"],
+            "locale": "fr",
+        }
+    },
+    "patch_evaluator": {"body": {"languages": ["fr", "en", "es"]}},
+    "put_availability": {
+        "body": {
+            "weekly": [
+                {"day": "mon", "start": "09:00", "end": "12:00"},
+                {"day": "mon", "start": "14:00", "end": "17:30"},
+                {"day": "thu", "start": "09:00", "end": "12:00"},
+            ],
+            "overrides": [
+                {"date": "2026-12-24", "intervals": []},
+                {"date": "2026-12-31", "intervals": [{"start": "09:00", "end": "11:00"}]},
+            ],
+        }
+    },
+    "create_candidate": {
+        "body": {
+            "name": "Léa Dubois",
+            "email": "lea.dubois@example.org",
+            "language": "en",
+            "locale": "fr",
+            "timezone": "Europe/Paris",
+            "book_by": "2026-12-20",
+        }
+    },
+    "list_candidates": {"query": {"unservable": "true"}},
+    "org_slots": {
+        "query": {
+            "language": "en",
+            "from": "2026-12-01",
+            "to": "2026-12-07",
+            "timezone": "Europe/Paris",
+        }
+    },
+    "list_bookings": {
+        "query": {"from": "2026-12-01", "to": "2026-12-31", "evaluator_id": _EVALUATOR_ID}
+    },
+    "force_majeure_booking": {
+        "bodies": {
+            "move": {
+                "summary": "Move to another time (and evaluator)",
+                "value": {
+                    "action": "move",
+                    "start": "2026-12-03T14:00:00+01:00",
+                    "evaluator_id": _EVALUATOR_ID,
+                    "reason": "The evaluator is ill; the candidate agreed by phone.",
+                },
+            },
+            "cancel": {
+                "summary": "Cancel",
+                "value": {"action": "cancel", "reason": "The session is cancelled (strike)."},
+            },
+        }
+    },
+}
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})
+
+
+def markdown(text: str | None) -> Markup:
+    """A description as HTML: Markdown, with any raw HTML in it shown as text."""
+    return Markup(_MARKDOWN.render(text or ""))
+
+
+def markdown_inline(text: str | None) -> Markup:
+    """The same for a table cell or a line: no paragraph around it."""
+    return Markup(_MARKDOWN.renderInline(text or ""))
+
+
+def example_requests(doc: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """operationId -> [(title, curl command)], built from the document's own examples."""
+    base = doc["servers"][0]["url"] if doc.get("servers") else ""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            url = path
+            query: dict[str, str] = {}
+            for p in op.get("parameters", []):
+                if "example" not in p:
+                    continue
+                if p["in"] == "path":
+                    url = url.replace("{" + p["name"] + "}", str(p["example"]))
+                elif p["in"] == "query":
+                    query[p["name"]] = str(p["example"])
+            if query:
+                url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+            head = "curl" + ("" if method == "get" else f" -X {method.upper()}")
+            head += f' {shlex.quote(base + url)} \\\n  -H "Authorization: Bearer $VIVA_API_KEY"'
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            bodies = (
+                [("", body["example"])]
+                if "example" in body
+                else [(ex["summary"], ex["value"]) for ex in body.get("examples", {}).values()]
+            )
+            commands = []
+            for title, value in bodies or [("", None)]:
+                command = head
+                if value is not None:
+                    data = json.dumps(value, ensure_ascii=False, indent=2)
+                    command += " \\\n  -H 'Content-Type: application/json'"
+                    command += f" \\\n  -d {shlex.quote(data)}"
+                commands.append((title, command))
+            out[op["operationId"]] = commands
+    return out
+
+
 def _models() -> list[type[BaseModel]]:
     seen: dict[str, type[BaseModel]] = {}
     for ep in ENDPOINTS:
@@ -51,10 +181,21 @@ def _query_parameters(ep: Endpoint) -> list[dict[str, Any]]:
         return []
     schema = ep.query.model_json_schema(by_alias=True)
     required = set(schema.get("required", []))
-    return [
-        {"name": name, "in": "query", "required": name in required, "schema": prop}
-        for name, prop in schema["properties"].items()
-    ]
+    example = EXAMPLES.get(ep.handler.__name__, {}).get("query", {})
+    params = []
+    for name, prop in schema["properties"].items():
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": prop,
+        }
+        if "description" in prop:
+            param["description"] = prop["description"]
+        if name in example:
+            param["example"] = example[name]
+        params.append(param)
+    return params
 
 
 def document(base_url: str) -> dict[str, Any]:
@@ -83,17 +224,19 @@ def document(base_url: str) -> dict[str, Any]:
                     "in": "path",
                     "required": True,
                     "schema": {"type": "string", "format": "uuid"},
+                    "example": _EVALUATOR_ID
+                    if name == "id" and "evaluators" in ep.path
+                    else _EXAMPLE_ID,
                 }
             )
         if ep.body is not None:
-            op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}
-                    }
-                },
-            }
+            media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}}
+            example = EXAMPLES.get(ep.handler.__name__, {})
+            if "body" in example:
+                media["example"] = example["body"]
+            if "bodies" in example:
+                media["examples"] = example["bodies"]
+            op["requestBody"] = {"required": True, "content": {"application/json": media}}
         ok: dict[str, Any] = {"description": "OK"}
         if ep.media_type is not None:
             ok["content"] = {ep.media_type: {"schema": {"type": "string", "format": "binary"}}}

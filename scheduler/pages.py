@@ -30,6 +30,7 @@ from aiohttp import web
 from babel.dates import format_date, format_interval, get_day_names
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailer.compose import Translator
 from scheduler import keys, portal
 from scheduler.bookings import SlotView, active_booking
 from scheduler.calendars import load_calendars
@@ -41,7 +42,14 @@ from scheduler.errors import (
     SlotTaken,
     VivaError,
 )
-from scheduler.i18n import LOCALES, first_weekday, long_datetime, negotiate, zone_name
+from scheduler.i18n import (
+    LOCALES,
+    first_weekday,
+    long_datetime,
+    negotiate,
+    upfirst,
+    zone_label,
+)
 from scheduler.models import Booking, Candidate, Organisation
 from scheduler.policy import Policy, is_locked, lock_time
 from scheduler.problems import is_json_path
@@ -205,13 +213,6 @@ def _utc_offset(tz: str, at: datetime) -> timedelta:
     return at.astimezone(ZoneInfo(tz)).utcoffset() or timedelta(0)
 
 
-def _offset_text(offset: timedelta) -> str:
-    minutes = int(offset.total_seconds()) // 60
-    sign = "+" if minutes >= 0 else "-"
-    hours, mins = divmod(abs(minutes), 60)
-    return f"UTC{sign}{hours:02d}:{mins:02d}"
-
-
 @dataclass(frozen=True)
 class ZoneOption:
     value: str
@@ -219,16 +220,14 @@ class ZoneOption:
     selected: bool
 
 
-def zone_options(current: str, locale: str, now: datetime) -> list[ZoneOption]:
-    """The menu's zones, west to east, each with its offset today so people recognise it."""
+def zone_options(
+    current: str, locale: str, at: datetime, translations: Translator
+) -> list[ZoneOption]:
+    """The menu's zones, west to east, each named by its city with its offset at `at`."""
     zones = set(COMMON_ZONES) | {current}
-    ordered = sorted(zones, key=lambda tz: (_utc_offset(tz, now), tz))
+    ordered = sorted(zones, key=lambda tz: (_utc_offset(tz, at), tz))
     return [
-        ZoneOption(
-            tz,
-            f"{_offset_text(_utc_offset(tz, now))} — {zone_name(tz, locale)} ({tz})",
-            tz == current,
-        )
+        ZoneOption(tz, upfirst(zone_label(tz, locale, at, translations)), tz == current)
         for tz in ordered
     ]
 
@@ -369,6 +368,7 @@ def calendar_context(
     anchor = chosen or today
     start = week_start(anchor, first_weekday(reader.locale))
     end = start + timedelta(days=7)
+    zone_at = max(now, datetime.combine(start, time(12), zone))
 
     by_day: dict[date, list[SlotLink]] = defaultdict(list)
     for slot in slots:
@@ -390,6 +390,9 @@ def calendar_context(
             day == today,
         )
         for day in (start + timedelta(days=i) for i in range(7))
+        # Days already past hold no slot: listing them as empty pushed the first green slot
+        # below the fold on a phone, so this week's view starts at today.
+        if day >= today or day in by_day
     ]
     week_slots = sum(1 for d in days for s in d.slots if not s.current)
     # When the week shown is empty, point at the nearest week that is not.
@@ -405,7 +408,7 @@ def calendar_context(
         }
     return {
         "week_label": format_interval(
-            start, end - timedelta(days=1), "yMMMd", locale=reader.locale
+            days[0].day if days else start, end - timedelta(days=1), "yMMMd", locale=reader.locale
         ),
         "days": days,
         "week_slots": week_slots,
@@ -420,7 +423,12 @@ def calendar_context(
         "month": month_view(
             request, reader, chosen or start + timedelta(days=3), start, counts, today, last_day
         ),
-        "zone_options": zone_options(reader.tz, reader.locale, now),
+        "zone_options": zone_options(
+            reader.tz, reader.locale, zone_at, request.app[keys.CATALOGS].get(reader.locale)
+        ),
+        # Offsets as they are on the first day shown, not today: the week may be after a
+        # change of daylight saving time.
+        "zone_at": zone_at,
         "week_param": chosen.isoformat() if chosen else None,
         "page_url": _link(request, PAGE, Reader(reader.locale, reader.tz)),
         "offer_zone": "tz" not in request.query,
@@ -446,7 +454,13 @@ def render(
         **translations(request.app, reader.locale),
         "reader": reader,
         "tz": reader.tz,
-        "zone_label": zone_name(reader.tz, reader.locale),
+        "zone_label": zone_label(
+            reader.tz,
+            reader.locale,
+            # The offset of the time the page is about (a booking, a week), else today's.
+            (context or {}).get("zone_at") or request.app[keys.CLOCK].now(),
+            request.app[keys.CATALOGS].get(reader.locale),
+        ),
         "lang_links": _lang_links(request, reader),
         "org": None,
         **(context or {}),
@@ -601,6 +615,7 @@ async def candidate_page(request: web.Request) -> web.Response:
                 {
                     **base,
                     "booking": booking,
+                    "zone_at": booking.start_at,
                     "minutes": _minutes(booking.start_at, booking.end_at),
                     "room_url": app[keys.LINKS].room_url(booking, "candidate"),
                     "locked": locked,
@@ -680,6 +695,7 @@ async def confirm_page(request: web.Request) -> web.Response:
         {
             "org": org,
             "slot": free[0],
+            "zone_at": free[0].start,
             "current": booking,
             "start_value": iso_utc(start),
             "minutes": policy.interview_minutes,
@@ -781,6 +797,7 @@ async def cancel_page(request: web.Request) -> web.Response:
         {
             "org": org,
             "booking": booking,
+            "zone_at": booking.start_at,
             "minutes": _minutes(booking.start_at, booking.end_at),
             "deadline": deadline(candidate.book_by, reader.tz, reader.locale),
             # Whether a new time could still be booked once this one is given up.

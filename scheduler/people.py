@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.tokens import new_nonce
@@ -65,3 +66,18 @@ async def create_candidate(
     session.add(cand)
     await session.flush()
     return cand
+
+
+async def examined_languages(session: AsyncSession, organisation_id: uuid.UUID) -> set[str]:
+    """The exam languages some current evaluator of the organisation examines.
+
+    A candidate whose language is not among them sees "no slot" until an evaluator for it
+    is added: the API accepts such a candidate (candidates are often imported before the
+    evaluators are set up) and says so in its `warnings`.
+    """
+    rows = await session.scalars(
+        select(Evaluator.languages).where(
+            Evaluator.organisation_id == organisation_id, Evaluator.deleted_at.is_(None)
+        )
+    )
+    return {language for languages in rows for language in languages}

@@ -33,7 +33,7 @@ from rooms.models import load_state
 from rooms.room import Ticket
 from rooms.signaling import room_info
 from scheduler import keys, pages
-from scheduler.i18n import LOCALES, zone_name
+from scheduler.i18n import LOCALES, zone_label
 
 log = logging.getLogger("viva.rooms.page")
 
@@ -170,13 +170,17 @@ async def room_page(request: web.Request) -> web.Response:
         **pages.translations(app, reader.locale),
         "reader": reader,
         "tz": reader.tz,
-        "zone_label": zone_name(reader.tz, reader.locale),
+        "zone_label": zone_label(
+            reader.tz, reader.locale, ticket.start, app[keys.CATALOGS].get(reader.locale)
+        ),
         "lang_links": _lang_links(request, reader.locale),
         "notice_tz": reader.rejected_tz,
         "ticket": ticket,
         "role": ticket.role,
         "evaluator": ticket.role == "evaluator",
         "window": window,
+        # Nothing left to prepare: the device check and the "how it goes" advice step aside.
+        "over": window in ("ended", "missed", "too_late"),
         "call": window == "open",
         "start": ticket.start,
         "end": ticket.end,

@@ -159,6 +159,14 @@ class BookingSummary(_Out):
     status: str
 
 
+class ApiWarning(BaseModel):
+    """Something accepted that will not work as the caller probably expects."""
+
+    field: str = Field(description="The input field concerned.", examples=["language"])
+    code: Literal["no_evaluator_for_language"] = Field(description="Stable, for programs.")
+    message: str = Field(description="For people.")
+
+
 class CandidateOut(_Out):
     id: uuid.UUID
     name: str
@@ -170,6 +178,12 @@ class CandidateOut(_Out):
     link: str = Field(description="The candidate's personal link, to book and see the booking.")
     booking: BookingSummary | None = None
     created_at: datetime
+    warnings: list[ApiWarning] = Field(
+        default_factory=list,
+        description="Empty when all is well. `no_evaluator_for_language`: no evaluator "
+        "examines the candidate's `language` yet, so they see no slot until one is added "
+        "(list them with `GET /candidates?unservable=true`).",
+    )
 
 
 class SlotOut(BaseModel):
@@ -187,6 +201,14 @@ class SlotsQuery(_In):
     from_: date = Field(alias="from")
     to: date
     timezone: TimeZone = "UTC"
+
+
+class CandidatesQuery(_In):
+    unservable: bool | None = Field(
+        None,
+        description="`true`: only candidates whose exam language no evaluator examines "
+        "(they see no slot); `false`: only the others.",
+    )
 
 
 class RangeQuery(_In):

@@ -99,6 +99,7 @@ def test_candidate_confirmation_in_french(mail_env: jinja2.Environment, fr: Tran
         assert "micro" in body
         assert "endroit calme" in body
         assert "test du matériel" in body
+        assert "un jour ou deux avant, puis de nouveau quelques minutes avant le début" in body
         assert "contact@cci.example.test" in body
         assert "+33 1 23 45 67 89" in body
     assert '<html lang="fr" dir="ltr">' in flat(content.html)
@@ -120,6 +121,8 @@ def test_candidate_confirmation_in_english(mail_env: jinja2.Environment) -> None
         assert "Exam language:" in body and "English" in body
         assert "identity document" in body
         assert "device check" in body
+        # The one advice, as the room page gives it (tests/rooms/test_room_page.py).
+        assert "a day or two before, and again a few minutes before the start" in body
     assert '<html lang="en" dir="ltr">' in flat(content.html)
 
 

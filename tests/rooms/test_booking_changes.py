@@ -13,6 +13,7 @@ organisation's force majeure can).
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -271,8 +272,12 @@ async def test_after_the_no_show_mark_the_evaluator_stays_and_may_come_back_not_
     assert (error["code"], code) == ("missed", CloseCode.ENDED)
     page = await client.get(f"/r/{booked.candidate_token}")
     assert page.status == 200
-    assert "You were marked absent" in await page.text()
-    assert 'id="join"' not in await page.text()
+    text = await page.text()
+    assert "You were marked absent" in text
+    assert 'id="join"' not in text
+    # Nothing left to prepare for: no device check, no "open this link before the start".
+    assert re.search(r'<section id="devcheck"[^>]* hidden>', text)
+    assert "Open this link a few minutes before the start" not in text
 
     # The evaluator ends it, leaves, and comes back within the window to finish the notes.
     await evaluator.send(type="end", outcome="no_show")

@@ -154,6 +154,19 @@ async def get_page(client: TestClient, token: str, **query: str) -> tuple[int, P
     return response.status, parse(await response.text()), response
 
 
+def _devcheck_hidden(source: str) -> bool:
+    found = re.search(r'<section id="devcheck"[^>]*>', source)
+    assert found is not None  # room.js wires it up whatever the window
+    return re.search(r"\shidden(\s|>|=)", found.group(0)) is not None
+
+
+def assert_nothing_to_prepare(page: Page) -> None:
+    """After the interview: no device check shown, no "open this link before the start"."""
+    assert _devcheck_hidden(page.source)
+    assert "Open this link a few minutes before the start" not in page.text
+    assert "How the interview goes" not in page.text
+
+
 # --- before the window ------------------------------------------------------------------------
 
 
@@ -171,6 +184,12 @@ async def test_before_the_window_the_candidate_gets_a_countdown_and_the_device_c
     assert "The room opens at 8:45\u202fAM, 15 minutes before the start." in page.text
     assert "countdown" in page.ids
     assert DEVICE_CHECK_IDS <= page.ids
+    assert not _devcheck_hidden(page.source)
+    # One advice, the same as the e-mails': test a day or two before, and again just before.
+    assert (
+        "a day or two before" in page.text and "again a few minutes before the start" in page.text
+    )
+    assert "Open this link a few minutes before the start" in page.text
     # Never the room: no call, no join button, no evaluator controls.
     assert not (CALL_IDS | EVALUATOR_ONLY_IDS) & page.ids
     data = page.json_blocks["room-data"]
@@ -281,9 +300,10 @@ async def test_after_the_window_the_room_is_closed(
     assert "The room is closed" in page.text
     assert "Tuesday, December 1, 2026 at 9:50\u202fAM" in page.text
     assert not (CALL_IDS | EVALUATOR_ONLY_IDS) & page.ids
-    # The device check works any day, its connection test included: the server still runs
-    # it with this link once the room has closed.
-    assert DEVICE_CHECK_IDS <= page.ids
+    # Nothing left to prepare: the device check steps aside, and so does the advice to
+    # open the link before the start.
+    assert_nothing_to_prepare(page)
+    # The server still runs the connection test with this link once the room has closed.
     echo = page.json_blocks["room-data"]["urls"]["echo"]
     assert echo == f"/r/{booked.candidate_token}/echo"
     test = await client.ws_connect(echo)
@@ -310,7 +330,7 @@ async def test_after_the_end_the_candidate_page_says_it_is_over(
     assert page.json_blocks["room-data"]["window"] == "ended"
     assert "Your interview is over" in page.text
     assert not CALL_IDS & page.ids
-    assert DEVICE_CHECK_IDS <= page.ids
+    assert_nothing_to_prepare(page)
     # The evaluator may still come back to finish the notes until the room closes.
     _, page, _ = await get_page(client, booked.evaluator_token)
     assert page.json_blocks["room-data"]["window"] == "open"

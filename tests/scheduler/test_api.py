@@ -155,6 +155,42 @@ async def test_candidate_book_by_date_means_end_of_local_day(make_org) -> None:
     assert status == 422 and body["errors"][0]["field"] == "book_by"
 
 
+async def test_a_candidate_nobody_examines_is_accepted_with_a_warning_and_listed(
+    make_org,
+) -> None:
+    """Candidates are often imported before evaluators: accept, but say they see no slot."""
+    org = await make_org()
+    other = await make_org("Org B", "b@b.example")
+    await other.make_evaluator(languages=("de",))  # another organisation's evaluator counts not
+    await org.make_evaluator(languages=("en",))
+    served = await org.make_candidate(language="en")
+    assert served["warnings"] == []
+    german = await org.make_candidate(language="de")
+    assert german["warnings"] == [
+        {
+            "field": "language",
+            "code": "no_evaluator_for_language",
+            "message": "no evaluator examines 'de': the candidate sees no slot until an "
+            "evaluator for this language is added",
+        }
+    ]
+    assert (await org.ok("GET", f"/candidates/{german['id']}"))["warnings"] == german["warnings"]
+
+    unservable = await org.ok("GET", "/candidates?unservable=true")
+    assert [c["id"] for c in unservable["candidates"]] == [german["id"]]
+    servable = await org.ok("GET", "/candidates?unservable=false")
+    assert [c["id"] for c in servable["candidates"]] == [served["id"]]
+    everyone = await org.ok("GET", "/candidates")
+    assert {c["id"] for c in everyone["candidates"]} == {served["id"], german["id"]}
+    status, body = await org.call("GET", "/candidates?unservable=maybe")
+    assert status == 422 and body["errors"][0]["field"] == "unservable"
+
+    # An evaluator for German arrives: the warning and the listing follow.
+    await org.make_evaluator(languages=("de", "fr"))
+    assert (await org.ok("GET", f"/candidates/{german['id']}"))["warnings"] == []
+    assert (await org.ok("GET", "/candidates?unservable=true"))["candidates"] == []
+
+
 async def test_tenant_isolation(make_org) -> None:
     alice = await make_org("Org A", "a@a.example")
     bob = await make_org("Org B", "b@b.example")
@@ -235,6 +271,65 @@ async def test_openapi_document_covers_every_endpoint(client) -> None:
     reference = await client.get("/api/v1/docs")
     assert reference.status == 200
     assert "/api/v1/evaluators/{id}/availability" in await reference.text()
+
+
+async def test_every_operation_has_a_request_example_the_server_accepts(make_org) -> None:
+    from scheduler.api import parse
+    from scheduler.openapi import EXAMPLES, example_requests
+
+    org = await make_org()
+    doc = await (await org.client.get("/api/v1/openapi.json")).json()
+    commands = example_requests(doc)
+    for ep in ENDPOINTS:
+        op = doc["paths"][PREFIX + ep.path][ep.method.lower()]
+        assert commands[op["operationId"]], op["operationId"]
+        if ep.body is not None:
+            media = op["requestBody"]["content"]["application/json"]
+            values = (
+                [media["example"]]
+                if "example" in media
+                else [e["value"] for e in media["examples"].values()]
+            )
+            for value in values:
+                parse(ep.body, value)  # raises, naming the field, if the example drifted
+        if ep.query is not None:
+            query = {
+                p["name"]: p["example"]
+                for p in op["parameters"]
+                if p["in"] == "query" and "example" in p
+            }
+            assert query, op["operationId"]
+            parse(ep.query, query)
+    assert set(EXAMPLES) <= {ep.handler.__name__ for ep in ENDPOINTS}
+    # And the examples work for real, in order: an evaluator, their hours, a candidate.
+    status, ev = await org.call("POST", "/evaluators", json=EXAMPLES["create_evaluator"]["body"])
+    assert status == 201
+    hours = EXAMPLES["put_availability"]["body"]
+    assert (await org.call("PUT", f"/evaluators/{ev['id']}/availability", json=hours))[0] == 200
+    status, cand = await org.call("POST", "/candidates", json=EXAMPLES["create_candidate"]["body"])
+    assert status == 201 and cand["warnings"] == []
+
+
+async def test_the_reference_page_renders_markdown_and_shows_examples(client) -> None:
+    page = await (await client.get("/api/v1/docs")).text()
+    # Backticks became code; no description shows a literal one.
+    assert "<code>Authorization: Bearer &lt;api key&gt;</code>" in page
+    assert "`" not in page
+    section = page.split('id="op-force_majeure_booking"', 1)[1].split("</section>", 1)[0]
+    assert "Example request" in section
+    assert section.count("<pre") == 2  # move and cancel
+    assert "&#34;reason&#34;" in section or "&quot;reason&quot;" in section
+    assert "Bearer $VIVA_API_KEY" in section
+
+
+def test_markdown_descriptions_never_pass_html_through() -> None:
+    from scheduler.openapi import markdown, markdown_inline
+
+    hostile = "a `b` <script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=y>"
+    for html in (markdown(hostile), markdown_inline(hostile)):
+        assert "<code>b</code>" in html
+        assert "<script" not in html and "<img" not in html
+        assert 'href="javascript:' not in html
 
 
 async def test_healthz(client) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import re
 from pathlib import Path
 
@@ -53,6 +55,16 @@ async def test_dev_mailbox_shows_the_booking_messages(
     cal = icalendar.Calendar.from_ical(await ics.read())
     assert str(cal["METHOD"]) == "REQUEST"
     assert (await client.get("/dev/mail/not-a-uuid")).status == 404
+
+    # The page's "Download the message (.eml)" link answers the message itself.
+    eml_link = re.search(r'href="(/dev/mail/[0-9a-f-]{36}\.eml)"', candidate_page)
+    assert eml_link is not None
+    eml = await client.get(eml_link.group(1))
+    assert eml.status == 200 and eml.content_type == "message/rfc822"
+    parsed = email.message_from_bytes(await eml.read(), policy=email.policy.default)
+    assert "cam@example.test" in str(parsed["To"])
+    assert parsed.get_body(preferencelist=("plain",)) is not None
+    assert cand["link"] in parsed.get_body(preferencelist=("plain",)).get_content()
 
 
 async def test_no_dev_mailbox_outside_dev_mode(client) -> None:

@@ -185,11 +185,19 @@ async def test_english_calendar_starts_on_sunday(client, make_org) -> None:
     page = await get_page(client, path)
     assert page.html_lang == "en"
     assert "Book your oral interview" in page.text
-    assert page.day_titles[0] == "Sunday, November 29, 2026"
-    assert page.day_titles[2] == "Tuesday, December 1, 2026"
+    # This week began yesterday (Sunday): a past day is not listed as "no slot", the view
+    # starts at today so the first green slot stays near the top of a phone's screen.
+    assert page.day_titles[0] == "Monday, November 30, 2026"
+    assert "Sunday, November 29, 2026" not in page.text
+    assert page.day_titles[1] == "Tuesday, December 1, 2026"
     assert page.day_titles[-1] == "Saturday, December 5, 2026"
+    assert "Week: Nov 30\u2009–\u2009Dec 5, 2026" in page.text
     assert page.month_headers[0] == "Sun"
     assert page.by_class("slot")[0].name == f"Choose Tuesday, December 1, 2026 at 9:00{NNBSP}AM"
+    # Weeks still start on Sunday.
+    following = await get_page(client, page.link_named("Next week").href)
+    assert following.day_titles[0] == "Sunday, December 6, 2026"
+    assert len(following.day_titles) == 7
 
 
 async def test_names_are_escaped_exactly_once(client, make_org) -> None:
@@ -206,7 +214,7 @@ async def test_lang_parameter_overrides_the_candidate_locale_and_stays_in_links(
     _, _, path = await seeded(make_org, locale="fr")
     page = await get_page(client, path + "?lang=en")
     assert page.html_lang == "en"
-    assert page.day_titles[0] == "Sunday, November 29, 2026"
+    assert page.day_titles[0] == "Monday, November 30, 2026"  # today; Sunday has passed
     assert all("lang=en" in link.href for link in page.by_class("slot"))
     assert "lang=en" in page.link_named("Next week").href
     switch = page.link_named("Français")
@@ -238,7 +246,7 @@ async def test_booking_with_plain_links_and_forms(client, make_org) -> None:
 
     confirm = await get_page(client, slot.href)
     assert "mardi 1 décembre 2026 à 09:00" in confirm.text
-    assert "heure : France" in confirm.text and "20 minutes" in confirm.text
+    assert "Heure de Paris (UTC+1)" in confirm.text and "20 minutes" in confirm.text
     assert "Choisir un autre créneau" in confirm.text
     form = confirm.post_form()
     assert form.action == f"{path}/book"
@@ -278,7 +286,7 @@ async def test_booking_page_in_english_shows_time_in_the_chosen_zone(client, mak
     booked = await get_page(client, resp.headers["Location"])
     assert "Your interview is booked." in booked.text
     assert f"Tuesday, December 1, 2026 at 3:00{NNBSP}AM" in booked.text
-    assert "United States (New York) Time" in booked.text
+    assert "New York time (UTC-5)" in booked.text
 
 
 async def test_a_taken_slot_is_a_readable_409(client, make_org) -> None:
@@ -414,8 +422,13 @@ async def test_tz_parameter_changes_the_displayed_times(client, make_org) -> Non
     ny = await get_page(client, path + "?tz=America/New_York")
     assert paris.by_class("slot")[0].name == f"Choose Tuesday, December 1, 2026 at 9:00{NNBSP}AM"
     assert ny.by_class("slot")[0].name == f"Choose Tuesday, December 1, 2026 at 3:00{NNBSP}AM"
-    assert "France Time (Europe/Paris)" in paris.text
-    assert "United States (New York) Time (America/New_York)" in ny.text
+    # The city people know and the offset of the week shown, not CLDR's "France Time".
+    assert "Times shown in Paris time (UTC+1)." in paris.text
+    assert "Times shown in New York time (UTC-5)." in ny.text
+    zone_form = next(f for f in ny.forms if "tz" in f.selects)
+    assert dict(zone_form.selects["tz"])["America/New_York"] is True
+    assert "New York time (UTC-5)</option>" in ny.source
+    assert "Paris time (UTC+1)</option>" in ny.source
     assert all("tz=America/New_York" in s.href for s in ny.by_class("slot"))
     # The same instants, only shown differently.
     assert [URL(s.href).query["start"] for s in ny.by_class("slot")] == [
