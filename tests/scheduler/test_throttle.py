@@ -125,13 +125,19 @@ async def test_forwarded_for_counts_only_from_a_trusted_proxy(
     throttle = client.app[keys.THROTTLE]
     link = booked.candidate_link
 
-    def via(address: str) -> dict[str, str]:
-        return {"X-Forwarded-For": f"{address}, 198.51.100.1"}
+    def via(address: str, spoofed: str = "192.0.2.1") -> dict[str, str]:
+        # What the client claimed, the address the outer proxy saw, and that proxy itself.
+        return {"X-Forwarded-For": f"{spoofed}, {address}, 198.51.100.1"}
 
-    # Behind a trusted proxy (the test client's address), each forwarded client is its own.
+    # Behind trusted proxies (the test client's address and 198.51.100.1), the client is the
+    # first address from the right that no trusted proxy holds; whatever the client wrote
+    # left of it does not change who it is.
     throttle.proxies = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("198.51.100.1"))
-    for _ in range(LIMIT):
-        assert (await client.get(f"/c/{NO_LINK}/slots", headers=via("203.0.113.7"))).status == 404
+    for attempt in range(LIMIT):
+        resp = await client.get(
+            f"/c/{NO_LINK}/slots", headers=via("203.0.113.7", f"10.9.9.{attempt}")
+        )
+        assert resp.status == 404
     await assert_blocked(
         await client.get(f"/c/{link}/slots", headers=via("203.0.113.7")), page=False
     )
@@ -140,11 +146,13 @@ async def test_forwarded_for_counts_only_from_a_trusted_proxy(
 
     # From a peer that is not a trusted proxy, the header is the client's say-so: ignored.
     throttle.proxies = ()
-    for _ in range(LIMIT):
-        assert (await client.get(f"/c/{NO_LINK}/slots", headers=via("203.0.113.9"))).status == 404
-    await assert_blocked(
-        await client.get(f"/c/{link}/slots", headers=via("203.0.113.10")), page=False
-    )
+    for attempt in range(LIMIT):
+        resp = await client.get(
+            f"/c/{NO_LINK}/slots", headers={"X-Forwarded-For": f"203.0.113.{20 + attempt}"}
+        )
+        assert resp.status == 404
+    resp = await client.get(f"/c/{link}/slots", headers={"X-Forwarded-For": "203.0.113.99"})
+    await assert_blocked(resp, page=False)
 
 
 def test_security_settings_are_validated(db_url: str, tmp_path: Path) -> None:
