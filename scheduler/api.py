@@ -227,7 +227,7 @@ async def get_organisation(call: Call) -> OrganisationOut:
 @endpoint(
     "PATCH",
     "/organisation",
-    "Change the organisation's settings (recording)",
+    "Change the organisation's settings (recording, contact address)",
     body=OrganisationPatch,
     response=OrganisationOut,
     write=True,

@@ -67,13 +67,13 @@ class Throttle:
 
     async def retry_after(self, client: str) -> int | None:
         """Seconds until `client` may try again, or None when it is not blocked."""
-        if await self.limiter.test(self.item, _NAMESPACE, client):
+        if await self.limiter.test(self.item, _NAMESPACE, bucket(client)):
             return None
-        stats = await self.limiter.get_window_stats(self.item, _NAMESPACE, client)
+        stats = await self.limiter.get_window_stats(self.item, _NAMESPACE, bucket(client))
         return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def failed(self, client: str) -> None:
-        await self.limiter.hit(self.item, _NAMESPACE, client)
+        await self.limiter.hit(self.item, _NAMESPACE, bucket(client))
 
     def client_of(self, request: web.Request) -> str:
         """The client's address: the peer, or what trusted proxies say they forwarded for."""
@@ -98,6 +98,22 @@ class Throttle:
             return False
         ip = ipaddress.ip_address(address)
         return any(ip in network for network in self.proxies)
+
+
+def bucket(client: str) -> str:
+    """What failures are counted under: the address, or an IPv6 address's /64.
+
+    One IPv6 host usually holds a whole /64 and can pick a fresh address per try.
+    """
+    try:
+        ip = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _is_address(text: str) -> bool:
