@@ -32,9 +32,11 @@ from typing import Any
 from aiohttp import web
 from limits import RateLimitItemPerSecond
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 
 from scheduler import keys
+from scheduler.config import ConfigError
 from scheduler.problems import is_json_path, problem
 
 log = logging.getLogger("viva.throttle")
@@ -184,9 +186,12 @@ def too_many(request: web.Request, wait: int) -> web.Response:
 
 def setup(app: web.Application) -> None:
     security = app[keys.SETTINGS].security
-    app[keys.THROTTLE] = Throttle(
-        max_failures=security.max_failures,
-        window_seconds=security.window_seconds,
-        storage_uri=security.storage_uri,
-        trusted_proxies=security.trusted_proxies,
-    )
+    try:
+        app[keys.THROTTLE] = Throttle(
+            max_failures=security.max_failures,
+            window_seconds=security.window_seconds,
+            storage_uri=security.storage_uri,
+            trusted_proxies=security.trusted_proxies,
+        )
+    except ConfigurationError as exc:  # e.g. redis:// without its driver installed
+        raise ConfigError(f"[security] storage_uri: {exc}") from exc

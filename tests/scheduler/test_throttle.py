@@ -178,3 +178,18 @@ def test_an_ipv6_host_is_counted_by_its_64() -> None:
     assert bucket("2001:db8:1:2:aaaa::1") == bucket("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
     assert bucket("2001:db8:1:3::1") != bucket("2001:db8:1:2::1")
     assert bucket("::ffff:203.0.113.7") == bucket("203.0.113.7") == "203.0.113.7"
+
+
+def test_a_storage_without_its_driver_is_a_configuration_error(db_url: str, tmp_path: Path) -> None:
+    """`viva serve` prints it (ConfigError) instead of a traceback at the first request."""
+    from limits.util import get_dependency
+
+    from scheduler.app import create_app
+
+    if get_dependency("coredis")[1] is not None:
+        pytest.skip("the async Redis driver is installed here")
+    settings = load_settings(
+        environ=app_environ(db_url, tmp_path, VIVA_SECURITY_STORAGE_URI="redis://127.0.0.1:6379")
+    )
+    with pytest.raises(ConfigError, match="storage_uri"):
+        create_app(settings)
