@@ -61,6 +61,20 @@ class Organisation:
     contact_phone: str | None = None
     # Whether it records its interviews: the candidate is told in the confirmation too.
     records: bool = False
+    # Viva's own sender address ([smtp] from_address): the calendar ORGANIZER when the
+    # reader is the contact address itself (an evaluator of the organisation using it),
+    # since an invitation whose ORGANIZER is its ATTENDEE is no invitation at all.
+    sender_email: str | None = None
+
+    def organizer_for(self, reader_email: str) -> str:
+        """The ORGANIZER address of `reader_email`'s invitation: never the reader."""
+        try:
+            same = validate_address(self.contact_email).lower() == (
+                validate_address(reader_email).lower()
+            )
+        except ValueError:
+            same = False  # _validate names the bad address
+        return self.sender_email if same and self.sender_email else self.contact_email
 
 
 @dataclass(frozen=True)
@@ -324,7 +338,7 @@ def _compose(
         description=description.strip(),
         room_url=mail.room_url,
         organizer_name=mail.organisation.name,
-        organizer_email=mail.organisation.contact_email,
+        organizer_email=mail.organisation.organizer_for(mail.reader.email),
         attendee_name=mail.reader.name,
         attendee_email=mail.reader.email,
     )

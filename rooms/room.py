@@ -77,6 +77,8 @@ class Ticket:
     # "no_show" or "completed" once the booking is over: the candidate's link then says so
     # (and no longer opens the room); the evaluator's still does, to finish the notes.
     held: str | None = None
+    # Whose interview this is: the connection test's share is counted per organisation.
+    organisation_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

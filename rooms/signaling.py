@@ -98,7 +98,8 @@ BURST_MESSAGES = 50
 REFILL_PER_SECOND = 20.0
 # The connection test (`/r/{token}/echo`): long enough to see and hear oneself, short
 # enough that forgotten tabs do not hold server peer connections; and a bound on how many
-# run at once, so that a link holder cannot turn the server into a media reflector.
+# run at once per organisation, so that a link holder cannot turn the server into a media
+# reflector, and one organisation's busy day never turns another's candidates away.
 ECHO_SECONDS = 60.0
 MAX_ECHOES = 20
 
@@ -305,6 +306,7 @@ class RoomServer:
         # is resolved again, so nobody enters a room with the ticket of a cancelled booking.
         self._changes = 0
         self.echo_seconds = ECHO_SECONDS
+        self.max_echoes = MAX_ECHOES  # per organisation
         self._handlers: dict[str, Handler] = {
             "answer": self._on_answer,
             "candidate": self._on_candidate,
@@ -986,7 +988,12 @@ class RoomServer:
             if self._changes == seen:
                 break
         key = (ticket.booking_id, ticket.role)
-        if key not in self._echoes and len(self._echoes) >= MAX_ECHOES:
+        share = sum(
+            1
+            for other in self._echoes.values()
+            if other.ticket.organisation_id == ticket.organisation_id
+        )
+        if key not in self._echoes and share >= self.max_echoes:
             await _refuse(
                 ws, "busy", "too many tests at once; retry soon", CloseCode.TRY_AGAIN_LATER
             )

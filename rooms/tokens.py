@@ -59,7 +59,13 @@ class LinkSigner:
 
 
 def parse_link(token: str, kind: LinkKind) -> ParsedLink | None:
-    """Decode a token of the expected kind, or None; says nothing about validity yet."""
+    """Decode a token of the expected kind, or None; says nothing about validity yet.
+
+    Only the spelling `LinkSigner.make` writes is accepted: base64 decoders also take
+    padding, stray bits in the last character and the standard alphabet's `+` and `/`,
+    which would give one link several working spellings (each a separate secret to
+    leak, log or throttle). Re-encoding and comparing leaves exactly one.
+    """
     if not 40 <= len(token) <= 64:
         return None
     try:
@@ -67,5 +73,7 @@ def parse_link(token: str, kind: LinkKind) -> ParsedLink | None:
     except (binascii.Error, ValueError):
         return None
     if len(raw) != _TOKEN_BYTES or raw[0] != _VERSION or raw[1] != kind:
+        return None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
         return None
     return ParsedLink(kind, uuid.UUID(bytes=raw[2:18]), raw[18:])

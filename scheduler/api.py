@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,12 +25,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.outbox import booking_messages
 from rooms.models import Recording, forget_recording, recordings, room_report
-from scheduler import history, keys
+from scheduler import history, keys, throttle
 from scheduler.availability import Availability, AvailabilityError
 from scheduler.bookings import active_booking, force_majeure
 from scheduler.calendars import load_calendars
 from scheduler.effects import committed
-from scheduler.errors import Conflict, FieldError, NotFound, Unauthorized, ValidationFailed
+from scheduler.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+    VivaError,
+)
 from scheduler.history import Actor
 from scheduler.models import (
     ACTIVE_STATUSES,
@@ -75,6 +83,11 @@ from scheduler.slots import find_slots
 
 PREFIX = "/api/v1"
 MAX_RANGE_DAYS = 62
+# No document the API takes nests deeper than a few levels; past this, a body is refused
+# before the parser runs (json.loads recurses, and a deep enough body ends in a 500).
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,7 @@ async def _org_for(request: web.Request, session: AsyncSession) -> tuple[Organis
         raise Unauthorized("send the organisation's API key as `Authorization: Bearer <key>`")
     found = await authenticate(session, key.strip())
     if found is None:
+        await throttle.lookup_failed()
         raise Unauthorized("unknown or revoked API key")
     return found
 
@@ -148,10 +162,24 @@ def decode_json(content_type: str, raw: bytes) -> Any:
         raise ValidationFailed(
             [FieldError("body", "send JSON with Content-Type: application/json")]
         )
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise VivaError(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed([FieldError("body", f"not valid JSON: {exc}")]) from exc
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep the brackets of a JSON text nest, strings set aside: one linear scan."""
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub(b"", raw)):
+        if match[0] in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def parse(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
@@ -202,7 +230,7 @@ async def get_organisation(call: Call) -> OrganisationOut:
 @endpoint(
     "PATCH",
     "/organisation",
-    "Change the organisation's settings (recording)",
+    "Change the organisation's settings (recording, contact address)",
     body=OrganisationPatch,
     response=OrganisationOut,
     write=True,

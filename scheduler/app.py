@@ -8,7 +8,18 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from rooms.tokens import LinkSigner
-from scheduler import api, home, keys, openapi, pages, room_pages, room_wiring, timers
+from scheduler import (
+    api,
+    home,
+    keys,
+    openapi,
+    pages,
+    room_pages,
+    room_wiring,
+    security,
+    throttle,
+    timers,
+)
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.db import Database
@@ -22,9 +33,15 @@ from scheduler.timers import replanner, timers_ctx
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    # Cross-site posts are refused and guessers throttled before anything else runs; then
     # JSON paths get problem+json, people's pages get a readable page in their language.
-    app = web.Application(middlewares=[api_errors, pages.error_pages], client_max_size=256 * 1024)
+    app = web.Application(
+        middlewares=[security.refuse_cross_site, throttle.guard, api_errors, pages.error_pages],
+        client_max_size=256 * 1024,
+    )
     app[keys.SETTINGS] = settings
+    security.setup(app)
+    throttle.setup(app)
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.POLICY] = settings.policy.to_policy()
     app[keys.LINKS] = Links(LinkSigner(secret_key(settings)), settings.server.base_url)

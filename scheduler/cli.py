@@ -49,12 +49,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from scheduler import logs
     from scheduler.app import create_app
 
     settings = _settings(args)
     logging.basicConfig(
         level=settings.server.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logs.install()  # no link or API key in any line the server writes
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter is not news
     asyncio.run(_migrate(settings))
     app = create_app(settings)
@@ -66,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.server.port,
         print=None,
         access_log_format='%a "%r" %s %b %Tfs',
+        access_log_class=logs.AccessLogger,
     )
     return 0
 
@@ -83,11 +86,18 @@ async def _freeze_gc(_app: object) -> None:
 
 
 def cmd_org_create(args: argparse.Namespace) -> int:
+    from mailer.message import validate_address
     from scheduler.clock import SystemClock
     from scheduler.db import Database
     from scheduler.orgs import create_organisation
 
     settings = _settings(args)
+    try:
+        validate_address(args.email.strip())
+    except ValueError as exc:
+        # Before the database is touched: every booking of this organisation would fail.
+        print(f"viva: --email: {exc}", file=sys.stderr)
+        return 2
 
     async def run() -> dict[str, str]:
         await _migrate(settings)

@@ -6,6 +6,7 @@ keys are errors, so a typo in a deployment's file cannot silently fall back to a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -89,6 +90,41 @@ class ReminderSettings(_Section):
         return self
 
 
+class SecuritySettings(_Section):
+    """Throttling of link and key guessers (scheduler.throttle)."""
+
+    max_failures: int = Field(20, ge=1)
+    window_seconds: int = Field(60, ge=1, le=24 * 3600)
+    storage_uri: str = "memory://"
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        # VIVA_SECURITY_TRUSTED_PROXIES="10.0.0.1,10.0.0.2"
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an address or network: {entry!r}") from exc
+        return value
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        scheme = value.removeprefix("async+").partition("://")[0]
+        if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster"):
+            raise ValueError("memory:// or a redis:// URI")
+        return value
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -96,6 +132,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     reminders: ReminderSettings = ReminderSettings()
     rooms: RoomsSettings = RoomsSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @property
     def data_path(self) -> Path:

@@ -43,10 +43,13 @@ class Notifier:
     policy: Policy
     smtp: SmtpSettings
 
-    @staticmethod
-    def _sender(org: Organisation) -> compose.Organisation:
+    def _sender(self, org: Organisation) -> compose.Organisation:
         return compose.Organisation(
-            org.name, org.contact_email, org.contact_phone, records=org.recording
+            org.name,
+            org.contact_email,
+            org.contact_phone,
+            records=org.recording,
+            sender_email=self.smtp.from_address,
         )
 
     async def _org_and_evaluator(

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailer.message import validate_address
 from scheduler.models import ApiKey, Organisation
 
 KEY_PREFIX = "viva_"
@@ -34,10 +35,15 @@ async def create_organisation(
     now: datetime,
     contact_phone: str | None = None,
 ) -> NewKey:
+    """A new organisation and its first API key.
+
+    The contact address is validated here (ValueError) because every invitation carries it
+    as the ORGANIZER: an address the mailer refuses would make each booking fail later.
+    """
     org = Organisation(
         id=uuid.uuid4(),
         name=name,
-        contact_email=contact_email,
+        contact_email=validate_address(contact_email.strip()),
         contact_phone=contact_phone,
         created_at=now,
     )

@@ -105,17 +105,6 @@ COMMON_ZONES = (
 # Autonyms: a language is offered in its own name, whatever the page's language.
 LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
 
-# Personal pages carry a secret in their URL: never cache them, never leak them in a Referer,
-# never frame them. The CSP is strict because the pages have no inline script or style.
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-}
 _MAX_PARAM = 64
 
 
@@ -465,9 +454,8 @@ def render(
         "org": None,
         **(context or {}),
     }
-    response = aiohttp_jinja2.render_template(f"pages/{template}", request, ctx, status=status)
-    response.headers.update(_HEADERS)
-    return response
+    # No-store, no-referrer, the CSP that forbids framing: scheduler.security, for every page.
+    return aiohttp_jinja2.render_template(f"pages/{template}", request, ctx, status=status)
 
 
 def error_page(

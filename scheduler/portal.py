@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler import keys
+from scheduler import keys, throttle
 from scheduler.api import day_range, json_body, parse
 from scheduler.bookings import (
     SlotView,
@@ -52,6 +52,7 @@ async def resolve(request: web.Request, session: AsyncSession) -> Candidate:
         session, request.match_info["token"]
     )
     if candidate is None:
+        await throttle.lookup_failed()
         raise NotFound("this link is not valid")
     return candidate
 

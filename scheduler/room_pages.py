@@ -39,7 +39,8 @@ log = logging.getLogger("viva.rooms.page")
 
 ROOM_PAGE = "room.page"
 
-# The room page's own header set: the pages' rules, plus what a call needs. `connect-src`
+# The room page's own headers, on top of scheduler.security's (no-store, no-referrer,
+# nosniff): the CSP a call needs, and the devices it may use. `connect-src`
 # allows the page's own origin (fetch and, in CSP 3 browsers, ws/wss) and the WebSocket
 # origin of the public URL spelled out for browsers whose 'self' does not cover ws/wss.
 # Camera, microphone and speaker selection are allowed for this page only, never to frames.
@@ -48,9 +49,6 @@ _BASE_CSP = (
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 _HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
     "Permissions-Policy": (
         "camera=(self), microphone=(self), speaker-selection=(self), display-capture=(), "
         "geolocation=()"

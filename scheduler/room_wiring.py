@@ -20,7 +20,7 @@ from rooms.relay import Role
 from rooms.room import Schedule, Ticket
 from rooms.signaling import RoomServer, room_info
 from rooms.tokens import LinkKind, LinkSigner, ParsedLink, new_nonce, parse_link
-from scheduler import history, keys
+from scheduler import history, keys, throttle
 from scheduler.bookings import HELD_STATUSES
 from scheduler.db import Database
 from scheduler.history import Actor
@@ -88,6 +88,7 @@ async def _ticket(
         language=candidate.language,
         recording=organisation.recording,
         held=booking.status if booking.status in HELD_STATUSES else None,
+        organisation_id=organisation.id,
     )
 
 
@@ -129,7 +130,10 @@ class BookingTickets:
 
     async def resolve(self, token: str) -> Ticket | None:
         async with self._db.read() as session:
-            return await ticket_for(session, self._signer, token)
+            ticket = await ticket_for(session, self._signer, token)
+        if ticket is None:
+            await throttle.lookup_failed()  # the page, /info, /ws and /echo alike
+        return ticket
 
     async def schedule(self, booking_id: uuid.UUID) -> Schedule | None:
         async with self._db.read() as session:

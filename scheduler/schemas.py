@@ -390,8 +390,13 @@ class OrganisationPatch(_In):
         description="Record interviews from the next room session on (each room records "
         "from the admission to the end of the interview).",
     )
+    contact_email: Email | None = Field(
+        None,
+        description="The organisation's contact address: sender name's address in the "
+        "calendar invitations (ORGANIZER) and the contact candidates are given.",
+    )
 
-    @field_validator("recording", mode="before")
+    @field_validator("recording", "contact_email", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
