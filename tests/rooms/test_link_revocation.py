@@ -217,3 +217,44 @@ async def test_a_candidate_link_never_acts_as_the_evaluators(
         await assert_like_a_never_valid_link(client, token)
     info = await (await client.get(f"/r/{evaluator_room}/info")).json()
     assert info["role"] == "evaluator"
+
+
+async def test_reissuing_the_candidates_links_sends_their_socket_out_and_keeps_the_evaluator(
+    client: TestClient, booked: Booked
+) -> None:
+    """The organisation re-issues the candidate's links mid-interview: the candidate's open
+    socket and connection test close as revoked at once; the evaluator stays, and sees the
+    candidate gone; the new room link lets the candidate back in."""
+    evaluator = await enter(client, booked, "evaluator")
+    candidate = await enter(client, booked, "candidate")
+    candidate_test = await connection_test(client, booked.candidate_token)
+    evaluator_test = await connection_test(client, booked.evaluator_token)
+    await evaluator.send(type="admit")
+    await candidate.state(lambda s: s["phase"] == "admitted")
+    server = client.app[keys.ROOMS]
+    candidate_id = (await booked.report())["candidate_id"]
+
+    new = await booked.org.ok("POST", f"/candidates/{candidate_id}/link")
+
+    # Forgotten by the room as soon as the answer is out, before their tab has said a word.
+    room = server.rooms[booked.booking_id]
+    assert set(room.connections) == {"evaluator"}
+    for tab in (candidate, candidate_test):
+        error = await tab.error()
+        assert error["code"] == "revoked", error
+        assert await tab.closed() == CloseCode.REVOKED
+    await evaluator.state(lambda s: not s["present"]["candidate"])
+    await evaluator.send(type="ping")
+    await evaluator.expect("pong")
+    await evaluator_test.send(type="ping")
+    await evaluator_test.expect("pong")
+    await evaluator_test.close()
+
+    await assert_like_a_never_valid_link(client, booked.candidate_token)
+    back = await Tab.open(client, _token(new["room"]))
+    hello = await back.expect("hello")
+    assert hello["role"] == "candidate"
+    await evaluator.state(lambda s: s["present"]["candidate"])
+    await back.close()
+    await evaluator.close()
+    assert ("candidate", "revoked") in await departures(booked)
