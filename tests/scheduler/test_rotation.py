@@ -75,7 +75,7 @@ async def test_an_organisation_rotates_its_key_without_downtime(make_org) -> Non
         assert org.api_key not in text and new_key not in text
         assert org.api_key[12:20] not in text and new_key[12:20] not in text
         listed = json.loads(text)["keys"]
-        assert [k["name"] for k in listed] == ["default", "LMS 2027"]
+        assert sorted(k["name"] for k in listed) == ["LMS 2027", "default"]
         assert all(set(k) == {"id", "name", "prefix", "created_at", "revoked_at"} for k in listed)
     # Nor does the database hold a key in clear.
     async with org.client.app[keys.DB].read() as session:
@@ -91,7 +91,10 @@ async def test_an_organisation_rotates_its_key_without_downtime(make_org) -> Non
     status, _ = await org.call("POST", "/evaluators", json={"name": "X"})
     assert status == 401
     listed = (await _as(org, new_key, "GET", "/organisation/keys"))[1]["keys"]
-    assert [k["revoked_at"] is not None for k in listed] == [True, False]
+    assert {k["name"]: k["revoked_at"] is not None for k in listed} == {
+        "default": True,
+        "LMS 2027": False,
+    }
     # Revoking again changes nothing.
     assert (await _as(org, new_key, "DELETE", f"/organisation/keys/{old_id}"))[0] == 204
 
@@ -169,13 +172,13 @@ def test_the_command_line_creates_lists_and_revokes_keys(
     first_key = org["api_key"]
     created = viva("org", "key", "create", "--org", org["id"], "--name", "rotation")[0]
     assert created["api_key"].startswith(created["prefix"]) and created["revoked_at"] is None
-    listed = viva("org", "key", "list", "--org", org["id"])
+    listed = sorted(viva("org", "key", "list", "--org", org["id"]), key=lambda k: k["name"])
     assert [k["name"] for k in listed] == ["default", "rotation"]
     assert all("api_key" not in k for k in listed)
     assert first_key not in json.dumps(listed) and created["api_key"] not in json.dumps(listed)
     revoked = viva("org", "key", "revoke", "--org", org["id"], listed[0]["id"])[0]
     assert revoked["id"] == listed[0]["id"] and revoked["revoked_at"] is not None
-    listed = viva("org", "key", "list", "--org", org["id"])
+    listed = sorted(viva("org", "key", "list", "--org", org["id"]), key=lambda k: k["name"])
     assert [k["revoked_at"] is not None for k in listed] == [True, False]
     # Another organisation's key, or none: an error, nothing changed.
     other = viva("org", "create", "--name", "Rival", "--email", "oral@rival.example")[0]
@@ -183,7 +186,8 @@ def test_the_command_line_creates_lists_and_revokes_keys(
     assert "no such key" in capsys.readouterr().err
     assert main(["org", "key", "list", "--org", str(uuid.uuid4())]) == 1
     assert "no such organisation" in capsys.readouterr().err
-    assert viva("org", "key", "list", "--org", org["id"])[1]["revoked_at"] is None
+    after = {k["name"]: k["revoked_at"] for k in viva("org", "key", "list", "--org", org["id"])}
+    assert after["rotation"] is None
 
 
 # --- candidates' links ------------------------------------------------------------------
@@ -199,7 +203,7 @@ def _decoded(raw: bytes) -> tuple[str, str]:
 async def _messages_to(org: Org, recipient: str) -> list[Any]:
     async with org.client.app[keys.DB].read() as session:
         stored = await list_messages(session, org.id, limit=500)
-    return [m for m in reversed(stored) if m.recipient == recipient]
+    return [m for m in stored if m.recipient == recipient]
 
 
 @pytest.mark.parametrize("booked", [False, True])
@@ -246,22 +250,23 @@ async def test_reissuing_a_candidates_links_revokes_the_old_ones_and_mails_the_n
     # The candidate is mailed the new links, in their language, and only those.
     mails = await _messages_to(org, "cam@example.test")
     assert len(mails) == before + 1
-    assert mails[-1].kind == "links_reissued"
-    subject, body = _decoded(mails[-1].raw)
+    (mail,) = [m for m in mails if m.kind == "links_reissued"]  # one clock tick: no order
+    subject, body = _decoded(mail.raw)
     assert subject == "Votre nouveau lien personnel pour votre entretien oral"
     assert new["link"] in body and old_link not in body
     assert "Les liens des e-mails précédents ne fonctionnent plus" in body
     if booked:
         assert new["room"] in body and old_room not in body
-        assert mails[-1].booking_id == uuid.UUID(booking_id)
-    assert b"text/calendar" not in mails[-1].raw  # the time has not changed
+        assert mail.booking_id == uuid.UUID(booking_id)
+    assert b"text/calendar" not in mail.raw  # the time has not changed
 
 
 async def test_an_english_candidate_is_mailed_in_english(make_org) -> None:
     org = await make_org()
     candidate = await org.make_candidate(email="cam@example.test", locale="en")
     new = await org.ok("POST", f"/candidates/{candidate['id']}/link")
-    subject, body = _decoded((await _messages_to(org, "cam@example.test"))[-1].raw)
+    (mail,) = await _messages_to(org, "cam@example.test")
+    subject, body = _decoded(mail.raw)
     assert subject == "Your new personal link for your oral interview"
     assert "The links in earlier e-mails no longer work" in body and new["link"] in body
 
@@ -278,3 +283,19 @@ async def test_another_organisations_candidate_is_not_found_and_keeps_its_link(
     assert (await org.client.get(f"/c/{token_of(theirs['link'])}")).status == 200
     assert await _messages_to(rival, "theirs@example.test") == []
     assert (await org.client.post(f"/api/v1/candidates/{theirs['id']}/link")).status == 401
+
+
+async def test_the_openapi_document_declares_the_rotation_endpoints(client) -> None:
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    keys_path = doc["paths"]["/api/v1/organisation/keys"]
+    assert set(keys_path["post"]["responses"]) == {"201", "401", "422"}
+    assert set(keys_path["get"]["responses"]) == {"200", "401"}
+    revoke = doc["paths"]["/api/v1/organisation/keys/{id}"]["delete"]
+    assert set(revoke["responses"]) == {"204", "401", "404", "409"}
+    link = doc["paths"]["/api/v1/candidates/{id}/link"]["post"]
+    assert set(link["responses"]) == {"200", "401", "404"}
+    schemas = doc["components"]["schemas"]
+    assert "key" in schemas["ApiKeyCreated"]["properties"]
+    assert "key" not in schemas["ApiKeyOut"]["properties"]
+    assert "key_hash" not in schemas["ApiKeyOut"]["properties"]
+    assert set(schemas["CandidateLinks"]["properties"]) == {"link", "room"}
