@@ -136,6 +136,16 @@ def cmd_org_key(args: argparse.Namespace) -> int:
     except ValueError:
         print("viva: not an id", file=sys.stderr)
         return 2
+    if args.key_command == "create":
+        from pydantic import ValidationError
+
+        from scheduler.schemas import ApiKeyIn
+
+        try:
+            args.name = ApiKeyIn(name=args.name).name  # the API's rule: one line, 1-200
+        except ValidationError as exc:
+            print(f"viva: --name: {exc.errors()[0]['msg']}", file=sys.stderr)
+            return 2
 
     async def run() -> object:
         await _migrate(settings)

@@ -186,6 +186,9 @@ def test_the_command_line_creates_lists_and_revokes_keys(
     assert "no such key" in capsys.readouterr().err
     assert main(["org", "key", "list", "--org", str(uuid.uuid4())]) == 1
     assert "no such organisation" in capsys.readouterr().err
+    assert main(["org", "key", "create", "--org", org["id"], "--name", " \n "]) == 2
+    assert "--name" in capsys.readouterr().err
+    assert len(viva("org", "key", "list", "--org", org["id"])) == 2
     after = {k["name"]: k["revoked_at"] for k in viva("org", "key", "list", "--org", org["id"])}
     assert after["rotation"] is None
 
