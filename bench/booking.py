@@ -35,26 +35,22 @@ async def raw_insert_rate(url: str, n: int) -> float:
         t = time.perf_counter()
         for _ in range(n):
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "INSERT INTO bench_raw VALUES (?, ?)",
-                (uuid.uuid4().hex, datetime.now(UTC).isoformat()),
-            )
+            conn.execute("INSERT INTO bench_raw VALUES (?, ?)",
+                         (uuid.uuid4().hex, datetime.now(UTC).isoformat()))
             conn.execute("COMMIT")
         elapsed = time.perf_counter() - t
         conn.close()
         return n / elapsed
     import asyncpg
 
-    pool = await asyncpg.create_pool(
-        url.replace("postgresql+asyncpg", "postgresql"), min_size=20, max_size=20
-    )
+    pool = await asyncpg.create_pool(url.replace("postgresql+asyncpg", "postgresql"),
+                                     min_size=20, max_size=20)
     await pool.execute("CREATE TABLE IF NOT EXISTS bench_raw (id uuid PRIMARY KEY, at timestamptz)")
 
     async def one() -> None:
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO bench_raw VALUES ($1, $2)", uuid.uuid4(), datetime.now(UTC)
-            )
+            await conn.execute("INSERT INTO bench_raw VALUES ($1, $2)", uuid.uuid4(),
+                               datetime.now(UTC))
 
     t = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(n)))
@@ -72,7 +68,8 @@ async def run(backend: str, candidates: int, folder: Path) -> list[str]:
     try:
         await server.wait()
         start_day = (now + timedelta(days=2)).date()
-        params = {"from": start_day.isoformat(), "to": (start_day + timedelta(days=40)).isoformat()}
+        params = {"from": start_day.isoformat(),
+                  "to": (start_day + timedelta(days=40)).isoformat()}
         connector = aiohttp.TCPConnector(limit=CONCURRENCY)
         async with aiohttp.ClientSession(connector=connector) as http:
             plan = []
@@ -84,9 +81,8 @@ async def run(backend: str, candidates: int, folder: Path) -> list[str]:
                 plan += [(tok, slot["start"]) for tok, slot in zip(tokens, slots, strict=False)]
 
             async def confirm(token: str, start: str) -> int:
-                async with http.post(
-                    f"{server.base}/c/{token}/booking", json={"start": start}
-                ) as resp:
+                async with http.post(f"{server.base}/c/{token}/booking",
+                                     json={"start": start}) as resp:
                     await resp.read()
                     return resp.status
 
@@ -98,15 +94,8 @@ async def run(backend: str, candidates: int, folder: Path) -> list[str]:
     counts = Counter(statuses)
     rate = counts[201] / elapsed
     raw = await raw_insert_rate(url, 1000)
-    return [
-        backend,
-        str(len(plan)),
-        str(counts[201]),
-        f"{elapsed:.2f}",
-        f"{rate:.0f}",
-        f"{raw:.0f}",
-        f"{100 * rate / raw:.0f} %",
-    ]
+    return [backend, str(len(plan)), str(counts[201]), f"{elapsed:.2f}", f"{rate:.0f}",
+            f"{raw:.0f}", f"{100 * rate / raw:.0f} %"]
 
 
 async def main() -> None:
@@ -120,20 +109,8 @@ async def main() -> None:
             rows.append(await run(backend, args.candidates, Path(tmp)))
     print(f"# booking: {args.candidates} candidates confirming at once, {CONCURRENCY} connections")
     print(f"# machine: {machine()}; {datetime.now(UTC):%Y-%m-%d}")
-    print(
-        table(
-            [
-                "backend",
-                "confirmations",
-                "booked (201)",
-                "seconds",
-                "bookings/s",
-                "raw insert tx/s",
-                "ratio",
-            ],
-            rows,
-        )
-    )
+    print(table(["backend", "confirmations", "booked (201)", "seconds", "bookings/s",
+                 "raw insert tx/s", "ratio"], rows))
 
 
 if __name__ == "__main__":
