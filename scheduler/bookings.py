@@ -410,7 +410,8 @@ async def reschedule(
     now: datetime,
     effects: Effects | None = None,
 ) -> tuple[Booking, Candidate]:
-    """Move the candidate's booking to `start`, keeping its room, links and UID.
+    """Move the candidate's booking to `start`, keeping its room, UID and the candidate's
+    links (the evaluator's link changes with the evaluator: see `_move`).
 
     One transaction: the new time is secured before the old one is released, so a failed
     reschedule leaves the old booking exactly as it was.
