@@ -119,11 +119,15 @@ async def tell_room(app: web.Application, booking: Booking) -> None:
     links, and closes with its old window, at the latest.
     """
     rooms = app[keys.ROOMS]
+    if booking.status != "cancelled":
+        try:
+            await rooms.links_revoked(booking.id)
+        except Exception:  # the move itself must still reach the room
+            log.exception("could not close the revoked links of booking %s", booking.id)
     try:
         if booking.status == "cancelled":
             await rooms.booking_changed(booking.id, "cancelled")
         else:
-            await rooms.links_revoked(booking.id)
             await rooms.booking_changed(
                 booking.id, "moved", start=booking.start_at, end=booking.end_at
             )
