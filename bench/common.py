@@ -129,7 +129,8 @@ async def seed(url: str, now: datetime, candidates_per_language: int) -> Seeded:
                         id=uuid.uuid4(), organisation_id=org.id, candidate_id=cid,
                         evaluator_id=eid, start_at=start, end_at=start + timedelta(minutes=20),
                         block_end=start + timedelta(minutes=30), status="confirmed",
-                        sequence=0, room_nonce=new_nonce(), created_at=now, updated_at=now))
+                        sequence=0, candidate_room_nonce=new_nonce(),
+                        evaluator_room_nonce=new_nonce(), created_at=now, updated_at=now))
         for chunk in range(0, len(cand_rows), 2000):
             await session.execute(insert(Candidate), cand_rows[chunk:chunk + 2000])
             await session.execute(insert(Booking), booking_rows[chunk:chunk + 2000])

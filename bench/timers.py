@@ -85,7 +85,8 @@ def _booking(
         block_end=start + timedelta(minutes=30),
         status=status,
         sequence=0,
-        room_nonce=new_nonce(),
+        candidate_room_nonce=new_nonce(),
+        evaluator_room_nonce=new_nonce(),
         created_at=now,
         updated_at=now,
     )

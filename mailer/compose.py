@@ -30,6 +30,7 @@ from mailer.message import MailContent, clean_line, clean_text, validate_address
 
 __all__ = [
     "BookingMail",
+    "NewLinksMail",
     "Organisation",
     "Reader",
     "Translator",
@@ -38,6 +39,7 @@ __all__ = [
     "booking_reminder",
     "booking_updated",
     "format_when",
+    "links_reissued",
     "zone_label",
 ]
 
@@ -526,6 +528,64 @@ def booking_reminder(
         subject=subject,
         text=_tidy_text(_render(env, f"{template}.txt", context)),
         html=_render(env, f"{template}.html", context),
+        calendar=None,
+        method=None,
+        date=now.astimezone(UTC),
+        from_name=mail.organisation.name,
+        reply_to=mail.organisation.contact_email,
+    )
+
+
+@dataclass(frozen=True)
+class NewLinksMail:
+    """A candidate's links, re-issued by the organisation: the earlier ones no longer work.
+
+    `manage_url` is the new personal link; `room_url` the new room link of the booking they
+    hold, if any (None: nothing booked yet, or nothing ahead).
+    """
+
+    organisation: Organisation
+    reader: Reader
+    manage_url: str
+    room_url: str | None = None
+
+
+def links_reissued(
+    env: jinja2.Environment,
+    translations: Translator,
+    locale: str,
+    mail: NewLinksMail,
+    *,
+    now: datetime,
+) -> MailContent:
+    """The candidate's new links, without a calendar part: the time has not changed."""
+    _check_env(env)
+    for url in (mail.manage_url, mail.room_url):
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ValueError(f"links must be http(s) URLs: {url!r}")
+    validate_address(mail.reader.email)
+    validate_address(mail.organisation.contact_email)
+    subject = translations.gettext("Your new personal link for your oral interview")
+    context = {
+        **gettext_callables(translations),
+        "html_lang": locale.replace("_", "-"),
+        "text_direction": _babel_locale(locale).text_direction,
+        "subject": subject,
+        "kind": "links_reissued",
+        "reader_name": clean_line(mail.reader.name),
+        "manage_url": mail.manage_url,
+        "room_url": mail.room_url,
+        "org_name": clean_line(mail.organisation.name),
+        "org_email": mail.organisation.contact_email,
+        "org_phone": clean_line(mail.organisation.contact_phone or "") or None,
+    }
+    return MailContent(
+        kind="links_reissued",
+        to_name=mail.reader.name,
+        to_address=mail.reader.email,
+        subject=subject,
+        text=_tidy_text(_render(env, "mail/links_reissued.txt", context)),
+        html=_render(env, "mail/links_reissued.html", context),
         calendar=None,
         method=None,
         date=now.astimezone(UTC),

@@ -112,6 +112,7 @@ COUNTED_ERRORS = frozenset(
 # The no-show mark, as the candidate's refusal (`missed`) and the evaluator's `notice` say it.
 _NO_SHOW = "the candidate did not join in time and is marked absent"
 _ELSEWHERE = "this interview's room is served at another address: connect there"
+_REVOKED = "this link is no longer valid: a newer one was sent by e-mail"
 # A room's lease (`rooms.models.RoomHost`) lasts this long and is renewed three times as
 # often: a process that died leaves its rooms to others within LEASE_SECONDS.
 LEASE_SECONDS = 30.0
@@ -137,6 +138,7 @@ class CloseCode(IntEnum):
     CANCELLED = 4001
     MOVED = 4002
     ELSEWHERE = 4307
+    REVOKED = 4403
     NOT_FOUND = 4404
     TIME_LIMIT = 4408
     REPLACED = 4409
@@ -644,6 +646,48 @@ class RoomServer:
             connection.kick(close_code, change, change)
         return bool(told)
 
+    async def links_revoked(self, booking_id: uuid.UUID) -> bool:
+        """Some of a booking's links were replaced by new ones (another evaluator took the
+        booking, or the candidate's links were re-issued): whoever is connected with a link
+        that no longer opens the room, in the room or in a connection test, gets a `revoked`
+        error and is closed with 4403, and the room forgets them at once (their media
+        included), so they see and hear nothing more, whatever their page does.
+
+        The rooms cannot read bookings: each live connection's link is resolved again, and
+        those that no longer resolve (to the same role) are the revoked ones. Call it before
+        `booking_changed`, which would otherwise send them out as merely `moved`. True if
+        anyone was sent out.
+        """
+        assert self._tickets is not None
+        # Before any await: a link being resolved meanwhile is resolved again (see `_enter`).
+        self._changes += 1
+        room = self._rooms.get(booking_id)
+        live: list[Connection] = []
+        if room is not None:
+            async with room.lock:
+                live.extend(room.connections.values())
+        live.extend(c for (booking, _), c in self._echoes.items() if booking == booking_id)
+        revoked: list[Connection] = []
+        for connection in live:
+            ticket = await self._tickets.resolve(connection.token)
+            if ticket is None or ticket.role != connection.role:
+                revoked.append(connection)
+        for connection in revoked:
+            await connection.send({"type": "error", "code": "revoked", "message": _REVOKED})
+            connection.kick(CloseCode.REVOKED, "revoked", "revoked")
+            if room is None or room.connections.get(connection.role) is not connection:
+                continue  # a connection test, or already gone
+            async with room.lock:
+                if room.connections.get(connection.role) is connection:
+                    del room.connections[connection.role]
+                    room.changed()
+            async with room.media_locks[connection.role]:
+                if connection.role not in room.connections:
+                    await room.bridge.remove(connection.role)
+        if room is not None and revoked:
+            await self._broadcast(room)  # the other participant sees them gone
+        return bool(revoked)
+
     async def marked_no_show(self, booking_id: uuid.UUID) -> bool:
         """Tell an evaluator waiting in the room that the candidate was marked absent.
 
@@ -998,7 +1042,7 @@ class RoomServer:
                 ws, "busy", "too many tests at once; retry soon", CloseCode.TRY_AGAIN_LATER
             )
             return ws
-        connection = Connection(ws, ticket)
+        connection = Connection(ws, ticket, token=request.match_info["token"])
         previous = self._echoes.get(key)
         self._echoes[key] = connection
         if previous is not None:

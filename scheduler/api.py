@@ -29,7 +29,7 @@ from scheduler import history, keys, throttle
 from scheduler.availability import Availability, AvailabilityError
 from scheduler.bookings import active_booking, force_majeure
 from scheduler.calendars import load_calendars
-from scheduler.effects import committed
+from scheduler.effects import committed, links_committed
 from scheduler.errors import (
     Conflict,
     FieldError,
@@ -47,18 +47,24 @@ from scheduler.models import (
     Evaluator,
     Organisation,
 )
-from scheduler.orgs import authenticate
+from scheduler.orgs import add_key, authenticate, list_keys, revoke_key
 from scheduler.people import create_candidate as create_candidate_row
 from scheduler.people import create_evaluator as create_evaluator_row
 from scheduler.people import examined_languages
 from scheduler.problems import field_errors
+from scheduler.reissue import reissue_candidate_links
 from scheduler.schemas import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeyList,
+    ApiKeyOut,
     ApiWarning,
     AvailabilityDoc,
     BookingList,
     BookingOut,
     BookingSummary,
     CandidateIn,
+    CandidateLinks,
     CandidateList,
     CandidateOut,
     CandidatesQuery,
@@ -100,6 +106,7 @@ class Call:
     session: AsyncSession
     body: Any = None
     query: Any = None
+    key_id: uuid.UUID | None = None  # the API key making the request
 
     def path_id(self, name: str = "id") -> uuid.UUID:
         try:
@@ -204,7 +211,9 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                 if ep.body is not None
                 else None
             )
-            result = await ep.handler(Call(request, org, key.name, session, body, query))
+            result = await ep.handler(
+                Call(request, org, key.name, session, body, query, key_id=key.id)
+            )
         if result is None:
             return web.Response(status=204)
         if isinstance(result, web.StreamResponse):
@@ -244,6 +253,50 @@ async def patch_organisation(call: Call) -> OrganisationOut:
         setattr(call.org, name, value)
     await call.session.flush()
     return OrganisationOut.model_validate(call.org)
+
+
+# --- the organisation's API keys -----------------------------------------------------------
+
+
+@endpoint(
+    "POST",
+    "/organisation/keys",
+    "Create an API key (the key is in this response only; keep it safe)",
+    body=ApiKeyIn,
+    response=ApiKeyCreated,
+    status=201,
+    write=True,
+    errors=(401, 422),
+)
+async def create_key(call: Call) -> ApiKeyCreated:
+    now = call.request.app[keys.CLOCK].now()
+    row, key = await add_key(call.session, call.org.id, name=call.body.name, now=now)
+    return ApiKeyCreated(**ApiKeyOut.model_validate(row).model_dump(), key=key)
+
+
+@endpoint(
+    "GET",
+    "/organisation/keys",
+    "List the organisation's API keys (never the keys themselves)",
+    response=ApiKeyList,
+    errors=(401,),
+)
+async def get_keys(call: Call) -> ApiKeyList:
+    rows = await list_keys(call.session, call.org.id)
+    return ApiKeyList(keys=[ApiKeyOut.model_validate(k) for k in rows])
+
+
+@endpoint(
+    "DELETE",
+    "/organisation/keys/{id}",
+    "Revoke an API key at once (a key cannot revoke itself while it is the last active one)",
+    status=204,
+    write=True,
+    errors=(401, 404, 409),
+)
+async def delete_key(call: Call) -> None:
+    now = call.request.app[keys.CLOCK].now()
+    await revoke_key(call.session, call.org.id, call.path_id(), now=now, acting_key_id=call.key_id)
 
 
 # --- evaluators ----------------------------------------------------------------------------
@@ -442,6 +495,33 @@ async def get_candidate(call: Call) -> CandidateOut:
     if cand is None or cand.organisation_id != call.org.id:
         raise NotFound("no such candidate")
     return await candidate_out(call, cand)
+
+
+@endpoint(
+    "POST",
+    "/candidates/{id}/link",
+    "Re-issue a candidate's links: the old personal link and room link stop working, and "
+    "the candidate is mailed the new ones",
+    response=CandidateLinks,
+    errors=(401, 404),
+)
+async def reissue_candidate_link(call: Call) -> CandidateLinks:
+    # Runs its own write transaction (the mail goes in with the new nonces), then closes
+    # whatever the old room link holds open, once that has committed.
+    app = call.request.app
+    candidate, booking = await reissue_candidate_links(
+        app[keys.DB],
+        organisation_id=call.org.id,
+        candidate_id=call.path_id(),
+        now=app[keys.CLOCK].now(),
+        effects=app[keys.EFFECTS],
+    )
+    await links_committed(app, booking.id if booking is not None else None)
+    links = app[keys.LINKS]
+    return CandidateLinks(
+        link=links.candidate_url(candidate),
+        room=links.room_url(booking, "candidate") if booking is not None else None,
+    )
 
 
 # --- slots and bookings ------------------------------------------------------------------

@@ -299,9 +299,15 @@ async def _move(
     effects: Effects | None,
 ) -> None:
     """Put an active booking at a new time (and maybe evaluator): same row, UID and room;
-    SEQUENCE + 1; history and effects in the same transaction."""
+    SEQUENCE + 1; history and effects in the same transaction.
+
+    Another evaluator gets a new room link (a new nonce): the replaced evaluator's link
+    stops working at once; the candidate's link is kept.
+    """
     before = history.snapshot(booking)
     previous_start, previous_evaluator = booking.start_at, booking.evaluator_id
+    if evaluator_id != previous_evaluator:
+        booking.evaluator_room_nonce = new_nonce()
     _place(booking, start, evaluator_id, policy)
     booking.sequence += 1
     booking.updated_at = now
@@ -354,7 +360,6 @@ async def book(
                 candidate_id=candidate.id,
                 status="confirmed",
                 sequence=0,
-                room_nonce=new_nonce(),
                 created_at=now,
                 updated_at=now,
             )
@@ -405,7 +410,8 @@ async def reschedule(
     now: datetime,
     effects: Effects | None = None,
 ) -> tuple[Booking, Candidate]:
-    """Move the candidate's booking to `start`, keeping its room, links and UID.
+    """Move the candidate's booking to `start`, keeping its room, UID and the candidate's
+    links (the evaluator's link changes with the evaluator: see `_move`).
 
     One transaction: the new time is secured before the old one is released, so a failed
     reschedule leaves the old booking exactly as it was.
@@ -450,7 +456,8 @@ async def _cancel(
     booking.sequence += 1
     booking.updated_at = now
     booking.cancel_reason = reason
-    booking.room_nonce = new_nonce()  # revokes both room links
+    booking.candidate_room_nonce = new_nonce()  # revokes both room links
+    booking.evaluator_room_nonce = new_nonce()
     await session.flush()
     await history.record(
         session, booking, actor=actor, action=action, now=now, before=before, reason=reason

@@ -71,6 +71,16 @@ class Effects:
         )
         await self._timers(session, booking, now)
 
+    async def links_reissued(
+        self,
+        session: AsyncSession,
+        candidate: Candidate,
+        booking: Booking | None,
+        now: datetime,
+    ) -> None:
+        """The candidate's links were re-issued (scheduler.reissue): mail them the new ones."""
+        await self.notifier.links_reissued(session, candidate, booking, now)
+
     async def cancelled(
         self,
         session: AsyncSession,
@@ -103,10 +113,17 @@ async def tell_room(app: web.Application, booking: Booking) -> None:
     """Tell the booking's live room, if any, that it was cancelled or moved.
 
     Only after the commit: a participant sent away must find the new state when they come
-    back. Best effort: the change stands, and a room that was not told still refuses its
-    revoked links, and closes with its old window, at the latest.
+    back. A move may have revoked a link (another evaluator took the booking): its holder
+    is sent out as revoked first, so that they are not invited back at the new time. Best
+    effort: the change stands, and a room that was not told still refuses its revoked
+    links, and closes with its old window, at the latest.
     """
     rooms = app[keys.ROOMS]
+    if booking.status != "cancelled":
+        try:
+            await rooms.links_revoked(booking.id)
+        except Exception:  # the move itself must still reach the room
+            log.exception("could not close the revoked links of booking %s", booking.id)
     try:
         if booking.status == "cancelled":
             await rooms.booking_changed(booking.id, "cancelled")
@@ -116,3 +133,15 @@ async def tell_room(app: web.Application, booking: Booking) -> None:
             )
     except Exception:
         log.exception("could not tell the room of booking %s about its change", booking.id)
+
+
+async def links_committed(app: web.Application, booking_id: uuid.UUID | None) -> None:
+    """After the commit of new links: the mail leaves now, and whatever the revoked links
+    of the booking hold open (a room, a connection test) is closed."""
+    app[keys.MAIL].wake()
+    if booking_id is None:
+        return
+    try:
+        await app[keys.ROOMS].links_revoked(booking_id)
+    except Exception:
+        log.exception("could not tell the room of booking %s about its new links", booking_id)

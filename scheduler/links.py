@@ -8,6 +8,11 @@ from rooms.tokens import LinkKind, LinkSigner, parse_link
 from scheduler.models import Booking, Candidate
 
 
+def room_nonce(booking: Booking, role: str) -> str:
+    """The nonce behind `role`'s room link: each role's link is revoked on its own."""
+    return booking.evaluator_room_nonce if role == "evaluator" else booking.candidate_room_nonce
+
+
 class Links:
     def __init__(self, signer: LinkSigner, base_url: str) -> None:
         self.signer = signer
@@ -21,7 +26,7 @@ class Links:
 
     def room_token(self, booking: Booking, role: str) -> str:
         kind = LinkKind.ROOM_EVALUATOR if role == "evaluator" else LinkKind.ROOM_CANDIDATE
-        return self.signer.make(kind, booking.id, booking.room_nonce)
+        return self.signer.make(kind, booking.id, room_nonce(booking, role))
 
     def room_url(self, booking: Booking, role: str) -> str:
         return f"{self.base_url}/r/{self.room_token(booking, role)}"

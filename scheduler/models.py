@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, Uuid, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from rooms.tokens import new_nonce
 from scheduler.db import UTCDateTime
 
 ACTIVE_STATUSES = ("confirmed", "locked")
@@ -98,8 +99,11 @@ class Booking(Base):
     status: Mapped[str] = mapped_column(String(16))
     # iCalendar SEQUENCE: raised on every change of time or status.
     sequence: Mapped[int] = mapped_column(Integer, default=0)
-    # Rotating it revokes both room links.
-    room_nonce: Mapped[str] = mapped_column(String(64))
+    # One nonce per room link (rooms.tokens): rotating one revokes that role's link alone.
+    # The evaluator's is rotated whenever the booking goes to another evaluator, so the
+    # replaced evaluator's link dies; the candidate's when their links are re-issued.
+    candidate_room_nonce: Mapped[str] = mapped_column(String(64), default=new_nonce)
+    evaluator_room_nonce: Mapped[str] = mapped_column(String(64), default=new_nonce)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     cancel_reason: Mapped[str | None] = mapped_column(Text)

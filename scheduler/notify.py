@@ -188,6 +188,9 @@ class Notifier:
             self._for_evaluator(booking, candidate, previous, org),
             start=previous_start,
             end=previous_start + duration,
+            # Never the booking's evaluator link: that is now the new evaluator's. The
+            # replaced evaluator's own link was revoked; the calendar entry points home.
+            room_url=f"{self.links.base_url}/",
         )
         content = compose.booking_cancelled(
             self.env, t(previous.locale), previous.locale, old, now=now, reason=reason
@@ -212,3 +215,31 @@ class Notifier:
                 self.env, self.catalogs.get(locale), locale, mail, now=now, reason=reason
             )
             await self._send(session, booking, content, now)
+
+    async def links_reissued(
+        self,
+        session: AsyncSession,
+        candidate: Candidate,
+        booking: Booking | None,
+        now: datetime,
+    ) -> None:
+        """The candidate's new links (scheduler.reissue), in their language."""
+        org = await session.get(Organisation, candidate.organisation_id)
+        assert org is not None  # foreign key
+        mail = compose.NewLinksMail(
+            organisation=self._sender(org),
+            reader=compose.Reader(candidate.name, candidate.email, candidate.timezone),
+            manage_url=self.links.candidate_url(candidate),
+            room_url=self.links.room_url(booking, "candidate") if booking is not None else None,
+        )
+        content = compose.links_reissued(
+            self.env, self.catalogs.get(candidate.locale), candidate.locale, mail, now=now
+        )
+        await enqueue_content(
+            session,
+            content=content,
+            settings=self.smtp,
+            organisation_id=candidate.organisation_id,
+            booking_id=booking.id if booking is not None else None,
+            now=now,
+        )

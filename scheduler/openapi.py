@@ -52,7 +52,16 @@ _EXAMPLE_ID = "0f6c2d3e-4b5a-4e7f-8a9b-1c2d3e4f5a6b"
 # Request examples by operationId: "body" is the JSON body (or "bodies": several, named),
 # "query" the query string. Every operation has one, even if it is only its path.
 EXAMPLES: dict[str, dict[str, Any]] = {
-    "patch_organisation": {"body": {"recording": True}},
+    "patch_organisation": {
+        "bodies": {
+            "recording": {"summary": "Record the interviews", "value": {"recording": True}},
+            "contact": {
+                "summary": "Change the contact address",
+                "value": {"contact_email": "oral@cci.example"},
+            },
+        }
+    },
+    "create_key": {"body": {"name": "LMS 2027"}},
     "create_evaluator": {
         "body": {
             "name": "Claire Martin",

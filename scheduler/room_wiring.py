@@ -24,6 +24,7 @@ from scheduler import history, keys, throttle
 from scheduler.bookings import HELD_STATUSES
 from scheduler.db import Database
 from scheduler.history import Actor
+from scheduler.links import room_nonce
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
 from scheduler.problems import problem
 
@@ -66,7 +67,9 @@ async def _ticket(
     session: AsyncSession, signer: LinkSigner, link: ParsedLink, role: Role
 ) -> Ticket | None:
     booking = await session.get(Booking, link.ident)
-    authentic = signer.verify(link, booking.room_nonce if booking is not None else _NO_NONCE)
+    # The role's own nonce: a replaced evaluator's link (or a candidate's re-issued one) no
+    # longer verifies, while the other role's link goes on working.
+    authentic = signer.verify(link, room_nonce(booking, role) if booking is not None else _NO_NONCE)
     if booking is None or not authentic or booking.status not in _RESOLVING:
         return None
     candidate = await session.get(Candidate, booking.candidate_id)

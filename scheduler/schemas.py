@@ -373,6 +373,37 @@ class HistoryOut(BaseModel):
     events: list[EventOut]
 
 
+class ApiKeyIn(_In):
+    name: Name = Field(description='What the key is for, to tell keys apart (e.g. "LMS 2027").')
+
+
+class ApiKeyOut(_Out):
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(description="The key's first characters, to recognise it; never the key.")
+    created_at: datetime
+    revoked_at: datetime | None = Field(description="Set once revoked: the key answers 401.")
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(
+        description="The key itself, shown this once: Viva keeps only a hash of it. Send it "
+        "as `Authorization: Bearer <key>`."
+    )
+
+
+class ApiKeyList(BaseModel):
+    keys: list[ApiKeyOut]
+
+
+class CandidateLinks(BaseModel):
+    link: str = Field(description="The candidate's new personal link (the old one is revoked).")
+    room: str | None = Field(
+        description="The candidate's new room link for their active booking (the old one is "
+        "revoked); null without an active booking."
+    )
+
+
 class OrganisationOut(_Out):
     id: uuid.UUID
     name: str

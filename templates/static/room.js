@@ -626,7 +626,7 @@
       }
       if (outcome.unavailable) {
         setCheck("connection", "pending", t("conn_untested"));
-        const why = { busy: "conn_busy", not_found: "not_found" };
+        const why = { busy: "conn_busy", not_found: "not_found", revoked: "not_found" };
         result(t(why[outcome.refused] || "conn_unavailable"));
         return;
       }
@@ -1409,7 +1409,7 @@
       showCancelled();
     } else if (code === 4002 || refusal.code === "moved") {
       onMoved();
-    } else if (code === 4404 || refusal.code === "not_found") {
+    } else if (code === 4404 || code === 4403 || ["not_found", "revoked"].includes(refusal.code)) {
       over(t("not_found"), null, null, true);
     } else if (code === 4410 || refusal.code === "too_late") {
       over(t("room_closed"), null, null, true);

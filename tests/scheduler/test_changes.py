@@ -52,7 +52,8 @@ async def test_reschedule_keeps_uid_room_and_raises_sequence(make_org) -> None:
     moved = await resp.json()
     assert moved["id"] == booking["id"]
     assert moved["start"] == PARIS_DEC_3
-    assert moved["room"] == booking["room"]  # the room and its links survive a reschedule
+    # The room and its links survive a reschedule that keeps the evaluator.
+    assert moved["room"] == booking["room"]
     after = await org.ok("GET", f"/bookings/{booking['id']}")
     assert after["sequence"] == before["sequence"] + 1
     assert after["rooms"] == before["rooms"]
@@ -167,7 +168,12 @@ async def test_force_majeure_inside_the_lock_moves_and_keeps_the_reason(make_org
     )
     assert moved["start"] == "2026-12-03T09:00:00Z" and moved["evaluator_id"] == target["id"]
     assert moved["sequence"] == 1
-    assert moved["rooms"] == booking_evaluator["rooms"]
+    # Another evaluator: a new evaluator link (the replaced one is revoked, see
+    # tests/rooms/test_link_revocation.py); the candidate's is kept.
+    assert moved["rooms"]["candidate"] == booking_evaluator["rooms"]["candidate"]
+    assert moved["rooms"]["evaluator"] != booking_evaluator["rooms"]["evaluator"]
+    old_link = booking_evaluator["rooms"]["evaluator"].rsplit("/", 1)[1]
+    assert (await org.client.get(f"/r/{old_link}/info")).status == 404
 
     history = (await org.ok("GET", f"/bookings/{booking['id']}/history"))["events"]
     assert [e["action"] for e in history] == ["booked", "force_majeure_move"]

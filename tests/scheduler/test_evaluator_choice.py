@@ -93,7 +93,8 @@ async def _seed(db: Database, rng: random.Random) -> tuple[uuid.UUID, list[uuid.
                             block_end=start + timedelta(minutes=30),
                             status=rng.choice(["confirmed", "confirmed", "locked", "cancelled"]),
                             sequence=0,
-                            room_nonce=new_nonce(),
+                            candidate_room_nonce=new_nonce(),
+                            evaluator_room_nonce=new_nonce(),
                             created_at=T0,
                             updated_at=T0,
                         )

@@ -117,7 +117,8 @@ async def test_the_schema_itself_refuses_overlapping_bookings(make_org) -> None:
                     block_end=overlap_start + timedelta(minutes=30),
                     status="confirmed",
                     sequence=0,
-                    room_nonce="x",
+                    candidate_room_nonce="x",
+                    evaluator_room_nonce="x",
                     created_at=first.created_at,
                     updated_at=first.created_at,
                 )
