@@ -23,8 +23,10 @@ from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
 from mailer.compose import gettext_callables
+from scheduler import resources
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Through importlib.resources (scheduler.resources): a wheel installed anywhere finds them.
+TEMPLATES = resources.templates()
 LOCALES = ("fr", "en")
 DEFAULT_LOCALE = "fr"
 

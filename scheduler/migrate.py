@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
+from scheduler import resources
 from scheduler.db import Database
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = resources.migrations()
 
 
 def target_metadata() -> list[MetaData]:
