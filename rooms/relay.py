@@ -24,6 +24,7 @@ import contextlib
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from fractions import Fraction
 from typing import Literal, Protocol, get_args
 
@@ -45,6 +46,7 @@ from av.frame import Frame
 
 from rooms.forwarding import EncodedSource, EncodedTrack, watch_sender
 from rooms.settings import RelayMode, RoomsSettings
+from rooms.turn import ice_servers_until
 
 __all__ = [
     "KINDS",
@@ -66,16 +68,25 @@ KINDS: tuple[Kind, ...] = ("audio", "video")
 _FORWARDED_MIME_TYPES = {"audio": ("audio/opus",), "video": ("video/vp8", "video/rtx")}
 
 
-def rtc_configuration(settings: RoomsSettings) -> RTCConfiguration:
+def rtc_configuration(
+    settings: RoomsSettings, expires_at: datetime | None = None, ident: str = "server"
+) -> RTCConfiguration:
     """The configuration of every server-side peer connection.
 
     With no ICE server configured aiortc must get an explicit empty list: `None` would make
-    it use a public STUN server, a lookup that has no business leaving the machine.
+    it use a public STUN server, a lookup that has no business leaving the machine. With a
+    shared-secret TURN server (`[rooms] turn_urls`) and an expiry (the room's window end),
+    the server relays through it too, with credentials of its own (`rooms.turn`).
     """
+    servers = (
+        ice_servers_until(settings, expires_at, ident)
+        if expires_at is not None
+        else settings.ice_servers
+    )
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=server.urls, username=server.username, credential=server.credential)
-            for server in settings.ice_servers
+            for server in servers
         ]
     )
 
@@ -280,11 +291,19 @@ class MediaBridge:
         self._sink: MediaSink | None = None
 
     @classmethod
-    def from_settings(cls, settings: RoomsSettings, *, linked: bool = True) -> MediaBridge:
+    def from_settings(
+        cls,
+        settings: RoomsSettings,
+        *,
+        linked: bool = True,
+        turn_until: datetime | None = None,
+        ident: str = "server",
+    ) -> MediaBridge:
+        """`turn_until`: when the TURN credentials of the server's legs expire (room's end)."""
         return cls(
             settings.relay,
             max_video_bitrate=settings.max_video_bitrate or None,
-            configuration=rtc_configuration(settings),
+            configuration=rtc_configuration(settings, turn_until, ident),
             linked=linked,
         )
 

@@ -267,7 +267,13 @@ class Room(Generic[C]):
         self.start = ticket.start
         self.no_show_told = False
         self.window = Window.of(ticket, settings)
-        self.bridge = MediaBridge.from_settings(settings, linked=False)
+        # The server's own TURN credentials (if any) die with the room's window.
+        self.bridge = MediaBridge.from_settings(
+            settings,
+            linked=False,
+            turn_until=self.window.closes_at,
+            ident=f"{self.booking_id}-server",
+        )
         self.state = RoomState(ticket.booking_id)
         self.loaded = False
         self.closed = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 RelayMode = Literal["forward", "transcode"]
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
@@ -46,6 +46,20 @@ class RoomsSettings(BaseModel, frozen=True, extra="forbid"):
             "STUN/TURN servers for the server's peer connections. Empty: host candidates "
             "only, and no lookup ever leaves the machine."
         ),
+    )
+    turn_urls: list[str] = Field(
+        default_factory=list,
+        description=(
+            "TURN server URLs (turn:host:3478?transport=udp, turn:host:443?transport=tcp, "
+            "turns:host:443?transport=tcp) of a coturn in shared-secret mode: every "
+            "participant, and the server's own peer connections, get credentials made with "
+            "turn_secret that expire when the room closes."
+        ),
+    )
+    turn_secret: str = Field(
+        default="",
+        repr=False,
+        description="coturn's static-auth-secret; kept out of repr() and logs.",
     )
     max_video_bitrate: int = Field(
         default=0,
@@ -122,6 +136,30 @@ class RoomsSettings(BaseModel, frozen=True, extra="forbid"):
         if 0 < value < 50_000:
             raise ValueError("0 (no ceiling) or at least 50000 bits/s")
         return value
+
+    @field_validator("turn_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        # VIVA_ROOMS_TURN_URLS="turn:a:3478?transport=udp,turns:a:443?transport=tcp".
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _turn_scheme(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("turn:", "turns:")):
+                raise ValueError(f"{url!r}: TURN URLs start with turn: or turns:")
+        return value
+
+    @model_validator(mode="after")
+    def _turn_pair(self) -> RoomsSettings:
+        # One without the other would hand browsers TURN servers they cannot log in to, or
+        # keep a secret that is never used: both are configuration mistakes.
+        if bool(self.turn_urls) != bool(self.turn_secret):
+            raise ValueError("turn_urls and turn_secret go together: set both or neither")
+        return self
 
     @field_validator("ice_servers", mode="before")
     @classmethod

@@ -67,6 +67,7 @@ from rooms.room import (
     write_notes,
 )
 from rooms.settings import RoomsSettings
+from rooms.turn import ice_servers_until
 
 __all__ = [
     "COUNTED_ERRORS",
@@ -159,10 +160,11 @@ class _ResolveAgain(Exception):
     """A booking changed while a link was being resolved: its ticket may be stale."""
 
 
-def ice_servers(settings: RoomsSettings) -> list[dict[str, Any]]:
-    """The configured STUN/TURN servers in the browser's RTCIceServer shape."""
+def ice_servers(settings: RoomsSettings, expires_at: datetime, ident: str) -> list[dict[str, Any]]:
+    """The STUN/TURN servers in the browser's RTCIceServer shape; shared-secret TURN
+    credentials (`rooms.turn`) for `ident` expire at `expires_at` (the room's window end)."""
     servers: list[dict[str, Any]] = []
-    for server in settings.ice_servers:
+    for server in ice_servers_until(settings, expires_at, ident):
         entry: dict[str, Any] = {"urls": list(server.urls)}
         if server.username is not None:
             entry["username"] = server.username
@@ -766,7 +768,9 @@ class RoomServer:
                 "closes_at": iso(room.window.closes_at),
             },
             "now": iso(now),
-            "ice_servers": ice_servers(self.settings),
+            "ice_servers": ice_servers(
+                self.settings, room.window.closes_at, f"{ticket.booking_id}-{ticket.role}"
+            ),
             "interview": _interview(self.settings),
             "recording": room.recording,
             "room": room.fields(now),
@@ -1052,8 +1056,11 @@ class RoomServer:
         timer = loop.call_later(self.echo_seconds, self._echo_time_up, connection)
         peer: EchoPeer | None = None
         try:
+            # The test runs any day: its TURN credentials last as long as the test itself.
+            until = self.clock.now() + timedelta(seconds=self.echo_seconds + 60)
+            ident = f"{ticket.booking_id}-{ticket.role}-echo"
             peer = EchoPeer(
-                rtc_configuration(self.settings),
+                rtc_configuration(self.settings, until, ident),
                 max_video_bitrate=self.settings.max_video_bitrate or None,
             )
             await connection.send(
@@ -1062,7 +1069,7 @@ class RoomServer:
                     "protocol": PROTOCOL_VERSION,
                     "mode": "echo",
                     "role": ticket.role,
-                    "ice_servers": ice_servers(self.settings),
+                    "ice_servers": ice_servers(self.settings, until, ident),
                     "seconds": self.echo_seconds,
                 }
             )

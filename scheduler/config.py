@@ -21,6 +21,9 @@ from rooms.settings import RoomsSettings
 from scheduler.policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
+# The documented defaults of a checkout. An installed wheel has no such file: the settings
+# models below hold the same defaults (tests/scheduler/test_config.py checks they agree), and
+# a deployment names its own file with --config.
 DEFAULT_CONFIG = ROOT / "config.toml"
 
 
@@ -185,7 +188,7 @@ def load_settings(
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     for path in (defaults, overlay):
-        if path is None:
+        if path is None or (path == DEFAULT_CONFIG and not path.is_file()):
             continue
         try:
             with open(path, "rb") as fh:

@@ -24,8 +24,10 @@ from babel.support import NullTranslations, Translations
 
 from mailer.compose import Translator, gettext_callables
 from mailer.compose import zone_label as city_time
+from scheduler import resources
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Through importlib.resources (scheduler.resources): a wheel installed anywhere finds them.
+TEMPLATES = resources.templates()
 LOCALES = ("fr", "en")
 DEFAULT_LOCALE = "fr"
 

@@ -38,6 +38,10 @@ from scheduler.i18n import LOCALES, zone_label
 log = logging.getLogger("viva.rooms.page")
 
 ROOM_PAGE = "room.page"
+# `?ice=relay`: the browser may reach the server through TURN relays only, so a test can
+# prove media crosses the TURN server (tests/test_deployment.py). Dev mode only: elsewhere
+# the page refuses it (400).
+RELAY_SWITCH = ("ice", "relay")
 
 # The room page's own headers, on top of scheduler.security's (no-store, no-referrer,
 # nosniff): the CSP a call needs, and the devices it may use. `connect-src`
@@ -135,6 +139,13 @@ async def room_page(request: web.Request) -> web.Response:
         return pages.error_page(request, 404, "not_found")
 
     reader = pages.read_choices(request.query, ticket.locale, ticket.timezone)
+    relay_only = request.query.get(RELAY_SWITCH[0])
+    if relay_only is not None and (
+        relay_only != RELAY_SWITCH[1] or not app[keys.SETTINGS].server.dev_mode
+    ):
+        # A test switch in production: refused, so nobody can be tricked into a room that
+        # behaves differently from the one the organisation configured.
+        return pages.error_page(request, 400, "test_switch", reader)
     now = app[keys.CLOCK].now()
     settings = app[keys.SETTINGS].rooms
     info = room_info(ticket, settings, now, token)
@@ -152,6 +163,8 @@ async def room_page(request: web.Request) -> web.Response:
         "window": window,
         "interview": info["interview"],
         "recording": info["recording"],
+        # "relay": the browser uses TURN relays only (RTCConfiguration.iceTransportPolicy).
+        "ice_transport_policy": "relay" if relay_only else "all",
         "name": ticket.display_name,
         "other_name": ticket.other_name,
         "locale": reader.locale,

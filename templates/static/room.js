@@ -698,7 +698,7 @@
         }
         if (message.type === "hello") {
           outcome.unavailable = false;
-          pc = new RTCPeerConnection({ iceServers: message.ice_servers || [] });
+          pc = new RTCPeerConnection(rtcConfiguration(message.ice_servers));
           const back = new MediaStream();
           pc.ontrack = (e) => {
             back.addTrack(e.track);
@@ -1245,9 +1245,17 @@
     }
   }
 
+  // The servers from the hello; "relay" only when the page says so (a dev-mode test switch).
+  function rtcConfiguration(iceServers) {
+    return {
+      iceServers: iceServers || [],
+      iceTransportPolicy: data.ice_transport_policy === "relay" ? "relay" : "all",
+    };
+  }
+
   function newPeer(iceServers) {
     closePeer();
-    const pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    const pc = new RTCPeerConnection(rtcConfiguration(iceServers));
     call.pc = pc;
     const remote = new MediaStream();
     call.remote = remote;

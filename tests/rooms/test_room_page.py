@@ -482,3 +482,40 @@ def test_the_csp_names_the_public_websocket_origin() -> None:
     assert content_security_policy("http://127.0.0.1:8080", "http://127.0.0.1:8081").endswith(
         "connect-src 'self' ws://127.0.0.1:8080 ws://127.0.0.1:*"
     )
+
+
+# --- the relay-only test switch ---------------------------------------------------------------
+
+
+async def test_relay_only_is_a_switch_of_dev_mode_alone(
+    client: TestClient,
+    booked: Booked,
+    aiohttp_client: Any,
+    db_url: str,
+    tmp_path: Any,
+    clock: FrozenClock,
+) -> None:
+    """`?ice=relay` makes the browser use TURN relays only (tests/test_deployment.py proves
+    media crosses coturn with it); in production it is refused and nothing is rendered."""
+    status, page, _ = await get_page(client, booked.candidate_token)
+    assert status == 200
+    assert page.json_blocks["room-data"]["ice_transport_policy"] == "all"
+    status, page, _ = await get_page(client, booked.candidate_token, ice="relay")
+    assert status == 400
+    assert "switch meant for testing, which this server does not accept" in page.text
+    assert "room-data" not in page.json_blocks
+
+    from scheduler.app import create_app
+    from scheduler.config import load_settings
+    from tests.conftest import app_environ
+
+    dev_settings = load_settings(
+        environ=app_environ(db_url, tmp_path / "dev", VIVA_SERVER_DEV_MODE="true")
+    )
+    dev = await aiohttp_client(create_app(dev_settings, clock=clock))
+    status, page, _ = await get_page(dev, booked.candidate_token, ice="relay")
+    assert status == 200
+    assert page.json_blocks["room-data"]["ice_transport_policy"] == "relay"
+    # Only the one value means anything, even in dev mode.
+    status, page, _ = await get_page(dev, booked.candidate_token, ice="host")
+    assert status == 400

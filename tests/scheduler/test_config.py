@@ -96,8 +96,11 @@ def test_no_secret_reaches_the_repr_of_the_settings() -> None:
     secrets = {
         "VIVA_SERVER_SECRET_KEY": "server-secret-5f1c0b7e9a",
         "VIVA_SMTP_PASSWORD": "smtp-password-3d8e2a",
+        "VIVA_ROOMS_TURN_SECRET": "turn-secret-9c4b1f",
     }
-    settings = load_settings(environ=secrets)
+    settings = load_settings(
+        environ={**secrets, "VIVA_ROOMS_TURN_URLS": "turn:turn.example:3478?transport=udp"}
+    )
     assert settings.server.secret_key == secrets["VIVA_SERVER_SECRET_KEY"]
     shown = repr(settings) + str(settings)
     for value in secrets.values():
