@@ -8,7 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from rooms.tokens import LinkSigner
-from scheduler import api, keys, openapi, pages, room_pages, room_wiring, timers
+from scheduler import api, health, keys, metrics, openapi, pages, room_pages, room_wiring, timers
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.db import Database
@@ -23,8 +23,13 @@ from scheduler.timers import replanner, timers_ctx
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     # JSON paths get problem+json, people's pages get a readable page in their language.
-    app = web.Application(middlewares=[api_errors, pages.error_pages], client_max_size=256 * 1024)
+    # Booking confirmations are measured outermost, on the answer people get.
+    app = web.Application(
+        middlewares=[metrics.booking_edge, api_errors, pages.error_pages],
+        client_max_size=256 * 1024,
+    )
     app[keys.SETTINGS] = settings
+    app[keys.METRICS] = metrics.Metrics()
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.POLICY] = settings.policy.to_policy()
     app[keys.LINKS] = Links(LinkSigner(secret_key(settings)), settings.server.base_url)
@@ -46,7 +51,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(timers_ctx)
     if settings.server.dev_mode:
         setup_dev_mailbox(app)
-    app.router.add_get("/healthz", healthz)
+    health.setup(app)
+    metrics.setup(app)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/api/v1/docs", api_docs)
     app.router.add_static("/static", TEMPLATES / "static", append_version=True, name="static")
@@ -63,14 +69,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.DB] = db
     yield
     await db.dispose()
-
-
-async def healthz(request: web.Request) -> web.Response:
-    try:
-        await request.app[keys.DB].ping()
-    except Exception as exc:  # any failure means "not healthy", and says why
-        return web.json_response({"status": "error", "database": str(exc)}, status=503)
-    return web.json_response({"status": "ok"})
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ keys are errors, so a typo in a deployment's file cannot silently fall back to a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -88,6 +89,27 @@ class ReminderSettings(_Section):
         return self
 
 
+class MetricsSettings(_Section):
+    """Who may read GET /metrics (scheduler.metrics); nobody until configured."""
+
+    allow_from: list[str] = []
+    bearer_token: str = ""
+
+    @field_validator("allow_from", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):  # VIVA_METRICS_ALLOW_FROM="127.0.0.1,10.0.0.0/8"
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -95,6 +117,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     reminders: ReminderSettings = ReminderSettings()
     rooms: RoomsSettings = RoomsSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def data_path(self) -> Path:

@@ -22,3 +22,6 @@ EFFECTS = web.AppKey("effects", "Effects")
 TIMERS = web.AppKey("timers", "TimerService")
 ROOMS = web.AppKey("rooms", "RoomServer")
 ROOM_TICKETS = web.AppKey("room_tickets", "BookingTickets")
+# The app's Prometheus figures (scheduler.metrics.Metrics); other modules count through it,
+# e.g. `app[keys.METRICS].booking_retries.labels(reason="deadlock").inc()`.
+METRICS = web.AppKey("metrics", "Metrics")
