@@ -299,6 +299,8 @@ class RoomServer:
         self._on_ended: OnEnded | None = None
         self._rooms: dict[uuid.UUID, Room[Connection]] = {}
         self._echoes: dict[tuple[uuid.UUID, Role], Connection] = {}
+        # Candidates between check-in and their seat (or refusal): booking -> arrival times.
+        self._arrivals: dict[uuid.UUID, list[datetime]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         # Counts the bookings the scheduler said changed: a link resolved while it moved on
@@ -389,10 +391,13 @@ class RoomServer:
             if ticket is None:
                 return ws
             connection = Connection(ws, ticket, token=request.match_info["token"])
+            arrival = self._arriving(ticket)
             try:
                 room = await self._enter(connection, seen)
             except _ResolveAgain:
                 continue
+            finally:
+                arrival()
             break
         if room is None:
             return ws
@@ -530,6 +535,34 @@ class RoomServer:
         if self._closing:
             connection.kick(CloseCode.GOING_AWAY, "shutdown", "server restarting")
         return room
+
+    def _arriving(self, ticket: Ticket) -> Callable[[], None]:
+        """Note a candidate's arrival until `_enter` is over (their attendance row is then
+        committed, or they were refused); returns what ends the note."""
+        if ticket.role != "candidate":
+            return lambda: None
+        at = self.clock.now()
+        arrivals = self._arrivals.setdefault(ticket.booking_id, [])
+        arrivals.append(at)
+
+        def done() -> None:
+            arrivals.remove(at)
+            if not arrivals and self._arrivals.get(ticket.booking_id) is arrivals:
+                del self._arrivals[ticket.booking_id]
+
+        return done
+
+    def candidate_arrived(self, booking_id: uuid.UUID, instant: datetime) -> bool:
+        """Whether this booking's candidate is in its room here, or arrived by `instant` and
+        is being seated (their attendance row may not be committed yet).
+
+        The scheduler's no-show mark asks this before it reads the attendance rows. It is
+        synchronous: on this event loop no arrival can be half-registered while it runs.
+        """
+        if any(at <= instant for at in self._arrivals.get(booking_id, ())):
+            return True
+        room = self._rooms.get(booking_id)
+        return room is not None and "candidate" in room.connections
 
     def _forget_if_empty(self, room: Room[Connection]) -> bool:
         """Under `room.lock`: with nobody left, mark it closed and drop it from the registry."""
