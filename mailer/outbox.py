@@ -56,6 +56,7 @@ __all__ = [
     "enqueue_content",
     "get_message",
     "list_messages",
+    "requeue",
 ]
 
 logger = logging.getLogger("viva.mailer")
@@ -203,6 +204,29 @@ async def get_message(session: AsyncSession, id: uuid.UUID) -> StoredMessage | N
     """One message by its row id, or None."""
     row = (await session.execute(_stored_select().where(t.c.id == id))).mappings().first()
     return StoredMessage(**row) if row is not None else None
+
+
+async def requeue(
+    session: AsyncSession, id: uuid.UUID, *, booking_id: uuid.UUID, now: datetime
+) -> tuple[StoredMessage | None, bool]:
+    """Queue a message of this booking again, at once, with a fresh attempt budget (the
+    organisation's resend, after an outage outlasted the retries); in the caller's
+    transaction. Returns the message (None if the booking has no such message) and whether
+    it was queued: one already pending or sending is left as it is.
+    """
+    _require_aware(now, "now")
+    result = await session.execute(
+        update(t)
+        .where(
+            t.c.id == id,
+            t.c.booking_id == booking_id,
+            t.c.status.in_(("failed", "sent")),
+        )
+        .values(status="pending", attempts=0, next_attempt_at=now, sent_at=None, claimed_by=None)
+    )
+    queued = bool(result.rowcount)  # type: ignore[attr-defined]
+    found = await get_message(session, id)
+    return (found if found is not None and found.booking_id == booking_id else None), queued
 
 
 # --- delivering ------------------------------------------------------------------------------
