@@ -109,6 +109,12 @@ outbox_messages = Table(
         ),
     ),
     Column("last_error", Text(), nullable=True),
+    Column(
+        "claimed_by",
+        String(300),
+        nullable=True,
+        comment="sending: the worker holding the lease, so a restarted one takes its rows back.",
+    ),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
     CheckConstraint(

@@ -13,6 +13,16 @@ backoff; permanent ones (5xx for that message) become 'failed' with the server's
 Delivery is at least once, as with any SMTP client: a crash after the server accepted a
 message but before 'sent' is committed makes it go again once the lease expires. The window
 is one round trip; the Message-ID is the same on the retry, so clients can de-duplicate.
+
+Leases: a claim leases its rows to one worker (`claimed_by`: the worker's owner name and a
+token unique to the claim, which fences every later write) for `lease_seconds`, kept short.
+While a batch is being sent a heartbeat extends the lease every third of it; a send whose
+lease cannot be extended (another worker took the row over, or the database has not answered
+for most of a lease) is stopped at once, so no message is ever on the wire without a live
+lease. A worker restarting under the same owner name (host and port) takes back its previous
+incarnation's rows at once (`reclaim_own`) instead of waiting for their leases to end. Lease
+instants come from `lease_now` (the database's clock on PostgreSQL, so hosts whose clocks
+disagree still agree on who holds a lease); retry times come from the injected clock.
 """
 
 from __future__ import annotations
@@ -20,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -38,23 +49,27 @@ from mailer.settings import SmtpSettings
 
 __all__ = [
     "Clock",
+    "LeaseNow",
     "Outbox",
     "StoredMessage",
     "enqueue",
     "enqueue_content",
     "get_message",
     "list_messages",
+    "requeue",
 ]
 
 logger = logging.getLogger("viva.mailer")
-
-_CLAIMABLE = ("pending", "sending")
 
 
 class Clock(Protocol):
     """Where the worker reads the time; tests pass a clock they move by hand."""
 
     def now(self) -> datetime: ...
+
+
+# The instant lease expiry is compared with, read in the given session's transaction.
+LeaseNow = Callable[[AsyncSession], Awaitable[datetime]]
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -191,6 +206,29 @@ async def get_message(session: AsyncSession, id: uuid.UUID) -> StoredMessage | N
     return StoredMessage(**row) if row is not None else None
 
 
+async def requeue(
+    session: AsyncSession, id: uuid.UUID, *, booking_id: uuid.UUID, now: datetime
+) -> tuple[StoredMessage | None, bool]:
+    """Queue a message of this booking again, at once, with a fresh attempt budget (the
+    organisation's resend, after an outage outlasted the retries); in the caller's
+    transaction. Returns the message (None if the booking has no such message) and whether
+    it was queued: one already pending or sending is left as it is.
+    """
+    _require_aware(now, "now")
+    result = await session.execute(
+        update(t)
+        .where(
+            t.c.id == id,
+            t.c.booking_id == booking_id,
+            t.c.status.in_(("failed", "sent")),
+        )
+        .values(status="pending", attempts=0, next_attempt_at=now, sent_at=None, claimed_by=None)
+    )
+    queued = bool(result.rowcount)  # type: ignore[attr-defined]
+    found = await get_message(session, id)
+    return (found if found is not None and found.booking_id == booking_id else None), queued
+
+
 # --- delivering ------------------------------------------------------------------------------
 
 
@@ -202,6 +240,31 @@ class _Claimed:
     raw: bytes
     attempts: int
     created_at: datetime
+    token: str = ""  # claimed_by of this claim: fences every later write
+
+
+class _LeaseLost(Exception):
+    """The batch's lease could not be kept; what is left of it is not ours to send."""
+
+
+class _Heartbeat:
+    """Keeps a batch's lease alive while it is sent, and stops the send it can no longer
+    cover (`lose`)."""
+
+    def __init__(self, rows: Sequence[_Claimed]) -> None:
+        self.rows = rows
+        self.index = 0  # rows before it are done with
+        self.ours: set[uuid.UUID] = {row.id for row in rows}
+        self.renewed_at = asyncio.get_running_loop().time()
+        self.sending: asyncio.Future[bool] | None = None
+        self.current: uuid.UUID | None = None
+        self.lost: str | None = None
+
+    def lose(self, why: str) -> None:
+        if self.lost is None:
+            self.lost = why
+        if self.sending is not None and not self.sending.done():
+            self.sending.cancel()
 
 
 class _ConnectionLost(Exception):
@@ -239,10 +302,26 @@ class Outbox:
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: SmtpSettings,
         clock: Clock,
+        *,
+        owner: str | None = None,
+        lease_now: LeaseNow | None = None,
+        on_failed: Callable[[], None] | None = None,
+        on_lease_lost: Callable[[], None] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._clock = clock
+        # Who this worker is across restarts (the app: host and port); its claims carry it.
+        self.owner = (owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}")[:250]
+        self._lease_now = lease_now
+        self._on_failed = on_failed
+        self._on_lease_lost = on_lease_lost
+
+    async def _lease_time(self, session: AsyncSession) -> datetime:
+        return await self._lease_now(session) if self._lease_now is not None else self._now()
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self._settings.lease_seconds)
 
     def _now(self) -> datetime:
         now = self._clock.now()
@@ -260,26 +339,38 @@ class Outbox:
         row and skips it, and SKIP LOCKED lets it take other rows instead of waiting.
         """
         now = self._now()
-        due = and_(t.c.status.in_(_CLAIMABLE), t.c.next_attempt_at <= now)
-        candidates = (
-            select(t.c.id)
-            .where(due)
-            .order_by(t.c.next_attempt_at, t.c.created_at)
-            .limit(self._settings.batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        statement = (
-            update(t)
-            .where(t.c.id.in_(candidates), due)
-            .values(
-                status="sending",
-                attempts=t.c.attempts + 1,
-                next_attempt_at=now + timedelta(seconds=self._settings.lease_seconds),
-            )
-            .returning(t.c.id, t.c.recipient, t.c.message_id, t.c.raw, t.c.attempts, t.c.created_at)
-        )
+        token = f"{self.owner} {uuid.uuid4().hex}"
         async with self._sessionmaker() as session, session.begin():
-            rows = (await session.execute(statement)).all()
+            lease_now = await self._lease_time(session)
+            due = or_(
+                and_(t.c.status == "pending", t.c.next_attempt_at <= now),
+                and_(t.c.status == "sending", t.c.next_attempt_at <= lease_now),
+            )
+            candidates = (
+                select(t.c.id)
+                .where(due)
+                .order_by(t.c.next_attempt_at, t.c.created_at)
+                .limit(self._settings.batch_size)
+                .with_for_update(skip_locked=True)
+                # Materialised, so it runs once: as a plain `IN (subquery)` PostgreSQL may
+                # rescan it per row, and the LIMIT then no longer bounds the claim.
+                .cte("chosen")
+                .prefix_with("MATERIALIZED", dialect="postgresql")
+            )
+            statement = (
+                update(t)
+                .where(t.c.id.in_(select(candidates.c.id)), due)
+                .values(
+                    status="sending",
+                    attempts=t.c.attempts + 1,
+                    next_attempt_at=lease_now + self._lease(),
+                    claimed_by=token,
+                )
+                .returning(
+                    t.c.id, t.c.recipient, t.c.message_id, t.c.raw, t.c.attempts, t.c.created_at
+                )
+            )
+            rows = [(*row, token) for row in (await session.execute(statement)).all()]
         claimed = [_Claimed(*row) for row in rows]
         claimed.sort(key=lambda row: (row.created_at, row.id))
         return claimed
@@ -287,29 +378,50 @@ class Outbox:
     async def _renew(self, rows: Sequence[_Claimed]) -> set[uuid.UUID]:
         """Extend the lease of these rows in one statement; return the ids still ours.
 
-        `attempts` is the fencing token: a worker that claimed a row after our lease
-        expired has incremented it, and then we must not send (nor record) anything.
+        The claim's token (`claimed_by`) fences: a worker that claimed a row after our lease
+        expired has replaced it, and then we must not send (nor record) anything.
         """
         if not rows:
             return set()
-        now = self._now()
-        ours = or_(*(and_(t.c.id == row.id, t.c.attempts == row.attempts) for row in rows))
+        ours = or_(*(and_(t.c.id == row.id, t.c.claimed_by == row.token) for row in rows))
         async with self._sessionmaker() as session, session.begin():
+            lease_now = await self._lease_time(session)
             result = await session.execute(
                 update(t)
                 .where(t.c.status == "sending", ours)
-                .values(next_attempt_at=now + timedelta(seconds=self._settings.lease_seconds))
+                .values(next_attempt_at=lease_now + self._lease())
                 .returning(t.c.id)
             )
             return set(result.scalars())
+
+    async def reclaim_own(self) -> int:
+        """At start-up: this owner's rows still 'sending' were left by its previous run
+        (which crashed); make them due now instead of waiting for their leases to end.
+        Their attempt was counted; the one message that may have been accepted just before
+        the crash goes again (at least once)."""
+        async with self._sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(t)
+                .where(
+                    t.c.status == "sending",
+                    t.c.claimed_by.startswith(f"{self.owner} ", autoescape=True),
+                )
+                .values(status="pending", next_attempt_at=self._now(), claimed_by=None)
+            )
+        count: int = result.rowcount  # type: ignore[attr-defined]
+        if count:
+            logger.warning(
+                "mail: took back %d messages this worker was sending when it stopped", count
+            )
+        return count
 
     async def _finish(self, row: _Claimed, **values: object) -> bool:
         """Record an outcome, unless another worker has taken the row over meanwhile."""
         async with self._sessionmaker() as session, session.begin():
             result = await session.execute(
                 update(t)
-                .where(t.c.id == row.id, t.c.status == "sending", t.c.attempts == row.attempts)
-                .values(**values)
+                .where(t.c.id == row.id, t.c.status == "sending", t.c.claimed_by == row.token)
+                .values(claimed_by=None, **values)
             )
         return result.rowcount == 1  # type: ignore[attr-defined]
 
@@ -325,7 +437,10 @@ class Outbox:
         return recorded
 
     async def _mark_failed(self, row: _Claimed, error: str) -> None:
-        await self._finish(row, status="failed", last_error=error)
+        if not await self._finish(row, status="failed", last_error=error):
+            return  # another worker has it: its outcome is the one that counts
+        if self._on_failed is not None:
+            self._on_failed()
         logger.error(
             "mail failed for good: message_id=%s recipient=%s attempts=%d error=%s",
             row.message_id,
@@ -400,36 +515,53 @@ class Outbox:
             for row in rows:
                 await self._retry_later(row, error)
             return 0
-        # The lease is renewed for the whole rest of the batch whenever less than two send
-        # timeouts of it remain, instead of once per message: while it runs nobody else can
-        # claim these rows, so each send still happens under a lease of ours.
-        margin = timedelta(seconds=2 * self._settings.timeout)
-        lease_end: datetime | None = None
-        ours: set[uuid.UUID] = set()
+        # The claim may be old (a slow connect): check the rows are still ours first. Then a
+        # heartbeat keeps the lease alive for as long as the batch takes.
+        beat = _Heartbeat(rows)
+        beat.ours = await self._renew(rows)
+        keeper = asyncio.ensure_future(self._keep_lease(beat))
         # Each accepted message's "sent" is recorded while the next one is on the wire: at
         # most one record is in flight, so a crash can resend at most the last two accepted
         # messages (never more), and the SMTP and database round trips overlap.
         recording: asyncio.Task[bool] | None = None
         try:
             for index, row in enumerate(rows):
-                if lease_end is None or self._now() + margin >= lease_end:
-                    ours = await self._renew(rows[index:])
-                    lease_end = self._now() + timedelta(seconds=self._settings.lease_seconds)
-                if row.id not in ours:
+                beat.index = index
+                if beat.lost is not None:
+                    raise _LeaseLost(beat.lost)
+                if row.id not in beat.ours:
                     continue
+                beat.current = row.id
+                beat.sending = asyncio.ensure_future(self._send_one(smtp, row))
                 try:
-                    accepted = await self._send_one(smtp, row)
+                    accepted = await beat.sending
                 except _ConnectionLost as exc:
                     for rest in rows[index + 1 :]:
                         await self._retry_later(rest, f"connection lost during batch: {exc}")
                     break
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if beat.lost is None or (current is not None and current.cancelling()):
+                        raise  # we are being cancelled ourselves
+                    raise _LeaseLost(beat.lost) from None
+                finally:
+                    beat.current = beat.sending = None
                 if recording is not None:
                     await recording
                     recording = None
                 if accepted:
                     sent += 1
                     recording = asyncio.ensure_future(self._mark_sent(row, "sent"))
+        except _LeaseLost as lost:
+            # The message on the wire was cut off (the server may or may not have it); the
+            # lease's new holder, or the next claim once it ends, sends what is left.
+            if self._on_lease_lost is not None:
+                self._on_lease_lost()
+            logger.error("mail: stopped sending a batch whose lease was lost: %s", lost)
+            smtp.close()
         finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             if recording is not None:
                 await recording
             if smtp.is_connected:
@@ -438,6 +570,28 @@ class Outbox:
                     await smtp.quit()
             smtp.close()
         return sent
+
+    async def _keep_lease(self, beat: _Heartbeat) -> None:
+        """Extend the batch's lease every third of it until cancelled. A row found taken
+        over stops its send; a database that does not answer for so long that the lease may
+        end before the next try stops the batch (the lease can no longer be vouched for)."""
+        loop = asyncio.get_running_loop()
+        lease = self._settings.lease_seconds
+        interval = lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                beat.ours = await self._renew(beat.rows[beat.index :])
+                beat.renewed_at = loop.time()
+            except Exception as exc:
+                logger.warning("mail: could not extend the lease: %s", _describe(exc))
+                if loop.time() - beat.renewed_at + interval >= lease:
+                    beat.lose(f"the lease could not be extended: {_describe(exc)}")
+                    return
+                continue
+            if beat.current is not None and beat.current not in beat.ours:
+                beat.lose("another worker took the message over")
+                return
 
     async def deliver_due(self) -> int:
         """One delivery pass over the due messages; returns how many were delivered.

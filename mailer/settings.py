@@ -82,12 +82,13 @@ class SmtpSettings(BaseModel, frozen=True, extra="forbid"):
         description="Messages claimed and sent over one SMTP connection per delivery pass.",
     )
     lease_seconds: float = Field(
-        default=300.0,
+        default=60.0,
         gt=0,
         description=(
             "How long a claimed message may stay 'sending' before another worker may take "
-            "it over (the first one presumably crashed). Must exceed the time one message "
-            "takes to send, hence several times `timeout`."
+            "it over (the first one presumably crashed). The worker extends it every third "
+            "of it while it sends, and stops a send whose lease it cannot extend, so it only "
+            "bounds how long a crashed worker's messages wait."
         ),
     )
     poll_interval_seconds: float = Field(

@@ -288,9 +288,19 @@ class RoomServer:
         *,
         recordings: Path | None = None,
         host_url: str | None = None,
+        lease_now: Callable[[AsyncSession], Awaitable[datetime]] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        # Where lease expiry is read (the database's clock on PostgreSQL); None: `clock`.
+        self._lease_now = lease_now
+        self.lease_seconds = LEASE_SECONDS
+        # Loop time at which each held room's lease was last known to be ours (measured
+        # before the claim or renewal that confirmed it, so never later than the truth).
+        self._lease_confirmed: dict[uuid.UUID, float] = {}
+        # Told each error sent to a client, by code, and each room given up with its lease.
+        self.on_ws_error: Callable[[str], None] | None = None
+        self.on_lease_lost: Callable[[], None] | None = None
         # This process's own base URL when several serve rooms (`[rooms] public_url`): each
         # live room is then leased to one process. None: this process serves every room.
         self.host_url = host_url.rstrip("/") if host_url else None
@@ -304,6 +314,8 @@ class RoomServer:
         self._on_ended: OnEnded | None = None
         self._rooms: dict[uuid.UUID, Room[Connection]] = {}
         self._echoes: dict[tuple[uuid.UUID, Role], Connection] = {}
+        # Candidates between check-in and their seat (or refusal): booking -> arrival times.
+        self._arrivals: dict[uuid.UUID, list[datetime]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         # Counts the bookings the scheduler said changed: a link resolved while it moved on
@@ -395,10 +407,13 @@ class RoomServer:
             if ticket is None:
                 return ws
             connection = Connection(ws, ticket, token=request.match_info["token"])
+            arrival = self._arriving(ticket)
             try:
                 room = await self._enter(connection, seen)
             except _ResolveAgain:
                 continue
+            finally:
+                arrival()
             break
         if room is None:
             return ws
@@ -406,6 +421,7 @@ class RoomServer:
             await self._converse(room, connection)
         except Exception:
             log.exception("room %s: %s's connection failed", room.booking_id, connection.role)
+            self._count_error("connection_failed")
             await connection.close(CloseCode.INTERNAL_ERROR, "disconnected", "server error")
         finally:
             # Shielded: a handler cancelled at shutdown must still record the departure.
@@ -426,6 +442,7 @@ class RoomServer:
             ticket = await self._tickets.resolve(token)
         except Exception:
             log.exception("could not resolve a room link")
+            self._count_error("internal")
             await _refuse(ws, "internal", "try again in a moment", CloseCode.INTERNAL_ERROR)
             return None
         if ticket is None:
@@ -512,6 +529,7 @@ class RoomServer:
                             )
                 except Exception:
                     log.exception("room %s: could not record an arrival", ticket.booking_id)
+                    self._count_error("internal")
                     refusal = ("internal", "try again in a moment", CloseCode.INTERNAL_ERROR)
                 if refusal is None:
                     first = not room.connections
@@ -536,6 +554,34 @@ class RoomServer:
         if self._closing:
             connection.kick(CloseCode.GOING_AWAY, "shutdown", "server restarting")
         return room
+
+    def _arriving(self, ticket: Ticket) -> Callable[[], None]:
+        """Note a candidate's arrival until `_enter` is over (their attendance row is then
+        committed, or they were refused); returns what ends the note."""
+        if ticket.role != "candidate":
+            return lambda: None
+        at = self.clock.now()
+        arrivals = self._arrivals.setdefault(ticket.booking_id, [])
+        arrivals.append(at)
+
+        def done() -> None:
+            arrivals.remove(at)
+            if not arrivals and self._arrivals.get(ticket.booking_id) is arrivals:
+                del self._arrivals[ticket.booking_id]
+
+        return done
+
+    def candidate_arrived(self, booking_id: uuid.UUID, instant: datetime) -> bool:
+        """Whether this booking's candidate is in its room here, or arrived by `instant` and
+        is being seated (their attendance row may not be committed yet).
+
+        The scheduler's no-show mark asks this before it reads the attendance rows. It is
+        synchronous: on this event loop no arrival can be half-registered while it runs.
+        """
+        if any(at <= instant for at in self._arrivals.get(booking_id, ())):
+            return True
+        room = self._rooms.get(booking_id)
+        return room is not None and "candidate" in room.connections
 
     def _forget_if_empty(self, room: Room[Connection]) -> bool:
         """Under `room.lock`: with nobody left, mark it closed and drop it from the registry."""
@@ -842,6 +888,7 @@ class RoomServer:
         error: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if about is not None:
             error["about"] = about
+        self._count_error(code)
         await connection.send(error)
         if code in COUNTED_ERRORS:
             connection.errors += 1
@@ -876,11 +923,12 @@ class RoomServer:
         if self.host_url is None or room.leased:
             return None
         assert self._sessions is not None
-        now = self.clock.now()
-        until = now + timedelta(seconds=LEASE_SECONDS)
+        started = asyncio.get_running_loop().time()
         for attempt in range(2):
             try:
                 async with self._sessions.write() as session:
+                    now = await self._lease_time(session)
+                    until = now + timedelta(seconds=self.lease_seconds)
                     elsewhere = await claim_host(
                         session,
                         room.booking_id,
@@ -894,14 +942,24 @@ class RoomServer:
                     raise
                 continue  # another process inserted the first lease at the same moment
             room.leased = elsewhere is None
+            if room.leased:
+                self._lease_confirmed[room.booking_id] = started
             return elsewhere
         return None  # not reached
+
+    def _count_error(self, code: str) -> None:
+        if self.on_ws_error is not None:
+            self.on_ws_error(code)
+
+    async def _lease_time(self, session: AsyncSession) -> datetime:
+        return await self._lease_now(session) if self._lease_now is not None else self.clock.now()
 
     async def _release(self, room: Room[Connection]) -> None:
         """The room has closed: its lease goes, so the next arrival may be served anywhere."""
         if not room.leased or self._sessions is None:
             return
         room.leased = False
+        self._lease_confirmed.pop(room.booking_id, None)
         try:
             async with self._sessions.write() as session:
                 await release_host(session, room.booking_id, room.lease_id)
@@ -909,42 +967,94 @@ class RoomServer:
             log.exception("room %s: could not release its lease", room.booking_id)
 
     async def _keep_leases(self) -> None:
+        """Renew every third of a lease. A renewal that fails, or does not finish while the
+        leases can still be vouched for, makes this process give up the rooms whose lease
+        may end before the next try: their people reconnect to whoever holds them next,
+        instead of staying here while the others meet there."""
         while True:
-            await asyncio.sleep(LEASE_RENEW_SECONDS)
-            try:
+            await asyncio.sleep(self.lease_seconds / 3)
+            await self.keep_leases_once()
+
+    async def keep_leases_once(self) -> None:
+        """One renewal, bounded by the time the leases can still be vouched for."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(max(self._time_left(), 0.001)):
                 await self.renew_leases()
-            except Exception:
-                log.exception("could not renew the rooms' leases")
+        except Exception:
+            log.exception("could not renew the rooms' leases")
+            await self.drop_lapsing(loop.time() + self.lease_seconds / 3)
+
+    def _time_left(self) -> float:
+        """Seconds until the first held lease may end (with a margin); a lot if none."""
+        now = asyncio.get_running_loop().time()
+        ends = [
+            at + self.lease_seconds * 0.9 - now
+            for booking_id, at in self._lease_confirmed.items()
+            if (room := self._rooms.get(booking_id)) is not None and room.leased
+        ]
+        return min(ends, default=self.lease_seconds)
+
+    async def drop_lapsing(self, before: float) -> int:
+        """Give up every held room whose lease may have ended by loop time `before`: its
+        people are sent away with `elsewhere` (no address: they start over at the one they
+        came in by, and are sent on to the new holder). Returns how many rooms."""
+        dropped = 0
+        for room in list(self._rooms.values()):
+            confirmed = self._lease_confirmed.get(room.booking_id)
+            if not room.leased or room.closed or confirmed is None:
+                continue
+            if confirmed + self.lease_seconds * 0.9 > before:
+                continue
+            room.leased = False
+            self._lease_confirmed.pop(room.booking_id, None)
+            dropped += 1
+            log.error("room %s: its lease could not be renewed; its people go", room.booking_id)
+            if self.on_lease_lost is not None:
+                self.on_lease_lost()
+            await self._send_elsewhere(room, None)
+        return dropped
+
+    async def _send_elsewhere(self, room: Room[Connection], url: str | None) -> None:
+        for connection in tuple(room.connections.values()):
+            message: dict[str, Any] = {"type": "error", "code": "elsewhere", "message": _ELSEWHERE}
+            if url is not None:
+                message["url"] = _ws_url(url, connection.token)
+            with contextlib.suppress(Exception):
+                await connection.send(message)
+            connection.kick(CloseCode.ELSEWHERE, "elsewhere", "elsewhere")
 
     async def renew_leases(self) -> None:
-        """Extend the leases of this process's live rooms (every LEASE_RENEW_SECONDS).
+        """Extend the leases of this process's live rooms (every third of a lease).
 
-        A lease found taken over (this process could not renew in time, say the database
-        was unreachable) is claimed again; if another process holds the room now, the
-        participants here are sent there, so that the two never stay apart.
+        A lease found taken over (this process could not renew in time) is claimed again;
+        if another process holds the room now, the participants here are sent there at
+        once, so that the two never stay apart.
         """
         assert self._sessions is not None
         rooms = [room for room in self._rooms.values() if room.leased and not room.closed]
         if not rooms:
             return
-        until = self.clock.now() + timedelta(seconds=LEASE_SECONDS)
+        started = asyncio.get_running_loop().time()
         async with self._sessions.write() as session:
+            until = await self._lease_time(session) + timedelta(seconds=self.lease_seconds)
             kept = await renew_hosts(session, [room.lease_id for room in rooms], until=until)
+        for room in rooms:
+            if room.lease_id in kept:
+                self._lease_confirmed[room.booking_id] = started
         await self._reconcile(rooms)
         for room in rooms:
             if room.lease_id in kept or room.closed:
                 continue
             async with room.lock:
                 room.leased = False
+                self._lease_confirmed.pop(room.booking_id, None)
                 elsewhere = await self._claim(room)
                 if elsewhere is None:
                     continue
-                for connection in tuple(room.connections.values()):
-                    url = _ws_url(elsewhere, connection.token)
-                    await connection.send(
-                        {"type": "error", "code": "elsewhere", "message": _ELSEWHERE, "url": url}
-                    )
-                    connection.kick(CloseCode.ELSEWHERE, "elsewhere", "elsewhere")
+                if self.on_lease_lost is not None:
+                    self.on_lease_lost()
+                await self._send_elsewhere(room, elsewhere)
 
     async def _reconcile(self, rooms: list[Room[Connection]]) -> None:
         """Catch up with changes made by other processes (their API, their timers).

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailer.outbox import booking_messages
+from mailer.outbox import StoredMessage, booking_messages, requeue
 from rooms.models import Recording, forget_recording, recordings, room_report
 from scheduler import history, keys, throttle
 from scheduler.availability import Availability, AvailabilityError
@@ -610,25 +610,63 @@ async def get_booking(call: Call) -> BookingOut:
     if b is None or b.organisation_id != call.org.id:
         raise NotFound("no such booking")
     out = booking_out(call, b, detail=True)
-    out.messages = [
-        MessageOut(
-            id=m.id,
-            kind=m.kind,
-            recipient=m.recipient,
-            subject=m.subject,
-            message_id=m.message_id,
-            status=m.status,
-            attempts=m.attempts,
-            last_error=m.last_error,
-            created_at=m.created_at,
-            sent_at=m.sent_at,
-        )
-        for m in await booking_messages(call.session, b.id)
-    ]
+    out.messages = [message_out(m) for m in await booking_messages(call.session, b.id)]
     out.room = RoomReport.model_validate(await room_report(call.session, b.id))
     for recording in out.room.recordings:
         recording.download = f"{PREFIX}/bookings/{b.id}/recordings/{recording.id}"
     return out
+
+
+def message_out(m: StoredMessage) -> MessageOut:
+    return MessageOut(
+        id=m.id,
+        kind=m.kind,
+        recipient=m.recipient,
+        subject=m.subject,
+        message_id=m.message_id,
+        status=m.status,  # type: ignore[arg-type]
+        attempts=m.attempts,
+        last_error=m.last_error,
+        next_attempt_at=m.next_attempt_at if m.status == "pending" else None,
+        created_at=m.created_at,
+        sent_at=m.sent_at,
+    )
+
+
+@endpoint(
+    "POST",
+    "/bookings/{id}/messages/{message_id}/resend",
+    "Send a booking's message again: one that failed for good (an SMTP outage longer than "
+    "the retries) or was sent; queued at once with a fresh attempt budget",
+    response=MessageOut,
+    status=202,
+    errors=(401, 404, 409),
+)
+async def resend_message(call: Call) -> MessageOut:
+    # Its own write transaction (the call's session reads), so the worker is woken after
+    # the commit.
+    app = call.request.app
+    booking_id, message_id = call.path_id(), call.path_id("message_id")
+    now = app[keys.CLOCK].now()
+    async with app[keys.DB].write() as session:
+        b = await session.get(Booking, booking_id)
+        if b is None or b.organisation_id != call.org.id:
+            raise NotFound("no such booking")
+        stored, queued = await requeue(session, message_id, booking_id=b.id, now=now)
+        if stored is None:
+            raise NotFound("no such message")
+        if not queued:
+            raise Conflict(f"this message is already {stored.status}; wait for its outcome")
+        await history.record(
+            session,
+            b,
+            actor=Actor("organisation", call.key_name),
+            action="message_resent",
+            now=now,
+            reason=f"{stored.kind} to {stored.recipient}",
+        )
+    app[keys.MAIL].wake()
+    return message_out(stored)
 
 
 @endpoint(

@@ -10,8 +10,10 @@ from aiohttp import web
 from rooms.tokens import LinkSigner
 from scheduler import (
     api,
+    health,
     home,
     keys,
+    metrics,
     openapi,
     pages,
     room_pages,
@@ -33,13 +35,21 @@ from scheduler.timers import replanner, timers_ctx
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    # Cross-site posts are refused and guessers throttled before anything else runs; then
-    # JSON paths get problem+json, people's pages get a readable page in their language.
+    # Booking confirmations are measured outermost, on the answer people get; cross-site
+    # posts are refused and guessers throttled before anything else runs; then JSON paths
+    # get problem+json, people's pages get a readable page in their language.
     app = web.Application(
-        middlewares=[security.refuse_cross_site, throttle.guard, api_errors, pages.error_pages],
+        middlewares=[
+            metrics.booking_edge,
+            security.refuse_cross_site,
+            throttle.guard,
+            api_errors,
+            pages.error_pages,
+        ],
         client_max_size=256 * 1024,
     )
     app[keys.SETTINGS] = settings
+    app[keys.METRICS] = metrics.Metrics()
     security.setup(app)
     throttle.setup(app)
     app[keys.CLOCK] = clock or SystemClock()
@@ -63,7 +73,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(timers_ctx)
     if settings.server.dev_mode:
         setup_dev_mailbox(app)
-    app.router.add_get("/healthz", healthz)
+    health.setup(app)
+    metrics.setup(app)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/api/v1/docs", api_docs)
     app.router.add_static("/static", TEMPLATES / "static", append_version=True, name="static")
@@ -81,14 +92,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.DB] = db
     yield
     await db.dispose()
-
-
-async def healthz(request: web.Request) -> web.Response:
-    try:
-        await request.app[keys.DB].ping()
-    except Exception as exc:  # any failure means "not healthy", and says why
-        return web.json_response({"status": "error", "database": str(exc)}, status=503)
-    return web.json_response({"status": "ok"})
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -128,6 +128,27 @@ class SecuritySettings(_Section):
         return value
 
 
+class MetricsSettings(_Section):
+    """Who may read GET /metrics (scheduler.metrics); nobody until configured."""
+
+    allow_from: list[str] = []
+    bearer_token: str = ""
+
+    @field_validator("allow_from", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):  # VIVA_METRICS_ALLOW_FROM="127.0.0.1,10.0.0.0/8"
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -136,6 +157,7 @@ class Settings(_Section):
     reminders: ReminderSettings = ReminderSettings()
     rooms: RoomsSettings = RoomsSettings()
     security: SecuritySettings = SecuritySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def data_path(self) -> Path:

@@ -24,3 +24,6 @@ ROOMS = web.AppKey("rooms", "RoomServer")
 ROOM_TICKETS = web.AppKey("room_tickets", "BookingTickets")
 ORIGINS = web.AppKey("origins", "frozenset[str]")
 THROTTLE = web.AppKey("throttle", "Throttle")
+# The app's Prometheus figures (scheduler.metrics.Metrics); other modules count through it,
+# e.g. `app[keys.METRICS].booking_retries.labels(reason="deadlock").inc()`.
+METRICS = web.AppKey("metrics", "Metrics")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import email
+import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
@@ -20,6 +22,10 @@ from aiohttp import web
 
 from mailer.outbox import Outbox, get_message, list_messages
 from scheduler import keys
+from scheduler.config import Settings
+from scheduler.leases import lease_clock
+
+log = logging.getLogger("viva.mailer")
 
 
 class MailWorker:
@@ -41,10 +47,30 @@ class MailWorker:
             await self._task
 
 
+def worker_name(settings: Settings) -> str:
+    """Who this process's mail worker is across restarts: its host and port (two processes
+    on one host listen on different ports)."""
+    return f"{socket.gethostname()}:{settings.server.port}"
+
+
 async def mail_worker(app: web.Application) -> AsyncIterator[None]:
     db = app[keys.DB]
-    worker = MailWorker(Outbox(db.writer_sessions, app[keys.SETTINGS].smtp, app[keys.CLOCK]))
+    metrics = app[keys.METRICS]
+    outbox = Outbox(
+        db.writer_sessions,
+        app[keys.SETTINGS].smtp,
+        app[keys.CLOCK],
+        owner=worker_name(app[keys.SETTINGS]),
+        lease_now=lease_clock(db.sqlite, app[keys.CLOCK]),
+        on_failed=metrics.mail_failed.inc,
+        on_lease_lost=metrics.mail_leases_lost.inc,
+    )
+    worker = MailWorker(outbox)
     app[keys.MAIL] = worker
+    try:
+        await outbox.reclaim_own()
+    except Exception:  # the database may come later; leases then end on their own
+        log.exception("mail: could not take back this worker's previous claims")
     worker.start()
     yield
     await worker.stop()

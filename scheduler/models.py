@@ -162,6 +162,11 @@ class Timer(Base):
     # "done", "dropped" (no longer made sense, e.g. a reminder after the start), "cancelled".
     outcome: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime]
+    # Failed tries of its action (a transient error); a pending row waits until `retry_at`
+    # before it is claimed again, and keeps the last error for the operator.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index(

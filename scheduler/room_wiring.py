@@ -22,8 +22,9 @@ from rooms.signaling import RoomServer, room_info
 from rooms.tokens import LinkKind, LinkSigner, ParsedLink, new_nonce, parse_link
 from scheduler import history, keys, throttle
 from scheduler.bookings import HELD_STATUSES
-from scheduler.db import Database
+from scheduler.db import Database, is_sqlite
 from scheduler.history import Actor
+from scheduler.leases import lease_clock
 from scheduler.links import room_nonce
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
 from scheduler.problems import problem
@@ -154,7 +155,11 @@ def setup(app: web.Application) -> None:
         app[keys.CLOCK],
         recordings=settings.recordings_path,
         host_url=settings.rooms.public_url or None,
+        lease_now=lease_clock(is_sqlite(settings.database.url), app[keys.CLOCK]),
     )
+    metrics = app[keys.METRICS]
+    server.on_ws_error = lambda code: metrics.websocket_errors.labels(code=code).inc()
+    server.on_lease_lost = metrics.room_leases_lost.inc
     app[keys.ROOMS] = server
     server.add_routes(app.router)
     app.router.add_get("/r/{token}/info", room_info_handler, name="room.info")

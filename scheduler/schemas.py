@@ -246,9 +246,15 @@ class MessageOut(BaseModel):
     recipient: str
     subject: str
     message_id: str
-    status: Literal["pending", "sending", "sent", "failed"]
-    attempts: int
-    last_error: str | None
+    status: Literal["pending", "sending", "sent", "failed"] = Field(
+        description="pending (waiting for its next attempt), sending, sent (accepted by the "
+        "SMTP server) or failed (for good: resend it with POST .../resend)."
+    )
+    attempts: int = Field(description="Delivery attempts started since it was (re)queued.")
+    last_error: str | None = Field(description="The last failed attempt's error, if any.")
+    next_attempt_at: datetime | None = Field(
+        None, description="pending: when it will be tried; null otherwise."
+    )
     created_at: datetime
     sent_at: datetime | None
 

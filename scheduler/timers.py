@@ -19,6 +19,13 @@ A periodic sweep acts on any due row whose job was lost (a crash, a row written 
 process) and gives jobs to the rows entering the window. A timer whose moment passed while
 Viva was down runs when it comes back, unless it no longer makes sense: a reminder for an
 interview that has begun, for a booking that was cancelled or moved, is dropped and logged.
+
+An action that raises (a transient database error, a lost connection) is not lost: its row
+goes back to pending with `retry_at` (backoff doubling from _RETRY_BASE_SECONDS) and its
+`last_error`, and is tried again until its own deadline: a reminder's is the interview's
+start (after it, a reminder is pointless); a lock or a no-show mark has none (it is never
+pointless). Past the deadline the row is closed as "failed", logged at error level, counted
+(viva_timer_failures_total) and written in the booking's history ("timer_failed").
 """
 
 from __future__ import annotations
@@ -31,14 +38,15 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import exists, select, update
+from prometheus_client import Counter, Histogram
+from sqlalchemy import exists, func, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer import compose
@@ -47,7 +55,7 @@ from rooms.models import candidate_joined_before
 from scheduler import history, keys
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import ReminderSettings, Settings
-from scheduler.db import Database
+from scheduler.db import Database, UTCDateTime
 from scheduler.effects import Replan
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation, Timer
 from scheduler.notify import Notifier
@@ -57,11 +65,14 @@ __all__ = [
     "LOCK",
     "NO_SHOW",
     "Fired",
+    "TimerMetrics",
     "TimerService",
+    "deadline",
     "plan",
     "reminder_kind",
     "replan",
     "replanner",
+    "retry_delay",
     "timers_ctx",
 ]
 
@@ -77,7 +88,28 @@ _CLAIM_BATCH = 100
 # A due row a pass had to skip (its booking locked by a change, or by another pass) is
 # tried again this soon, not at the next sweep.
 _SKIPPED_RETRY_SECONDS = 0.5
+# A failing action is tried again after this, doubled at each failure, up to the maximum.
+_RETRY_BASE_SECONDS = 5.0
+_RETRY_MAX_SECONDS = 300.0
 _t = Timer.__table__
+# When a pending row is next due: its retry time once an action failed, else its due time.
+_next_at = type_coerce(func.coalesce(_t.c.retry_at, _t.c.due_at), UTCDateTime())
+
+
+def _due(now: datetime) -> Any:
+    """Pending, due, and past its retry time if it has one (`due_at` first, for the index)."""
+    return (
+        _t.c.done_at.is_(None)
+        & (_t.c.due_at <= now)
+        & (_t.c.retry_at.is_(None) | (_t.c.retry_at <= now))
+    )
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait after the `attempts`-th failure of an action."""
+    return timedelta(
+        seconds=min(_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), _RETRY_MAX_SECONDS)
+    )
 
 
 def reminder_kind(hours: int) -> str:
@@ -225,7 +257,8 @@ def replanner(
 
 @dataclass(frozen=True)
 class Fired:
-    """One claimed timer and what became of it ("done", "dropped" or "failed")."""
+    """One claimed timer and what became of it: "done", "dropped", "retrying" (it raised and
+    is tried again at `retry_at`) or "failed" (it kept raising until its deadline)."""
 
     id: uuid.UUID
     booking_id: uuid.UUID
@@ -234,6 +267,7 @@ class Fired:
     claimed_at: datetime
     outcome: str
     mails: int
+    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +276,31 @@ class _Claim:
     booking_id: uuid.UUID
     kind: str
     due_at: datetime
+    attempts: int = 0
+
+
+def deadline(kind: str, due_at: datetime) -> datetime | None:
+    """Until when a failing action is worth trying again: a reminder until the interview
+    starts; a lock or a no-show mark always (None)."""
+    hours = _reminder_hours(kind)
+    return due_at + timedelta(hours=hours) if hours is not None else None
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What `_hold` needs of a row: its id, its booking and when it is next due."""
+
+    id: uuid.UUID
+    booking_id: uuid.UUID
+    due_at: datetime
+
+
+class TimerMetrics(Protocol):
+    """The figures the timers move (scheduler.metrics.Metrics has them)."""
+
+    timer_lag: Histogram
+    timer_retries: Counter
+    timer_failures: Counter
 
 
 class _Dropped(Exception):
@@ -259,7 +318,7 @@ def _claim_statement(now: datetime, limit: int) -> Any:
     skipped and its timer comes back at the next wake-up, already re-planned. SQLite ignores
     the locking clause; its write transaction is exclusive anyway (scheduler.db).
     """
-    due = (_t.c.done_at.is_(None)) & (_t.c.due_at <= now)
+    due = _due(now)
     chosen = (
         select(_t.c.id)
         .join(Booking.__table__, Booking.__table__.c.id == _t.c.booking_id)
@@ -276,7 +335,7 @@ def _claim_statement(now: datetime, limit: int) -> Any:
         update(_t)
         .where(_t.c.id.in_(select(chosen.c.id)), due)
         .values(done_at=now, outcome="done")
-        .returning(_t.c.id, _t.c.booking_id, _t.c.kind, _t.c.due_at)
+        .returning(_t.c.id, _t.c.booking_id, _t.c.kind, _t.c.due_at, _t.c.attempts)
     )
 
 
@@ -304,8 +363,19 @@ class TimerService:
         real_clock: Clock | None = None,
         no_show_after: timedelta | None = None,
         on_no_show: Callable[[uuid.UUID], Awaitable[object]] | None = None,
+        candidate_arrived: Callable[[uuid.UUID, datetime], bool] | None = None,
+        metrics: TimerMetrics | None = None,
+        before_action: Callable[[AsyncSession, uuid.UUID, str], Awaitable[None]] | None = None,
     ) -> None:
         self._db = db
+        # The live rooms' side of the no-show decision (`_no_show`): whether a candidate of
+        # this booking is in its room or arriving since before an instant. Synchronous, so
+        # nothing can interleave with it on this process's event loop.
+        self._candidate_arrived = candidate_arrived
+        self._metrics = metrics
+        # Runs in each action's savepoint, with its session, before the action: where a
+        # fault is injected (tests run failing SQL in it) to exercise the retries for real.
+        self.before_action = before_action
         self._no_show_after = no_show_after
         # Told each booking marked no_show, once committed (the app: its live room).
         self._on_no_show = on_no_show
@@ -396,7 +466,7 @@ class TimerService:
             async with self._db.read() as session:
                 rows = (
                     await session.execute(
-                        select(_t.c.id, _t.c.booking_id, _t.c.due_at).where(
+                        select(_t.c.id, _t.c.booking_id, _next_at.label("due_at")).where(
                             _t.c.booking_id.in_(ids), _t.c.done_at.is_(None)
                         )
                     )
@@ -431,8 +501,8 @@ class TimerService:
         async with self._db.read() as session:
             rows = (
                 await session.execute(
-                    select(_t.c.id, _t.c.booking_id, _t.c.due_at)
-                    .where(_t.c.done_at.is_(None), _t.c.due_at <= horizon)
+                    select(_t.c.id, _t.c.booking_id, _next_at.label("due_at"))
+                    .where(_t.c.done_at.is_(None), _t.c.due_at <= horizon, _next_at <= horizon)
                     .order_by(_t.c.due_at)
                 )
             ).all()
@@ -532,6 +602,9 @@ class TimerService:
                 break
             fired = await self._pass()
             total += len(fired)
+            retrying = [f for f in fired if f.retry_at is not None]
+            if retrying:  # a job for each retry time (the row's own job has fired)
+                self._hold([_Held(f.id, f.booking_id, f.retry_at) for f in retrying if f.retry_at])
             if fired:
                 if self._wake_mail is not None and any(f.mails for f in fired):
                     self._wake_mail()
@@ -548,63 +621,144 @@ class TimerService:
         """A read first, so an idle wake-up never takes SQLite's write lock."""
         now = self._clock.now()
         async with self._db.read() as session:
-            return bool(
-                await session.scalar(
-                    select(exists().where(_t.c.done_at.is_(None), _t.c.due_at <= now))
-                )
-            )
+            return bool(await session.scalar(select(exists().where(_due(now)))))
 
     async def _pass(self) -> list[Fired]:
         """One claim and its actions, in one transaction; each action in a savepoint, so a
-        failing one is recorded as "failed" without undoing the others."""
+        failing one is planned again (or, past its deadline, recorded as "failed") without
+        undoing the others."""
         now = self._clock.now()
         fired: list[Fired] = []
         dropped: dict[uuid.UUID, str] = {}
+        errors: dict[uuid.UUID, str] = {}
         async with self._db.write() as session:
             result = await session.execute(_claim_statement(now, self._batch_size))
             claims = sorted((_Claim(*row) for row in result), key=lambda c: (c.due_at, str(c.id)))
             for claim in claims:
-                outcome, mails = "done", 0
+                outcome, mails, retry_at = "done", 0, None
                 try:
                     async with session.begin_nested():
+                        if self.before_action is not None:
+                            await self.before_action(session, claim.booking_id, claim.kind)
                         mails = await self._act(session, claim, now)
                 except _Dropped as why:
                     outcome, dropped[claim.id] = "dropped", str(why)
-                except Exception:
-                    outcome = "failed"
-                    logger.exception(
-                        "timer %s failed: %s for booking %s, due %s",
+                except Exception as exc:
+                    errors[claim.id] = f"{type(exc).__name__}: {exc}"[:2000]
+                    logger.warning(
+                        "timer %s raised: %s for booking %s (attempt %d)",
                         claim.id,
                         claim.kind,
                         claim.booking_id,
-                        claim.due_at.isoformat(),
+                        claim.attempts + 1,
+                        exc_info=True,
                     )
-                if outcome != "done":
+                    retry_at = await self._failed(session, claim, now, errors[claim.id])
+                    outcome = "retrying" if retry_at is not None else "failed"
+                if outcome == "dropped":
                     await session.execute(
                         update(_t).where(_t.c.id == claim.id).values(outcome=outcome)
                     )
                 fired.append(
-                    Fired(claim.id, claim.booking_id, claim.kind, claim.due_at, now, outcome, mails)
+                    Fired(
+                        claim.id,
+                        claim.booking_id,
+                        claim.kind,
+                        claim.due_at,
+                        now,
+                        outcome,
+                        mails,
+                        retry_at,
+                    )
                 )
         for f in fired:  # once committed
-            if f.outcome == "dropped":
-                logger.warning(
-                    "timer %s dropped: %s for booking %s, due %s: %s",
-                    f.id,
-                    f.kind,
-                    f.booking_id,
-                    f.due_at.isoformat(),
-                    dropped[f.id],
-                )
-            elif f.outcome == "done":
-                logger.info(
-                    "timer %s done: %s for booking %s, %.3f s after its time",
-                    f.id,
-                    f.kind,
-                    f.booking_id,
-                    (now - f.due_at).total_seconds(),
-                )
+            self._report(f, now, dropped.get(f.id), errors.get(f.id))
         return fired
+
+    async def _failed(
+        self, session: AsyncSession, claim: _Claim, now: datetime, error: str
+    ) -> datetime | None:
+        """After an action raised (its savepoint rolled back): plan it again and return
+        when, or past its deadline close it as "failed", in the booking's history too."""
+        attempts = claim.attempts + 1
+        retry_at = now + retry_delay(attempts)
+        until = deadline(claim.kind, claim.due_at)
+        if until is None or retry_at < until:
+            await session.execute(
+                update(_t)
+                .where(_t.c.id == claim.id)
+                .values(
+                    done_at=None,
+                    outcome=None,
+                    attempts=attempts,
+                    retry_at=retry_at,
+                    last_error=error,
+                )
+            )
+            return retry_at
+        await session.execute(
+            update(_t)
+            .where(_t.c.id == claim.id)
+            .values(outcome="failed", attempts=attempts, last_error=error)
+        )
+        booking = await session.get(Booking, claim.booking_id)
+        if booking is not None:
+            await history.record(
+                session,
+                booking,
+                actor=history.SYSTEM,
+                action="timer_failed",
+                now=now,
+                before=history.snapshot(booking),
+                reason=f"{claim.kind} failed {attempts} times; last error: {error}"[:1000],
+            )
+        return None
+
+    def _report(self, f: Fired, now: datetime, dropped: str | None, error: str | None) -> None:
+        """Log and count one committed outcome."""
+        if f.outcome == "dropped":
+            logger.warning(
+                "timer %s dropped: %s for booking %s, due %s: %s",
+                f.id,
+                f.kind,
+                f.booking_id,
+                f.due_at.isoformat(),
+                dropped,
+            )
+        elif f.outcome == "done":
+            lag = (now - f.due_at).total_seconds()
+            logger.info(
+                "timer %s done: %s for booking %s, %.3f s after its time",
+                f.id,
+                f.kind,
+                f.booking_id,
+                lag,
+            )
+            if self._metrics is not None:
+                self._metrics.timer_lag.labels(kind=f.kind).observe(max(lag, 0.0))
+        elif f.outcome == "retrying":
+            assert f.retry_at is not None
+            logger.warning(
+                "timer %s will be tried again at %s: %s for booking %s: %s",
+                f.id,
+                f.retry_at.isoformat(),
+                f.kind,
+                f.booking_id,
+                error,
+            )
+            if self._metrics is not None:
+                self._metrics.timer_retries.labels(kind=f.kind).inc()
+        else:
+            logger.error(
+                "timer %s failed for good: %s for booking %s, due %s: %s",
+                f.id,
+                f.kind,
+                f.booking_id,
+                f.due_at.isoformat(),
+                error,
+            )
+            if self._metrics is not None:
+                self._metrics.timer_failures.labels(kind=f.kind).inc()
 
     async def _act(self, session: AsyncSession, claim: _Claim, now: datetime) -> int:
         """Do what the timer is for, in the claim's transaction; return the mails enqueued.
@@ -647,6 +801,14 @@ class TimerService:
             raise _Dropped(f"the booking is {booking.status}")
         if self._no_show_after is None or (booking.start_at + self._no_show_after != claim.due_at):
             raise _Dropped("the booking has moved since this mark was planned")
+        # The live room first, then the attendance rows: an arrival seen by neither came
+        # after this check (so after the deadline), and one whose row was committed after it
+        # was registered in the room server is seen by the read that follows. Checked the
+        # other way round, a join committed between the two would be missed by both.
+        if self._candidate_arrived is not None and self._candidate_arrived(
+            booking.id, claim.due_at
+        ):
+            raise _Dropped("the candidate is in the room or joining it")
         if await candidate_joined_before(session, booking.id, claim.due_at):
             raise _Dropped("the candidate joined the room in time")
         before = history.snapshot(booking)
@@ -753,7 +915,9 @@ async def timers_ctx(app: web.Application) -> AsyncIterator[None]:
         no_show_after=no_show_after(app[keys.SETTINGS]),
         # An evaluator waiting in the room learns the candidate was marked absent.
         on_no_show=app[keys.ROOMS].marked_no_show,
+        candidate_arrived=app[keys.ROOMS].candidate_arrived,
         wake_mail=app[keys.MAIL].wake,
+        metrics=app[keys.METRICS],
     )
     app[keys.TIMERS] = service
     await service.start()

@@ -1401,9 +1401,10 @@
     if (!call.greeted) {
       call.target = null; // the address we were sent to did not answer: start over at ours
     }
-    if ((code === 4307 || refusal.code === "elsewhere") && refusal.url && call.hops < 3) {
-      // The room is held by another process: go there at once (a few hops at most).
-      call.target = refusal.url;
+    if ((code === 4307 || refusal.code === "elsewhere") && call.hops < 3) {
+      // The room is held by another process: go there at once (a few hops at most). No
+      // address: this process lost the room's lease; start over at ours, which sends us on.
+      call.target = refusal.url || null;
       call.hops += 1;
       connect();
     } else if (code === 4409 || refusal.code === "replaced") {

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import update
 
 from rooms.models import RoomHost, claim_host
 from rooms.signaling import LEASE_SECONDS, CloseCode
@@ -24,6 +25,7 @@ from scheduler import keys
 from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.config import Settings
+from scheduler.leases import lease_clock
 from scheduler.orgs import create_organisation
 from tests.conftest import Org
 from tests.rooms.room_support import Booked, Tab, book_interview, inside_window
@@ -117,8 +119,10 @@ async def test_a_room_left_by_a_crashed_process_is_taken_over_once_its_lease_exp
 ) -> None:
     a, _ = processes
     crashed = "http://127.0.0.1:9"  # a process that died with a room open: nobody there
-    async with a.client.app[keys.DB].write() as session:
-        now = clock.now()
+    db = a.client.app[keys.DB]
+    async with db.write() as session:
+        # Lease instants are the database's on PostgreSQL (scheduler.leases).
+        now = await lease_clock(db.sqlite, clock)(session)
         assert (
             await claim_host(
                 session,
@@ -133,7 +137,14 @@ async def test_a_room_left_by_a_crashed_process_is_taken_over_once_its_lease_exp
     error, _ = await (await a.open(booked_there.evaluator_token)).refused()
     assert error["code"] == "elsewhere" and error["url"].startswith("ws://127.0.0.1:9/")
 
-    clock.advance(timedelta(seconds=LEASE_SECONDS))
+    # Its lease ends (by the clock leases are read from: moved here, since on PostgreSQL
+    # it is the database's own).
+    async with db.write() as session:
+        await session.execute(
+            update(RoomHost)
+            .where(RoomHost.booking_id == booked_there.booking_id)
+            .values(until=now - timedelta(seconds=1))
+        )
     evaluator = await enter(a.client, booked_there, "evaluator")
     assert await _lease(a, booked_there) == a.url
     # The lease is kept alive while the room is: renewing moves its end on.

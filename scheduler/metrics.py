@@ -1,0 +1,270 @@
+"""The app's Prometheus figures and `GET /metrics` (text format, docs/operations.md).
+
+One `Metrics` per app, with its own `CollectorRegistry` (several apps share a test process,
+and a global registry would add their figures together). Counters and histograms move where
+things happen (the booking edge below, the timers, the mail worker, the rooms); the figures
+that are a state of the database or of the rooms (outbox depth, pending timers, live rooms)
+are read when Prometheus scrapes, so they are never stale and cost nothing in between.
+
+`/metrics` is closed unless `[metrics]` opens it: to client addresses (`allow_from`) or to a
+bearer token. Nobody configured: 404, as if there were no such page.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
+
+from mailer.models import OUTBOX_STATUSES
+from mailer.models import outbox_messages as outbox
+from scheduler import keys
+from scheduler.models import Timer
+
+__all__ = ["BOOKING_ROUTES", "Metrics", "booking_edge", "metrics_handler", "setup"]
+
+# The routes that confirm a booking: the candidate's JSON API and the page's form.
+BOOKING_ROUTES = frozenset({"/c/{token}/booking", "/c/{token}/book"})
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_LAG_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600)
+
+
+class Metrics:
+    """Every figure of one app. Other modules count through the attributes; the ones that
+    cannot import the scheduler (mailer, rooms) get a callback wired in by the app."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        # Bookings, measured at the HTTP edge (middleware `booking_edge`).
+        self.bookings = Counter(
+            "viva_bookings",
+            "Booking confirmations answered, by outcome: booked, conflict (slot taken, already "
+            "booked, deadline), busy (503: the database could not take the write), refused "
+            "(other 4xx), error (5xx).",
+            ["outcome"],
+            registry=r,
+        )
+        self.booking_seconds = Histogram(
+            "viva_booking_seconds",
+            "Time to answer a booking confirmation, in seconds, whatever the outcome.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        # Incremented by the booking code when it retries a transaction.
+        self.booking_retries = Counter(
+            "viva_booking_retries",
+            "Booking transactions retried, by reason (deadlock, serialization, busy).",
+            ["reason"],
+            registry=r,
+        )
+        # Timers (scheduler.timers).
+        self.timer_lag = Histogram(
+            "viva_timer_lag_seconds",
+            "How late a timer's action ran after its due time, in seconds (by Viva's clock).",
+            ["kind"],
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.timer_retries = Counter(
+            "viva_timer_retries",
+            "Timer actions that raised and were planned again (a transient error).",
+            ["kind"],
+            registry=r,
+        )
+        self.timer_failures = Counter(
+            "viva_timer_failures",
+            "Timer actions given up for good (their deadline passed while they kept failing).",
+            ["kind"],
+            registry=r,
+        )
+        self.timers_pending = Gauge(
+            "viva_timers_pending", "Timers not yet acted on (read at scrape).", registry=r
+        )
+        self.timers_overdue = Gauge(
+            "viva_timers_overdue_seconds",
+            "How long the oldest due, not yet acted on timer has been waiting (read at "
+            "scrape; 0 when none is due).",
+            registry=r,
+        )
+        self.timers_failed = Gauge(
+            "viva_timers_failed", "Timers whose outcome is failed (read at scrape).", registry=r
+        )
+        # Mail (mailer.outbox).
+        self.outbox_messages = Gauge(
+            "viva_outbox_messages",
+            "Outbox messages by status (read at scrape): pending and sending are the depth.",
+            ["status"],
+            registry=r,
+        )
+        self.outbox_errors = Gauge(
+            "viva_outbox_messages_with_error",
+            "Outbox messages whose last attempt failed, by status (read at scrape): pending "
+            "ones will be retried, failed ones need a resend.",
+            ["status"],
+            registry=r,
+        )
+        self.mail_failed = Counter(
+            "viva_mail_failed",
+            "Messages this process marked failed for good (no more automatic attempts).",
+            registry=r,
+        )
+        self.mail_leases_lost = Counter(
+            "viva_mail_leases_lost",
+            "Sends stopped because their lease could not be extended (another worker took the "
+            "message, or the database did not answer).",
+            registry=r,
+        )
+        # Rooms (rooms.signaling).
+        self.rooms_live = Gauge(
+            "viva_rooms_live", "Rooms with someone connected in this process.", registry=r
+        )
+        self.room_participants = Gauge(
+            "viva_room_participants", "People connected to this process's rooms.", registry=r
+        )
+        self.websocket_errors = Counter(
+            "viva_websocket_errors",
+            "Errors sent to room WebSocket clients, by code (malformed, forbidden, internal...).",
+            ["code"],
+            registry=r,
+        )
+        self.room_leases_lost = Counter(
+            "viva_room_leases_lost",
+            "Rooms this process stopped serving because it lost their lease.",
+            registry=r,
+        )
+
+    async def collect_state(self, app: web.Application) -> None:
+        """Read the figures that are a state, just before they are exposed."""
+        now = app[keys.CLOCK].now()
+        t = Timer.__table__
+        async with app[keys.DB].read() as session:
+            by_status = dict(
+                (
+                    await session.execute(
+                        select(outbox.c.status, func.count()).group_by(outbox.c.status)
+                    )
+                ).all()
+            )
+            with_error = dict(
+                (
+                    await session.execute(
+                        select(outbox.c.status, func.count())
+                        .where(outbox.c.last_error.is_not(None))
+                        .group_by(outbox.c.status)
+                    )
+                ).all()
+            )
+            pending = await session.scalar(
+                select(func.count()).select_from(t).where(t.c.done_at.is_(None))
+            )
+            overdue = await session.scalar(
+                select(func.min(func.coalesce(t.c.retry_at, t.c.due_at))).where(
+                    t.c.done_at.is_(None), t.c.due_at <= now
+                )
+            )
+            failed = await session.scalar(
+                select(func.count()).select_from(t).where(t.c.outcome == "failed")
+            )
+        for status in OUTBOX_STATUSES:
+            self.outbox_messages.labels(status=status).set(by_status.get(status, 0))
+            self.outbox_errors.labels(status=status).set(with_error.get(status, 0))
+        self.timers_pending.set(pending or 0)
+        # func.min loses the column type: SQLite then gives back text, PostgreSQL a datetime.
+        if isinstance(overdue, str):
+            overdue = datetime.fromisoformat(overdue).replace(tzinfo=UTC)
+        lag = (now - overdue).total_seconds() if overdue is not None else 0.0
+        self.timers_overdue.set(max(lag, 0.0))
+        self.timers_failed.set(failed or 0)
+        rooms = app[keys.ROOMS].rooms
+        live = [room for room in rooms.values() if room.connections]
+        self.rooms_live.set(len(live))
+        self.room_participants.set(sum(len(room.connections) for room in live))
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def booking_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every booking confirmation by the answer it got.
+
+    At the edge, on purpose: whatever `scheduler.bookings.book` becomes, a confirmation is
+    this request and its status code.
+    """
+    route = request.match_info.route.resource
+    if request.method != "POST" or route is None or route.canonical not in BOOKING_ROUTES:
+        return await handler(request)
+    metrics = request.app[keys.METRICS]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.booking_seconds.observe(time.perf_counter() - started)
+        metrics.bookings.labels(outcome=_outcome(status)).inc()
+
+
+def _outcome(status: int) -> str:
+    if status in (200, 201, 303):
+        return "booked"
+    if status == 409:
+        return "conflict"
+    if status == 503:
+        return "busy"
+    if 400 <= status < 500:
+        return "refused"
+    return "error"
+
+
+def _allowed(request: web.Request) -> bool | None:
+    """True: may read; False: configured, not allowed; None: /metrics is closed."""
+    settings = request.app[keys.SETTINGS].metrics
+    if not settings.allow_from and not settings.bearer_token:
+        return None
+    if settings.bearer_token:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), settings.bearer_token.encode()
+        ):
+            return True
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if peer and settings.allow_from:
+        try:
+            address = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return False
+        return any(
+            address in ipaddress.ip_network(net, strict=False) for net in settings.allow_from
+        )
+    return False
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    allowed = _allowed(request)
+    if allowed is None:
+        raise web.HTTPNotFound()
+    if not allowed:
+        raise web.HTTPForbidden(text="metrics are open to configured addresses or a token only")
+    metrics = request.app[keys.METRICS]
+    await metrics.collect_state(request.app)
+    body = generate_latest(metrics.registry)
+    return web.Response(
+        body=body,
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics_handler)

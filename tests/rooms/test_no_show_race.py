@@ -1,0 +1,69 @@
+"""The no-show mark and a candidate arriving at the last moment, made to meet on purpose.
+
+The candidate opens the room before the no-show deadline, but their attendance row is not
+committed yet (their entry waits on the room's lock, held here by the test) when the mark
+falls due. The mark must see the arrival in the live room and leave the booking alone.
+Both databases, a real WebSocket through the real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from scheduler import keys
+from tests.rooms.room_support import Booked, Tab, wait_for
+from tests.rooms.test_signaling import enter
+
+
+async def test_a_candidate_arriving_before_the_deadline_is_not_marked_absent(
+    client: TestClient, booked: Booked, clock: Any
+) -> None:
+    timers = client.app[keys.TIMERS]
+    server = client.app[keys.ROOMS]
+    deadline = booked.start + timedelta(minutes=10)  # [rooms] no_show_after_minutes
+    clock.set(deadline - timedelta(milliseconds=5))
+    await timers.run_due()  # the lock, so only the mark is left to fall due
+    evaluator = await enter(client, booked, "evaluator")
+    room = server.rooms[booked.booking_id]
+
+    async with room.lock:  # the candidate's entry will wait here, before its row is written
+        candidate = await Tab.open(client, booked.candidate_token)
+        await wait_for(lambda: bool(room.lock._waiters), "the candidate waiting to be seated")
+        clock.set(deadline)
+        await timers.run_due()
+        assert (await booked.report())["status"] == "locked"
+
+    await candidate.expect("hello")  # seated once the lock is free
+    report = await booked.report()
+    assert report["status"] == "locked"
+    assert [a["role"] for a in report["room"]["attendance"]] == ["evaluator", "candidate"]
+    # The mark was dropped for good, not postponed: moving on changes nothing.
+    clock.advance(timedelta(minutes=5))
+    await timers.run_due()
+    assert (await booked.report())["status"] == "locked"
+    await candidate.close()
+    await evaluator.close()
+
+
+async def test_a_candidate_arriving_after_the_deadline_is_still_marked(
+    client: TestClient, booked: Booked, clock: Any
+) -> None:
+    """The guard above is the arrival's time, not any arrival: late is late."""
+    timers = client.app[keys.TIMERS]
+    server = client.app[keys.ROOMS]
+    deadline = booked.start + timedelta(minutes=10)
+    clock.set(deadline - timedelta(minutes=1))
+    await timers.run_due()
+    evaluator = await enter(client, booked, "evaluator")
+    room = server.rooms[booked.booking_id]
+    clock.set(deadline + timedelta(milliseconds=1))
+    async with room.lock:
+        candidate = await Tab.open(client, booked.candidate_token)
+        await wait_for(lambda: bool(room.lock._waiters), "the candidate waiting to be seated")
+        await timers.run_due()
+    assert (await booked.report())["status"] == "no_show"
+    await asyncio.gather(candidate.close(), evaluator.close())

@@ -1,0 +1,120 @@
+"""A timer action that raises is tried again with backoff until its own deadline.
+
+The failure is real: failing SQL run in the action's savepoint (the service's
+`before_action` hook), on both databases; the clock is a FrozenClock moved by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduler import keys
+from scheduler.models import Timer
+from scheduler.timers import deadline, retry_delay
+
+START = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)  # 09:00 in Paris
+LOCK_AT = START - timedelta(hours=24)
+
+
+async def _booking(make_org) -> tuple[object, str]:
+    org = await make_org()
+    await org.make_evaluator()
+    cand = await org.make_candidate()
+    token = cand["link"].rsplit("/", 1)[1]
+    resp = await org.client.post(f"/c/{token}/booking", json={"start": START.isoformat()})
+    assert resp.status == 201
+    return org, (await resp.json())["id"]
+
+
+def _failing(kind: str, times: int | None) -> Callable[..., object]:
+    """A hook whose `kind` action fails `times` times (None: always) with a database error."""
+    left = {"n": times}
+
+    async def hook(session: AsyncSession, booking_id: uuid.UUID, which: str) -> None:
+        if which != kind or left["n"] == 0:
+            return
+        if left["n"] is not None:
+            left["n"] -= 1
+        await session.execute(text("SELECT no_such_column FROM no_such_table"))
+
+    return hook
+
+
+async def _timer(org, booking_id: str, kind: str) -> Timer:
+    async with org.client.app[keys.DB].read() as session:
+        row = await session.scalar(
+            select(Timer).where(Timer.booking_id == uuid.UUID(booking_id), Timer.kind == kind)
+        )
+    assert row is not None
+    return row
+
+
+def _sample(org, name: str, **labels: str) -> float:
+    value = org.client.app[keys.METRICS].registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def test_a_failing_lock_is_retried_with_backoff_until_it_succeeds(make_org, clock) -> None:
+    org, booking_id = await _booking(make_org)
+    timers = org.client.app[keys.TIMERS]
+    timers.before_action = _failing("lock", 3)
+    clock.set(LOCK_AT)
+    waits = []
+    for attempt in (1, 2, 3):
+        await timers.run_due()
+        row = await _timer(org, booking_id, "lock")
+        assert row.done_at is None and row.attempts == attempt
+        assert row.retry_at == clock.now() + retry_delay(attempt)
+        assert "no_such_table" in (row.last_error or "")
+        assert (await org.ok("GET", f"/bookings/{booking_id}"))["status"] == "confirmed"
+        # Not before its retry time.
+        clock.set(row.retry_at - timedelta(seconds=1))
+        assert await timers.run_due() == 0
+        waits.append(row.retry_at)
+        clock.set(row.retry_at)
+    assert waits[1] - waits[0] < waits[2] - waits[1]  # the wait grows
+    await timers.run_due()
+    row = await _timer(org, booking_id, "lock")
+    assert row.done_at is not None and row.outcome == "done" and row.attempts == 3
+    assert (await org.ok("GET", f"/bookings/{booking_id}"))["status"] == "locked"
+    assert _sample(org, "viva_timer_retries_total", kind="lock") == 3
+    assert _sample(org, "viva_timer_failures_total", kind="lock") == 0
+    assert deadline("lock", LOCK_AT) is None  # a lock is never pointless
+
+
+async def test_a_reminder_that_keeps_failing_gives_up_at_the_interview(
+    make_org, clock, caplog
+) -> None:
+    org, booking_id = await _booking(make_org)
+    timers = org.client.app[keys.TIMERS]
+    timers.before_action = _failing("reminder_1h", None)
+    clock.set(START - timedelta(hours=1))
+    assert deadline("reminder_1h", clock.now()) == START
+    with caplog.at_level(logging.WARNING, logger="viva.timers"):
+        for _ in range(50):
+            await timers.run_due()
+            row = await _timer(org, booking_id, "reminder_1h")
+            if row.done_at is not None:
+                break
+            assert row.retry_at is not None and row.retry_at < START
+            clock.set(row.retry_at)
+    assert row.outcome == "failed" and row.attempts > 3
+    assert clock.now() < START  # given up as soon as the next try would come too late
+    assert "no_such_table" in (row.last_error or "")
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failures) == 1 and "failed for good" in failures[0].getMessage()
+    events = (await org.ok("GET", f"/bookings/{booking_id}/history"))["events"]
+    assert events[-1]["action"] == "timer_failed" and events[-1]["actor"] == "system"
+    assert "reminder_1h" in events[-1]["reason"] and "no_such_table" in events[-1]["reason"]
+    assert _sample(org, "viva_timer_failures_total", kind="reminder_1h") == 1
+    # The failure does not spill over: the no-show mark still runs at its time.
+    timers.before_action = None
+    clock.set(START + timedelta(minutes=10))
+    await timers.run_due()
+    assert (await org.ok("GET", f"/bookings/{booking_id}"))["status"] == "no_show"
