@@ -11,6 +11,8 @@ from rooms.tokens import LinkSigner
 from scheduler import api, keys, openapi, pages, room_pages, room_wiring, timers
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
+from scheduler.confirmations import confirmations_sweeper
+from scheduler.contention import Contention
 from scheduler.db import Database
 from scheduler.effects import Effects
 from scheduler.i18n import TEMPLATES, Catalogs, create_env
@@ -27,6 +29,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.POLICY] = settings.policy.to_policy()
+    app[keys.CONTENTION] = Contention()
     app[keys.LINKS] = Links(LinkSigner(secret_key(settings)), settings.server.base_url)
     app[keys.CATALOGS] = Catalogs.load()
     env = create_env()
@@ -43,6 +46,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(mail_worker)
+    app.cleanup_ctx.append(confirmations_sweeper)
     app.cleanup_ctx.append(timers_ctx)
     if settings.server.dev_mode:
         setup_dev_mailbox(app)
@@ -59,7 +63,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    db = Database(settings.database.url, pool_size=settings.database.pool_size)
+    db = Database(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        busy_timeout=settings.database.busy_timeout_seconds,
+        contention=app[keys.CONTENTION],
+    )
     app[keys.DB] = db
     yield
     await db.dispose()

@@ -13,6 +13,7 @@ SETTINGS = web.AppKey("settings", "Settings")
 CLOCK = web.AppKey("clock", "Clock")
 POLICY = web.AppKey("policy", "Policy")
 DB = web.AppKey("db", "Database")
+CONTENTION = web.AppKey("contention", "Contention")  # retried conflicts, busy writers
 LINKS = web.AppKey("links", "Links")
 JINJA = web.AppKey("jinja", "jinja2.Environment")
 CATALOGS = web.AppKey("catalogs", "Catalogs")
