@@ -50,7 +50,10 @@ async def run(backend: str, candidates: int, processes: int, folder: Path) -> li
         start_day = (now + timedelta(days=2)).date()
         params = {"from": start_day.isoformat(), "to": (start_day + timedelta(days=40)).isoformat()}
         connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-        async with aiohttp.ClientSession(connector=connector) as http:
+        # No client timeout: on a loaded machine the last of the crowd waits minutes for a
+        # connection, and an answer late is still an answer to count.
+        timeout = aiohttp.ClientTimeout(total=None)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             plan = []
             for lang in LANGUAGES:
                 tokens = seeded.candidate_tokens[lang]
@@ -107,6 +110,7 @@ async def main() -> None:
                 rate = float(row[6])
                 first = first or rate
                 rows.append([*row, f"{rate / first:.2f}×"])
+                print("#", " | ".join(rows[-1]), flush=True)  # kept if a later one fails
     print(f"# booking: {args.candidates} candidates confirming at once, {CONCURRENCY} connections")
     print(
         f"# machine: {machine()}; load average {os.getloadavg()[0]:.1f}; "

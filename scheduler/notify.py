@@ -1,7 +1,9 @@
 """Who is told what when a booking changes: builds the messages and puts them in the outbox.
 
-Called inside the change's own transaction, so a booking never exists without its
-messages, nor messages without their booking.
+Called inside the change's own transaction, so a change never exists without its
+messages, nor messages without their change; a new booking's confirmations are the
+exception, written just after its commit (scheduler.confirmations, whose sweep writes any
+that a crash left unwritten).
 """
 
 from __future__ import annotations
