@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy import Uuid, bindparam, exists, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -157,6 +158,16 @@ _TRY_LOCK_EVALUATOR = (
 )
 
 
+# Of `ids`, the first in that order whose row nobody holds, locked (PostgreSQL only).
+_FIRST_LOCKABLE = (
+    select(Evaluator.id)
+    .where(Evaluator.id.in_(bindparam("ids", expanding=True)), Evaluator.deleted_at.is_(None))
+    .order_by(func.array_position(bindparam("order", type_=ARRAY(Uuid())), Evaluator.id))
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+
+
 async def _lock_evaluator(
     session: AsyncSession, evaluator_id: uuid.UUID, *, wait: bool = True
 ) -> bool:
@@ -222,8 +233,26 @@ async def _lock_free(
     skipped: list[uuid.UUID] = []
     async with aclosing(preferred):
         async for evaluator_id in preferred:
+            # The first alone: usually free, and then the later ones' bookings are not read.
             if await _try(session, evaluator_id, still_free, wait=False, skipped=skipped):
                 return evaluator_id
+            break
+        remaining = [evaluator_id async for evaluator_id in preferred]
+    while remaining:
+        # One statement finds the first of the rest that nobody holds, however many do.
+        attempt = await session.begin_nested()
+        got = await session.scalar(_FIRST_LOCKABLE, {"ids": remaining, "order": remaining})
+        if got is None:
+            await attempt.rollback()
+            skipped += remaining
+            break
+        at = remaining.index(got)
+        skipped += remaining[:at]
+        if await still_free(got):
+            await attempt.commit()
+            return got
+        await attempt.rollback()
+        remaining = remaining[at + 1 :]
     for evaluator_id in skipped:
         if await _try(session, evaluator_id, still_free, wait=True):
             return evaluator_id
