@@ -3,7 +3,9 @@
 The booking transaction holds the evaluator's row lock (PostgreSQL) or the database's write
 lock (SQLite) until it commits, so it does nothing but the check and the inserts. Composing
 the two confirmations (templates, iCalendar, MIME: most of a booking's CPU) happens after
-the commit, outside any transaction, and a second short transaction writes them.
+the commit, and a second transaction writes them: on SQLite they are composed before it
+begins (it takes the one write lock); on PostgreSQL inside it, where it locks nothing but
+the new booking's row.
 
 No message can be lost between the two: a booking still without any message in the outbox
 is one whose second step never ran (the process died in between). The sweep here finds such
@@ -46,15 +48,24 @@ async def write_confirmations(
 
     True if they were written here. `now` is the booking's creation time.
     """
-    async with db.read() as session:
-        contents = await notifier.confirmations(session, booking, candidate, now)
+    mine = select(Booking).where(Booking.id == booking.id, ~_HAS_MESSAGES)
+    if db.sqlite:
+        # Composed before the write transaction: it holds the database's one write lock.
+        async with db.read() as session:
+            contents = await notifier.confirmations(session, booking, candidate, now)
+        async with db.write() as session:
+            current = await session.scalar(mine)
+            if current is None:
+                return False  # a sweep (or another process) wrote them first
+            await notifier.write(session, current, contents, now)
+        return True
+    # PostgreSQL: composed inside, which spares a connection checkout; the only lock held
+    # meanwhile is the new booking's own row, which nothing else is waiting for.
     async with db.write() as session:
-        mine = select(Booking).where(Booking.id == booking.id, ~_HAS_MESSAGES)
-        if not db.sqlite:
-            mine = mine.with_for_update(of=Booking)
-        current = await session.scalar(mine)
+        current = await session.scalar(mine.with_for_update(of=Booking))
         if current is None:
-            return False  # a sweep (or another process) wrote them first
+            return False
+        contents = await notifier.confirmations(session, current, candidate, now)
         await notifier.write(session, current, contents, now)
     return True
 
