@@ -35,6 +35,9 @@ EVALUATORS = 200
 BOOKINGS = 20_000
 SECRET = "bench-secret-key-0123456789abcdef"
 PARIS = ZoneInfo("Europe/Paris")
+# Existing bookings were made a while ago: a booking made in the last two days without any
+# message would be taken for one whose confirmations a crash lost (scheduler.confirmations).
+EARLIER = timedelta(days=7)
 PG_ADMIN = os.environ.get("VIVA_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -130,7 +133,8 @@ async def seed(url: str, now: datetime, candidates_per_language: int) -> Seeded:
                         evaluator_id=eid, start_at=start, end_at=start + timedelta(minutes=20),
                         block_end=start + timedelta(minutes=30), status="confirmed",
                         sequence=0, candidate_room_nonce=new_nonce(),
-                        evaluator_room_nonce=new_nonce(), created_at=now, updated_at=now))
+                        evaluator_room_nonce=new_nonce(), created_at=now - EARLIER,
+                        updated_at=now - EARLIER))
         for chunk in range(0, len(cand_rows), 2000):
             await session.execute(insert(Candidate), cand_rows[chunk:chunk + 2000])
             await session.execute(insert(Booking), booking_rows[chunk:chunk + 2000])

@@ -24,6 +24,8 @@ from scheduler import (
 )
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
+from scheduler.confirmations import confirmations_sweeper
+from scheduler.contention import Contention
 from scheduler.db import Database
 from scheduler.effects import Effects
 from scheduler.i18n import TEMPLATES, Catalogs, create_env
@@ -54,6 +56,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     throttle.setup(app)
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.POLICY] = settings.policy.to_policy()
+    app[keys.CONTENTION] = Contention()
+    app[keys.METRICS].watch_contention(app[keys.CONTENTION])
     app[keys.LINKS] = Links(LinkSigner(secret_key(settings)), settings.server.base_url)
     app[keys.CATALOGS] = Catalogs.load()
     env = create_env()
@@ -70,6 +74,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(mail_worker)
+    app.cleanup_ctx.append(confirmations_sweeper)
     app.cleanup_ctx.append(timers_ctx)
     if settings.server.dev_mode:
         setup_dev_mailbox(app)
@@ -88,7 +93,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    db = Database(settings.database.url, pool_size=settings.database.pool_size)
+    db = Database(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        busy_timeout=settings.database.busy_timeout_seconds,
+        contention=app[keys.CONTENTION],
+    )
     app[keys.DB] = db
     yield
     await db.dispose()

@@ -10,11 +10,14 @@ partial unique index (one active booking per candidate) back this up in the sche
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy import Uuid, bindparam, exists, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +30,7 @@ from scheduler.calendars import (
     load_calendars,
     qualified_evaluators,
 )
+from scheduler.contention import retry_conflicts
 from scheduler.db import Database
 from scheduler.errors import (
     AlreadyBooked,
@@ -146,9 +150,31 @@ _LOCK_EVALUATOR = (
 )
 
 
-async def _lock_evaluator(session: AsyncSession, evaluator_id: uuid.UUID) -> bool:
-    """Take the evaluator's row lock (PostgreSQL); False if they were removed meanwhile."""
-    locked = await session.scalar(_LOCK_EVALUATOR, {"evaluator_id": evaluator_id})
+# The same lock, not waited for: None when another transaction holds it (or they were removed).
+_TRY_LOCK_EVALUATOR = (
+    select(Evaluator.id)
+    .where(Evaluator.id == bindparam("evaluator_id"), Evaluator.deleted_at.is_(None))
+    .with_for_update(skip_locked=True)
+)
+
+
+# Of `ids`, the first in that order whose row nobody holds, locked (PostgreSQL only).
+_FIRST_LOCKABLE = (
+    select(Evaluator.id)
+    .where(Evaluator.id.in_(bindparam("ids", expanding=True)), Evaluator.deleted_at.is_(None))
+    .order_by(func.array_position(bindparam("order", type_=ARRAY(Uuid())), Evaluator.id))
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+
+
+async def _lock_evaluator(
+    session: AsyncSession, evaluator_id: uuid.UUID, *, wait: bool = True
+) -> bool:
+    """Take the evaluator's row lock (PostgreSQL); False if they were removed meanwhile, or,
+    with `wait=False`, if another transaction holds it now."""
+    stmt = _LOCK_EVALUATOR if wait else _TRY_LOCK_EVALUATOR
+    locked = await session.scalar(stmt, {"evaluator_id": evaluator_id})
     return locked is not None
 
 
@@ -158,6 +184,12 @@ class Effects(Protocol):
     async def booked(
         self, session: AsyncSession, booking: Booking, candidate: Candidate, now: datetime
     ) -> None: ...
+
+    async def confirm(
+        self, db: Database, booking: Booking, candidate: Candidate, now: datetime
+    ) -> None:
+        """After the booking's commit: what need not hold its locks (the messages)."""
+        ...
 
     async def moved(
         self,
@@ -182,6 +214,71 @@ class Effects(Protocol):
     ) -> None: ...
 
 
+async def _lock_free(
+    session: AsyncSession,
+    preferred: AsyncGenerator[uuid.UUID, None],
+    still_free: Callable[[uuid.UUID], Awaitable[bool]],
+) -> uuid.UUID | None:
+    """Lock the first evaluator in `preferred` who is still free under their lock (PostgreSQL).
+
+    Deadlock-free by construction: a transaction never waits for an evaluator's lock while
+    holding another's. Each try has its own savepoint: an evaluator who turns out busy under
+    their lock is let go at once (rollback to the savepoint releases the row lock), the one
+    who is free stays locked (the savepoint is released) until the commit. First, without
+    waiting (`SKIP LOCKED`), the evaluators are tried in order of preference and those that
+    another transaction holds are set aside; this also spreads a crowd, as concurrent
+    bookings that prefer one evaluator take the next instead of queuing behind them. Only if
+    none was free are the set-aside ones waited for, one at a time.
+    """
+    skipped: list[uuid.UUID] = []
+    async with aclosing(preferred):
+        async for evaluator_id in preferred:
+            # The first alone: usually free, and then the later ones' bookings are not read.
+            if await _try(session, evaluator_id, still_free, wait=False, skipped=skipped):
+                return evaluator_id
+            break
+        remaining = [evaluator_id async for evaluator_id in preferred]
+    while remaining:
+        # One statement finds the first of the rest that nobody holds, however many do.
+        attempt = await session.begin_nested()
+        got = await session.scalar(_FIRST_LOCKABLE, {"ids": remaining, "order": remaining})
+        if got is None:
+            await attempt.rollback()
+            skipped += remaining
+            break
+        at = remaining.index(got)
+        skipped += remaining[:at]
+        if await still_free(got):
+            await attempt.commit()
+            return got
+        await attempt.rollback()
+        remaining = remaining[at + 1 :]
+    for evaluator_id in skipped:
+        if await _try(session, evaluator_id, still_free, wait=True):
+            return evaluator_id
+    return None
+
+
+async def _try(
+    session: AsyncSession,
+    evaluator_id: uuid.UUID,
+    still_free: Callable[[uuid.UUID], Awaitable[bool]],
+    *,
+    wait: bool,
+    skipped: list[uuid.UUID] | None = None,
+) -> bool:
+    """Lock one evaluator inside a savepoint; keep the lock only if they are still free."""
+    attempt = await session.begin_nested()
+    if await _lock_evaluator(session, evaluator_id, wait=wait):
+        if await still_free(evaluator_id):
+            await attempt.commit()  # releases the savepoint, keeps the lock
+            return True
+    elif skipped is not None:
+        skipped.append(evaluator_id)  # held by another transaction (or just removed)
+    await attempt.rollback()  # and with it the lock, if it was taken
+    return False
+
+
 async def _free_evaluator(
     db: Database,
     session: AsyncSession,
@@ -198,8 +295,8 @@ async def _free_evaluator(
 
     Among the qualified evaluators free at `start`, the one with the fewest bookings that
     week (ties broken by id). On PostgreSQL the evaluator's row is locked and their
-    bookings re-read before the choice is final; on SQLite the write transaction is
-    already exclusive from its first read.
+    bookings re-read before the choice is final (see `_lock_free`); on SQLite the write
+    transaction is already exclusive from its first read.
 
     The qualified evaluators are put in that order first and tried one after another, so
     the first free one is the preferred among the free ones. That lets the bookings read
@@ -225,25 +322,38 @@ async def _free_evaluator(
     # read alone, and only if they are not free, all the later ones' in one more query.
     batches = [order[first : first + 1], order[first + 1 :]]
     day = timedelta(days=1)  # the evaluator's local day around `start`, for the daily cap
-    for batch in batches:
-        if not batch:
-            continue
-        busy = await busy_intervals(session, batch, start - day, start + day, timedelta(0), exclude)
-        for evaluator_id in batch:
-            tz, availability = evaluators[evaluator_id]
-            cal = calendar_of(evaluator_id, tz, availability, busy.get(evaluator_id, []))
-            if not is_free(cal, policy, now, start, deadline):
+
+    async def still_free(evaluator_id: uuid.UUID) -> bool:
+        """Re-read under the evaluator's lock: what other transactions committed counts."""
+        tz, availability = evaluators[evaluator_id]
+        fresh = await busy_intervals(
+            session, [evaluator_id], start - day, start + day, timedelta(0), exclude
+        )
+        cal = calendar_of(evaluator_id, tz, availability, fresh.get(evaluator_id, []))
+        return is_free(cal, policy, now, start, deadline)
+
+    async def looking_free() -> AsyncGenerator[uuid.UUID, None]:
+        """The evaluators free at `start` by this transaction's first reads, best first."""
+        for batch in batches:
+            if not batch:
                 continue
-            if db.sqlite:
-                return evaluator_id
-            if not await _lock_evaluator(session, evaluator_id):
-                continue
-            fresh = await busy_intervals(
-                session, [evaluator_id], start - day, start + day, timedelta(0), exclude
+            busy = await busy_intervals(
+                session, batch, start - day, start + day, timedelta(0), exclude
             )
-            cal = calendar_of(evaluator_id, tz, availability, fresh.get(evaluator_id, []))
-            if is_free(cal, policy, now, start, deadline):
+            for evaluator_id in batch:
+                tz, availability = evaluators[evaluator_id]
+                cal = calendar_of(evaluator_id, tz, availability, busy.get(evaluator_id, []))
+                if is_free(cal, policy, now, start, deadline):
+                    yield evaluator_id
+
+    if db.sqlite:
+        async with aclosing(looking_free()) as free:
+            async for evaluator_id in free:
                 return evaluator_id
+    else:
+        chosen = await _lock_free(session, looking_free(), still_free)
+        if chosen is not None:
+            return chosen
     raise SlotTaken("this time is no longer available")
 
 
@@ -338,7 +448,35 @@ async def book(
     now: datetime,
     effects: Effects | None = None,
 ) -> tuple[Booking, Candidate]:
-    """Book `start` for the candidate, or raise SlotTaken / AlreadyBooked / DeadlinePassed."""
+    """Book `start` for the candidate, or raise SlotTaken / AlreadyBooked / DeadlinePassed.
+
+    A transaction PostgreSQL refuses as a deadlock or a serialization failure is run again
+    (scheduler.contention); the evaluator choice itself cannot deadlock (`_lock_free`). The
+    transaction holds nothing but the checks and the inserts (booking, history, timers); the
+    confirmations are composed and written after its commit (scheduler.confirmations, whose
+    sweep writes them if the process dies in between).
+    """
+    booking, candidate = await retry_conflicts(
+        db.contention,
+        lambda: _book_once(
+            db, candidate_id=candidate_id, start=start, policy=policy, now=now, effects=effects
+        ),
+        what="booking",
+    )
+    if effects is not None:
+        await effects.confirm(db, booking, candidate, now)
+    return booking, candidate
+
+
+async def _book_once(
+    db: Database,
+    *,
+    candidate_id: uuid.UUID,
+    start: datetime,
+    policy: Policy,
+    now: datetime,
+    effects: Effects | None,
+) -> tuple[Booking, Candidate]:
     try:
         async with db.write() as session:
             candidate, active, held = await _candidate_standing(session, candidate_id)

@@ -45,6 +45,7 @@ class ServerSettings(_Section):
 class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///var/viva.db"
     pool_size: int = Field(10, ge=1)
+    busy_timeout_seconds: float = Field(5.0, gt=0, le=60)
 
 
 class PolicySettings(_Section):

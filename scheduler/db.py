@@ -10,11 +10,14 @@ takes row locks and the schema carries constraints there.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -23,6 +26,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from mailer.models import UTCDateTime  # one owner for the UTC column type
+from scheduler.contention import Contention
+from scheduler.errors import Busy
+
+log = logging.getLogger("viva.db")
 
 __all__ = ["Database", "UTCDateTime", "is_sqlite"]
 
@@ -32,18 +39,29 @@ def is_sqlite(url: str) -> bool:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        busy_timeout: float = 5.0,
+        contention: Contention | None = None,
+    ) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
+        # Retried conflicts and turned-away writers, counted where the app can read them.
+        self.contention = contention or Contention()
+        self.busy_timeout = busy_timeout
         kwargs: dict[str, Any] = {"echo": echo}
         if self.sqlite:
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": busy_timeout}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock()
         if self.sqlite:
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, busy_timeout)
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         writer_engine = (
             self.engine.execution_options(sqlite_immediate=True) if self.sqlite else self.engine
@@ -58,18 +76,41 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reads; its transaction ends (rolled back) on exit."""
-        async with self._reader() as session:
+        async with self._turned_away(), self._reader() as session:
             yield session
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed on normal exit, rolled back on error."""
         if self.sqlite:
-            async with self._write_lock, self._writer() as session, session.begin():
-                yield session
+            async with self._write_lock, self._turned_away():
+                async with self._writer() as session, session.begin():
+                    yield session
         else:
-            async with self._writer() as session, session.begin():
+            async with self._turned_away(), self._writer() as session, session.begin():
                 yield session
+
+    @asynccontextmanager
+    async def _turned_away(self) -> AsyncIterator[None]:
+        """`Busy` (503 with Retry-After, nothing changed) instead of a failure when the
+        database cannot take the request in time: SQLite's write lock held by another
+        process past the busy timeout, or no pooled connection free within the pool's
+        timeout (every connection is in use by slower transactions)."""
+        try:
+            yield
+        except OperationalError as exc:
+            if not (self.sqlite and _locked(exc)):
+                raise
+            self.contention.busy += 1
+            log.warning("SQLite write lock busy for %.1f s: turned away", self.busy_timeout)
+            raise Busy(
+                "the database is busy; please try again in a moment",
+                retry_after=max(1, round(self.busy_timeout)),
+            ) from exc
+        except PoolTimeout as exc:
+            self.contention.busy += 1
+            log.warning("no database connection free in time: turned away")
+            raise Busy("the server is busy; please try again in a moment") from exc
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -79,7 +120,7 @@ class Database:
         await self.engine.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
     """Take transaction control from pysqlite so BEGIN IMMEDIATE means what it says."""
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -89,10 +130,16 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _locked(exc: OperationalError) -> bool:
+    """SQLite's 'database is locked' (SQLITE_BUSY), as opposed to any other failure."""
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text

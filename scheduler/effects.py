@@ -14,6 +14,8 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import keys
+from scheduler.confirmations import write_confirmations
+from scheduler.db import Database
 from scheduler.models import Booking, Candidate
 from scheduler.notify import Notifier
 
@@ -45,9 +47,17 @@ class Effects:
     async def booked(
         self, session: AsyncSession, booking: Booking, candidate: Candidate, now: datetime
     ) -> None:
-        """`booking` was inserted in the caller's transaction (scheduler.bookings.book)."""
-        await self.notifier.booking_confirmed(session, booking, candidate, now)
+        """`booking` was inserted in the caller's transaction (scheduler.bookings.book).
+
+        Its timers only: the confirmations follow the commit (`confirm`), so the evaluator's
+        lock is not held while they are composed."""
         await self._timers(session, booking, now, new=True)
+
+    async def confirm(
+        self, db: Database, booking: Booking, candidate: Candidate, now: datetime
+    ) -> None:
+        """After the booking committed: its confirmations (scheduler.confirmations)."""
+        await write_confirmations(db, self.notifier, booking, candidate, now)
 
     async def moved(
         self,

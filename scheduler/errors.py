@@ -70,3 +70,15 @@ class Locked(Forbidden):
 
 class NoBooking(Conflict):
     title = "No active booking"
+
+
+class Busy(VivaError):
+    """The database could not take this write in time (SQLite's write lock held elsewhere):
+    nothing was changed, and the same request may simply be sent again shortly."""
+
+    status = 503
+    title = "Service busy"
+
+    def __init__(self, detail: str = "", *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

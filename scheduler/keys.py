@@ -13,6 +13,7 @@ SETTINGS = web.AppKey("settings", "Settings")
 CLOCK = web.AppKey("clock", "Clock")
 POLICY = web.AppKey("policy", "Policy")
 DB = web.AppKey("db", "Database")
+CONTENTION = web.AppKey("contention", "Contention")  # retried conflicts, busy writers
 LINKS = web.AppKey("links", "Links")
 JINJA = web.AppKey("jinja", "jinja2.Environment")
 CATALOGS = web.AppKey("catalogs", "Catalogs")
@@ -25,5 +26,5 @@ ROOM_TICKETS = web.AppKey("room_tickets", "BookingTickets")
 ORIGINS = web.AppKey("origins", "frozenset[str]")
 THROTTLE = web.AppKey("throttle", "Throttle")
 # The app's Prometheus figures (scheduler.metrics.Metrics); other modules count through it,
-# e.g. `app[keys.METRICS].booking_retries.labels(reason="deadlock").inc()`.
+# e.g. `app[keys.METRICS].bookings.labels(outcome="booked").inc()`.
 METRICS = web.AppKey("metrics", "Metrics")

@@ -20,12 +20,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 
 from mailer.models import OUTBOX_STATUSES
 from mailer.models import outbox_messages as outbox
 from scheduler import keys
+from scheduler.contention import Contention
 from scheduler.models import Timer
 
 __all__ = ["BOOKING_ROUTES", "Metrics", "booking_edge", "metrics_handler", "setup"]
@@ -55,13 +57,6 @@ class Metrics:
             "viva_booking_seconds",
             "Time to answer a booking confirmation, in seconds, whatever the outcome.",
             buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        # Incremented by the booking code when it retries a transaction.
-        self.booking_retries = Counter(
-            "viva_booking_retries",
-            "Booking transactions retried, by reason (deadlock, serialization, busy).",
-            ["reason"],
             registry=r,
         )
         # Timers (scheduler.timers).
@@ -140,6 +135,10 @@ class Metrics:
             registry=r,
         )
 
+    def watch_contention(self, contention: Contention) -> None:
+        """Expose the database's refusals, which the booking code counts in `Contention`."""
+        self.registry.register(_ContentionCollector(contention))
+
     async def collect_state(self, app: web.Application) -> None:
         """Read the figures that are a state, just before they are exposed."""
         now = app[keys.CLOCK].now()
@@ -186,6 +185,39 @@ class Metrics:
         live = [room for room in rooms.values() if room.connections]
         self.rooms_live.set(len(live))
         self.room_participants.set(sum(len(room.connections) for room in live))
+
+
+class _ContentionCollector:
+    """Reads the counts when Prometheus scrapes: the booking code keeps one owner of them."""
+
+    def __init__(self, contention: Contention) -> None:
+        self._contention = contention
+
+    def describe(self) -> list[Metric]:
+        return []  # no fixed description: the families are built at each collect
+
+    def collect(self) -> list[Metric]:
+        c = self._contention
+        retries = CounterMetricFamily(
+            "viva_booking_retries",
+            "Booking transactions PostgreSQL refused and Viva ran again, by reason "
+            "(deadlock, serialization).",
+            labels=["reason"],
+        )
+        retries.add_metric(["deadlock"], c.deadlock_retries)
+        retries.add_metric(["serialization"], c.serialization_retries)
+        gave_up = CounterMetricFamily(
+            "viva_booking_conflicts_given_up",
+            "Booking transactions still refused after the last retry (they answered 500).",
+            value=c.gave_up,
+        )
+        busy = CounterMetricFamily(
+            "viva_database_busy",
+            "Writers turned away because SQLite's write lock stayed taken past the busy "
+            "timeout, or no pooled connection came free (they answered 503).",
+            value=c.busy,
+        )
+        return [retries, gave_up, busy]
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

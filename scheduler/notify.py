@@ -1,7 +1,9 @@
 """Who is told what when a booking changes: builds the messages and puts them in the outbox.
 
-Called inside the change's own transaction, so a booking never exists without its
-messages, nor messages without their booking.
+Called inside the change's own transaction, so a change never exists without its
+messages, nor messages without their change; a new booking's confirmations are the
+exception, written just after its commit (scheduler.confirmations, whose sweep writes any
+that a crash left unwritten).
 """
 
 from __future__ import annotations
@@ -125,14 +127,28 @@ class Notifier:
     async def booking_confirmed(
         self, session: AsyncSession, booking: Booking, candidate: Candidate, now: datetime
     ) -> None:
+        for content in await self.confirmations(session, booking, candidate, now):
+            await self._send(session, booking, content, now)
+
+    async def confirmations(
+        self, session: AsyncSession, booking: Booking, candidate: Candidate, now: datetime
+    ) -> list[MailContent]:
+        """The two confirmations of a new booking (candidate's, evaluator's), composed but
+        not written: scheduler.confirmations composes them outside any transaction."""
         org, evaluator = await self._org_and_evaluator(session, booking)
-        for locale, mail in (
-            (candidate.locale, self._for_candidate(booking, candidate, org)),
-            (evaluator.locale, self._for_evaluator(booking, candidate, evaluator, org)),
-        ):
-            content = compose.booking_confirmed(
-                self.env, self.catalogs.get(locale), locale, mail, now=now
+        return [
+            compose.booking_confirmed(self.env, self.catalogs.get(locale), locale, mail, now=now)
+            for locale, mail in (
+                (candidate.locale, self._for_candidate(booking, candidate, org)),
+                (evaluator.locale, self._for_evaluator(booking, candidate, evaluator, org)),
             )
+        ]
+
+    async def write(
+        self, session: AsyncSession, booking: Booking, contents: list[MailContent], now: datetime
+    ) -> None:
+        """Put composed messages in the outbox, in the caller's transaction."""
+        for content in contents:
             await self._send(session, booking, content, now)
 
     async def booking_moved(

@@ -36,6 +36,7 @@ from scheduler.bookings import SlotView, active_booking
 from scheduler.calendars import load_calendars
 from scheduler.errors import (
     AlreadyBooked,
+    Busy,
     DeadlinePassed,
     Locked,
     NoBooking,
@@ -840,6 +841,10 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         return error_page(request, exc.status, "not_found" if exc.status == 404 else "generic")
+    except Busy as exc:
+        page = error_page(request, exc.status, "busy")
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     except VivaError as exc:
         kind = {404: "not_found", 400: "bad_request", 422: "bad_request"}.get(exc.status)
         return error_page(request, exc.status, kind or "generic")

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from scheduler.errors import FieldError, ValidationFailed, VivaError
+from scheduler.errors import Busy, FieldError, ValidationFailed, VivaError
 
 log = logging.getLogger("viva.http")
 
@@ -26,6 +26,7 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Invalid request",
     500: "Internal server error",
+    503: "Service busy",
 }
 
 
@@ -67,6 +68,8 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
 def from_error(exc: VivaError) -> web.Response:
     errors = exc.errors if isinstance(exc, ValidationFailed) else None
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, Busy):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem(
         exc.status, exc.detail, title=exc.title, errors=errors, headers=headers, **exc.extra
     )

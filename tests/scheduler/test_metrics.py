@@ -111,7 +111,11 @@ async def test_bookings_outbox_and_rooms_figures_move(open_client, clock: Frozen
     )
     assert depth == 2
     assert after[("viva_timers_pending", ())] > before[("viva_timers_pending", ())]
-    # The counter the booking code increments on a retried transaction is exposed.
-    client.app[keys.METRICS].booking_retries.labels(reason="deadlock").inc()
+    # What the booking code counts when the database refuses a transaction is exposed.
+    contention = client.app[keys.CONTENTION]
+    contention.deadlock_retries += 2
+    contention.busy += 1
     final = await scrape()
-    assert final[("viva_booking_retries_total", (("reason", "deadlock"),))] == 1
+    assert final[("viva_booking_retries_total", (("reason", "deadlock"),))] == 2
+    assert final[("viva_booking_retries_total", (("reason", "serialization"),))] == 0
+    assert final[("viva_database_busy_total", ())] == 1

@@ -1,0 +1,94 @@
+"""SQLite: a writer that cannot take the write lock in time is told to come back (503), at
+once after the busy timeout, never a 500 after a long wait; and nothing is written."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+
+from scheduler import keys
+from scheduler.app import create_app
+from scheduler.clock import FrozenClock
+from scheduler.config import load_settings
+from scheduler.models import Booking
+from scheduler.orgs import create_organisation
+from tests.conftest import T0, Org, app_environ, token_of
+
+START = "2026-12-01T09:00:00+01:00"
+
+
+@pytest.fixture
+def sqlite_path(sqlite_template: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "viva.db"
+    shutil.copy(sqlite_template, path)
+    return path
+
+
+async def test_a_held_write_lock_answers_503_with_retry_after(
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    sqlite_path: Path,
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        environ=app_environ(
+            f"sqlite+aiosqlite:///{sqlite_path}",
+            tmp_path / "data",
+            VIVA_DATABASE_BUSY_TIMEOUT_SECONDS="0.2",
+        )
+    )
+    client = await aiohttp_client(create_app(settings, clock=FrozenClock(T0)))
+    db = client.app[keys.DB]
+    async with db.write() as session:
+        new = await create_organisation(session, name="Org", contact_email="o@org.test", now=T0)
+    org = Org(client, new.organisation.id, new.api_key)
+    await org.make_evaluator()
+    token = token_of((await org.make_candidate(locale="fr"))["link"])
+
+    # Another process takes the write lock.
+    other = sqlite3.connect(sqlite_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        resp = await client.post(f"/c/{token}/booking", json={"start": START})
+        assert resp.status == 503
+        assert resp.content_type == "application/problem+json"
+        assert int(resp.headers["Retry-After"]) >= 1
+        body = await resp.json(content_type=None)
+        assert body["status"] == 503 and "try again" in body["detail"]
+
+        resp = await client.post(
+            f"/c/{token}/book", data={"start": START}, headers={"Accept-Language": "fr"}
+        )
+        assert resp.status == 503
+        assert resp.content_type == "text/html"
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert "Rien n’a été réservé ni modifié" in await resp.text()
+
+        status, _ = await org.call(
+            "POST",
+            "/candidates",
+            json={
+                "name": "Late",
+                "email": f"{uuid.uuid4().hex[:8]}@example.org",
+                "language": "en",
+                "locale": "en",
+                "timezone": "Europe/Paris",
+            },
+        )
+        assert status == 503  # the API too
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert client.app[keys.CONTENTION].busy == 3
+
+    async with db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Booking)) == 0
+    # The lock released, the same request goes through.
+    resp = await client.post(f"/c/{token}/booking", json={"start": START})
+    assert resp.status == 201
