@@ -204,3 +204,17 @@ async def test_healthz_fails_when_the_database_is_unreachable(client) -> None:
         assert body["status"] == "error" and body["database"]
     resp = await client.get("/healthz")
     assert resp.status == 200 and (await resp.json())["status"] == "ok"
+
+
+async def test_a_body_over_the_size_limit_is_the_documented_413(make_org) -> None:
+    org = await make_org()
+    resp = await org.client.post(
+        "/api/v1/candidates",
+        data=json.dumps({"name": "A" * 300_000, "email": "a@example.org", "language": "en"}),
+        headers={**org.headers, "Content-Type": "application/json"},
+    )
+    assert resp.status == 413 and resp.content_type == PROBLEM
+    doc = await (await org.client.get("/api/v1/openapi.json")).json()
+    assert "413" in doc["paths"]["/api/v1/candidates"]["post"]["responses"]
+    assert "413" not in doc["paths"]["/api/v1/candidates"]["get"]["responses"]
+    assert (await org.ok("GET", "/candidates"))["candidates"] == []
