@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from rooms.tokens import LinkKind, new_nonce
 from scheduler import keys
 from scheduler.db import Database
 from scheduler.models import ApiKey, Booking
@@ -218,3 +219,51 @@ async def test_a_body_over_the_size_limit_is_the_documented_413(make_org) -> Non
     assert "413" in doc["paths"]["/api/v1/candidates"]["post"]["responses"]
     assert "413" not in doc["paths"]["/api/v1/candidates"]["get"]["responses"]
     assert (await org.ok("GET", "/candidates"))["candidates"] == []
+
+
+# --- found by mutation testing (docs/security.md, "Mutation score") ---------------------------
+
+
+async def test_well_formed_links_to_rows_that_do_not_exist_are_404(client) -> None:
+    """Forged ids take the same way out as real ones: 404, never a crash on a missing row
+    (the room path checks the MAC against a random nonce, `room_wiring._NO_NONCE`)."""
+    signer = client.app[keys.LINKS].signer
+    for kind in (LinkKind.ROOM_CANDIDATE, LinkKind.ROOM_EVALUATOR):
+        token = signer.make(kind, uuid.uuid4(), new_nonce())
+        resp = await client.get(f"/r/{token}/info")
+        assert resp.status == 404 and resp.content_type == PROBLEM
+    token = signer.make(LinkKind.CANDIDATE, uuid.uuid4(), new_nonce())
+    assert (await client.get(f"/c/{token}/slots")).status == 404
+    assert (await client.get(f"/c/{token}")).status == 404
+
+
+async def test_each_room_link_tells_its_own_participant_who_they_are(make_org) -> None:
+    org = await make_org("CCI Formation")
+    booked = await _book(org)
+    detail = await org.ok("GET", f"/bookings/{booked['id']}")
+    cand = await org.ok("GET", f"/candidates/{detail['candidate_id']}")
+    ev = await org.ok("GET", f"/evaluators/{detail['evaluator_id']}")
+    infos = {}
+    for role in ("candidate", "evaluator"):
+        resp = await org.client.get(f"/r/{token_of(detail['rooms'][role])}/info")
+        assert resp.status == 200 and resp.headers["Cache-Control"] == "no-store"
+        infos[role] = await resp.json()
+    assert infos["candidate"]["role"] == "candidate"
+    assert infos["candidate"]["name"] == cand["name"] == infos["evaluator"]["other_name"]
+    assert infos["evaluator"]["role"] == "evaluator"
+    assert infos["evaluator"]["name"] == ev["name"] == infos["candidate"]["other_name"]
+    for info in infos.values():
+        assert info["organisation"] == "CCI Formation"
+        assert info["language"] == cand["language"]
+    assert infos["candidate"]["timezone"] == cand["timezone"]
+    assert infos["evaluator"]["timezone"] == ev["timezone"]
+
+
+async def test_the_booking_list_hands_out_no_room_links(make_org) -> None:
+    """Room links are credentials: only a booking's own detail carries them."""
+    org = await make_org()
+    booked = await _book(org)
+    listed = (await org.ok("GET", "/bookings"))["bookings"]
+    assert [b["id"] for b in listed] == [booked["id"]]
+    assert listed[0]["rooms"] is None
+    assert (await org.ok("GET", f"/bookings/{booked['id']}"))["rooms"] is not None
