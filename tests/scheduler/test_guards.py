@@ -232,6 +232,10 @@ async def test_well_formed_links_to_rows_that_do_not_exist_are_404(client) -> No
         token = signer.make(kind, uuid.uuid4(), new_nonce())
         resp = await client.get(f"/r/{token}/info")
         assert resp.status == 404 and resp.content_type == PROBLEM
+        assert (await resp.json())["detail"]
+        # Even a refusal names the link in its URL: never cached, never in a Referer.
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
     token = signer.make(LinkKind.CANDIDATE, uuid.uuid4(), new_nonce())
     assert (await client.get(f"/c/{token}/slots")).status == 404
     assert (await client.get(f"/c/{token}")).status == 404
@@ -267,3 +271,21 @@ async def test_the_booking_list_hands_out_no_room_links(make_org) -> None:
     assert [b["id"] for b in listed] == [booked["id"]]
     assert listed[0]["rooms"] is None
     assert (await org.ok("GET", f"/bookings/{booked['id']}"))["rooms"] is not None
+
+
+async def test_only_a_401_asks_for_credentials_and_a_whole_body_error_names_the_body(
+    make_org,
+) -> None:
+    org = await make_org()
+    booked = await _book(org)
+    resp = await org.client.get(f"/api/v1/evaluators/{uuid.uuid4()}", headers=org.headers)
+    assert resp.status == 404 and "WWW-Authenticate" not in resp.headers
+    resp = await org.client.post(
+        f"/api/v1/bookings/{booked['id']}/force-majeure",
+        json={"action": "move", "reason": "flood"},
+        headers=org.headers,
+    )
+    assert resp.status == 422 and "WWW-Authenticate" not in resp.headers
+    assert [e["field"] for e in (await resp.json())["errors"]] == ["body"]
+    resp = await org.client.get("/api/v1/evaluators")
+    assert resp.status == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
