@@ -289,3 +289,14 @@ async def test_only_a_401_asks_for_credentials_and_a_whole_body_error_names_the_
     assert [e["field"] for e in (await resp.json())["errors"]] == ["body"]
     resp = await org.client.get("/api/v1/evaluators")
     assert resp.status == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_valid_key_under_another_scheme_is_refused(make_org) -> None:
+    org = await make_org()
+    for header in (f"Basic {org.api_key}", f"Token {org.api_key}", org.api_key):
+        resp = await org.client.get("/api/v1/organisation", headers={"Authorization": header})
+        assert resp.status == 401, header
+    resp = await org.client.get(
+        "/api/v1/organisation", headers={"Authorization": f"bearer {org.api_key}"}
+    )
+    assert resp.status == 200
