@@ -693,6 +693,7 @@ async def download_recording(call: Call) -> web.StreamResponse:
     "DELETE",
     "/bookings/{id}/recordings/{recording_id}",
     "Delete a recording: its file, then its entry (refused while it is being recorded)",
+    status=204,
     write=True,
     errors=(401, 404, 409),
 )

@@ -43,6 +43,7 @@ _STATUS_TEXT = {
     401: "Missing or unknown API key",
     404: "Not found (or another organisation's)",
     409: "Conflict",
+    413: "Request body too large",
     422: "Invalid input",
 }
 
@@ -256,7 +257,9 @@ def document(base_url: str) -> dict[str, Any]:
                 }
             }
         op["responses"][str(ep.status)] = ok
-        for status in ep.errors:
+        # Any request body is read (and may be refused as too large) before anything else.
+        errors = (*ep.errors, 413) if ep.body is not None else ep.errors
+        for status in errors:
             op["responses"][str(status)] = {
                 "description": _STATUS_TEXT.get(status, "Error"),
                 "content": {

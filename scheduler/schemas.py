@@ -65,14 +65,34 @@ def _lower(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+# The document states the rule too (pydantic drops a pattern that follows a BeforeValidator);
+# any case is accepted and stored lower-case.
 Language = Annotated[
-    str, BeforeValidator(_lower), StringConstraints(pattern=r"^[a-z]{2,3}(-[a-z]{2})?$")
+    str,
+    BeforeValidator(_lower),
+    StringConstraints(pattern=r"^[a-z]{2,3}(-[a-z]{2})?$"),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{2,3}(-[A-Za-z]{2})?$"}),
 ]
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")]
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _never_null(schema: dict[str, Any]) -> None:
+    """A PATCH field may be left out, never sent as null (its validator refuses null): the
+    document says so, instead of pydantic's `anyOf: [..., null]` for the optional field."""
+    for prop in schema.get("properties", {}).values():
+        options = prop.pop("anyOf", None)
+        if options is not None:
+            prop.update(next(o for o in options if o != {"type": "null"}))
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
+class _Patch(_In):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_never_null)
 
 
 class _Out(BaseModel):
@@ -112,7 +132,7 @@ class EvaluatorIn(_In):
     locale: Locale = "fr"
 
 
-class EvaluatorPatch(_In):
+class EvaluatorPatch(_Patch):
     name: Name | None = None
     email: Email | None = None
     timezone: TimeZone | None = None
@@ -421,7 +441,7 @@ class OrganisationOut(_Out):
     created_at: datetime
 
 
-class OrganisationPatch(_In):
+class OrganisationPatch(_Patch):
     recording: bool | None = Field(
         None,
         description="Record interviews from the next room session on (each room records "

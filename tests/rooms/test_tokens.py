@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import uuid
 
+import pytest
+
 from rooms.tokens import LinkKind, LinkSigner, new_nonce, parse_link
 
 SECRET = b"0123456789abcdef0123456789abcdef"
+GOLDEN = "AQMAAAAAAAAAAAAAAAAAAAABYzhIxic1Ch5onsEWPejo2A"
 
 
 def test_round_trip_and_entropy() -> None:
@@ -54,3 +57,16 @@ def test_the_database_alone_does_not_yield_links() -> None:
 def test_garbage_is_rejected_without_errors() -> None:
     for token in ["", "x", "A" * 46, "%%%%" * 12, "AQ" + "-" * 44, "é" * 46]:
         assert parse_link(token, LinkKind.CANDIDATE) is None
+
+
+def test_a_short_secret_is_refused_and_sixteen_bytes_suffice() -> None:
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        LinkSigner(b"x" * 15)
+    LinkSigner(b"x" * 16)
+
+
+def test_links_mailed_by_one_release_stay_valid_in_the_next() -> None:
+    """The MAC's inputs (subkey label, layout) are part of every link ever mailed: changing
+    them silently revokes them all. This pins one token."""
+    token = LinkSigner(SECRET).make(LinkKind.ROOM_EVALUATOR, uuid.UUID(int=1), "nonce")
+    assert token == GOLDEN
