@@ -8,7 +8,9 @@ where a request comes from: `Origin` on every state-changing request they send, 
 done) when its Origin is present and is not one of this server's own origins
 (`server.base_url`, and `rooms.public_url` when several processes serve), or when it has no
 Origin and Sec-Fetch-Site says `cross-site` or `same-site` (a sibling subdomain is another
-site's code too). Requests with neither header are not from a browser's page (curl, an
+site's code too). `Origin: null` passes only with `Sec-Fetch-Site: same-origin`: it is what a
+sandboxed frame sends, but also what browsers send for our own forms, because our pages'
+referrer policy is no-referrer. Requests with neither header are not from a browser's page (curl, an
 integrator's script, the API's clients) and pass: they hold the secret themselves.
 
 Headers (`security_headers`, run as every response is prepared, errors and WebSockets
@@ -21,6 +23,7 @@ is https.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -29,6 +32,8 @@ from aiohttp import web
 from scheduler import keys
 from scheduler.pages import error_page
 from scheduler.problems import is_json_path, problem
+
+log = logging.getLogger("viva.security")
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Browsers label requests from a sibling subdomain `same-site`: still not our page.
@@ -72,10 +77,16 @@ def cross_site(request: web.Request, origins: frozenset[str]) -> bool:
     if request.method not in STATE_CHANGING:
         return False
     origin = request.headers.get("Origin")
-    if origin is not None:
-        # "null" (sandboxed frames, some redirects) is nobody's own origin.
+    fetch_site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
+    if origin is not None and origin.strip() != "null":
         return origin_of(origin) not in origins
-    return request.headers.get("Sec-Fetch-Site", "").strip().lower() in FOREIGN_FETCH_SITES
+    if origin is not None:
+        # "null": a sandboxed frame or an opaque redirect, but also our own pages' forms,
+        # since they ask for `Referrer-Policy: no-referrer` and browsers then send a form
+        # post's Origin as "null". Only the browser's own word that the request comes from
+        # this origin lets it through; without Sec-Fetch-Site it is refused.
+        return fetch_site != "same-origin"
+    return fetch_site in FOREIGN_FETCH_SITES
 
 
 @web.middleware
@@ -83,6 +94,12 @@ async def refuse_cross_site(request: web.Request, handler: Handler) -> web.Strea
     """403 before any handler runs, so nothing is read, looked up or changed."""
     if not cross_site(request, request.app[keys.ORIGINS]):
         return await handler(request)
+    log.info(
+        "refused a cross-site %s: Origin %r, Sec-Fetch-Site %r",
+        request.method,
+        request.headers.get("Origin"),
+        request.headers.get("Sec-Fetch-Site"),
+    )
     detail = "cross-site requests cannot change anything here"
     if is_json_path(request.path) or not request.path.startswith(("/c/", "/r/")):
         return problem(403, detail)

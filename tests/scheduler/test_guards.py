@@ -202,16 +202,18 @@ async def _unreachable(db: Database) -> AsyncIterator[None]:
     await db.engine.dispose()
 
 
-async def test_healthz_fails_when_the_database_is_unreachable(client) -> None:
+async def test_readyz_fails_when_the_database_is_unreachable(client) -> None:
+    """Readiness asks the database; liveness (/healthz) only says the process answers, so a
+    load balancer takes the process out of rotation without restarting it."""
     db = client.app[keys.DB]
-    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
     async with _unreachable(db):
-        resp = await client.get("/healthz")
-        assert resp.status == 503
-        body = await resp.json()
-        assert body["status"] == "error" and body["database"]
-    resp = await client.get("/healthz")
-    assert resp.status == 200 and (await resp.json())["status"] == "ok"
+        resp = await client.get("/readyz")
+        assert resp.status == 503 and resp.content_type == PROBLEM
+        assert "read" in (await resp.json())["failed"]
+        assert (await client.get("/healthz")).status == 200
+    resp = await client.get("/readyz")
+    assert resp.status == 200
 
 
 async def test_a_body_over_the_size_limit_is_the_documented_413(make_org) -> None:
