@@ -156,6 +156,24 @@ async def seed(url: str, now: datetime, candidates_per_language: int) -> Seeded:
     return Seeded(url, org.id, evaluators, tokens)
 
 
+async def until_up(
+    http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Wait for a `viva serve` to answer /healthz (it migrates before it listens)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            async with http.get(base + "/healthz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text()[-4000:] or "server died")
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{base} did not answer /healthz")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -182,19 +200,8 @@ class Server:
         )
 
     async def wait(self) -> None:
-        deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                try:
-                    async with http.get(self.base + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                if self.proc.poll() is not None:
-                    raise RuntimeError(self.log.read_text()[-4000:] or "server died")
-                await asyncio.sleep(0.2)
-        raise TimeoutError("viva serve did not answer /healthz")
+            await until_up(http, self.base, self.proc, self.log)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -43,7 +43,7 @@ from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SECRET, free_port, fresh_database, machine, table
+from bench.common import SECRET, free_port, fresh_database, machine, table, until_up
 from rooms.tokens import LinkKind, LinkSigner, new_nonce
 from scheduler.availability import Availability
 from scheduler.db import Database
@@ -114,19 +114,8 @@ class Process:
             )
 
     async def ready(self, http: aiohttp.ClientSession) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(self.base + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.log.read_text()[-4000:] or "server died")
-            await asyncio.sleep(0.2)
-        raise TimeoutError(f"{self.base} did not answer /healthz")
+        assert self.proc is not None
+        await until_up(http, self.base, self.proc, self.log)
 
     def kill(self) -> None:
         assert self.proc is not None
