@@ -169,7 +169,7 @@ async def until_up(
         except aiohttp.ClientError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(log.read_text()[-4000:] or "server died")
+            raise RuntimeError(log.read_text()[-4000:] or "server died")  # noqa: ASYNC240 (it died)
         await asyncio.sleep(0.2)
     raise TimeoutError(f"{base} did not answer /healthz")
 
