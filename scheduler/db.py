@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -98,15 +98,19 @@ class Database:
         timeout (every connection is in use by slower transactions)."""
         try:
             yield
-        except OperationalError as exc:
-            if not (self.sqlite and _locked(exc)):
-                raise
-            self.contention.busy += 1
-            log.warning("SQLite write lock busy for %.1f s: turned away", self.busy_timeout)
-            raise Busy(
-                "the database is busy; please try again in a moment",
-                retry_after=max(1, round(self.busy_timeout)),
-            ) from exc
+        except DBAPIError as exc:
+            if self.sqlite and isinstance(exc, OperationalError) and _locked(exc):
+                self.contention.busy += 1
+                log.warning("SQLite write lock busy for %.1f s: turned away", self.busy_timeout)
+                raise Busy(
+                    "the database is busy; please try again in a moment",
+                    retry_after=max(1, round(self.busy_timeout)),
+                ) from exc
+            if not self.sqlite and _refused_connection(exc):
+                self.contention.busy += 1
+                log.warning("PostgreSQL refused a connection (%s): turned away", exc.orig)
+                raise Busy("the server is busy; please try again in a moment") from exc
+            raise
         except PoolTimeout as exc:
             self.contention.busy += 1
             log.warning("no database connection free in time: turned away")
@@ -137,6 +141,16 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# PostgreSQL refusing a new connection: too many clients (server-wide, per role or per
+# database), or the server still starting or shutting down. The request did nothing.
+_REFUSED_CONNECTION = frozenset({"53300", "57P03"})
+
+
+def _refused_connection(exc: DBAPIError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return state in _REFUSED_CONNECTION
 
 
 def _locked(exc: OperationalError) -> bool:

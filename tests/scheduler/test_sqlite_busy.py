@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from scheduler import keys
 from scheduler.app import create_app
@@ -92,3 +92,28 @@ async def test_a_held_write_lock_answers_503_with_retry_after(
     # The lock released, the same request goes through.
     resp = await client.post(f"/c/{token}/booking", json={"start": START})
     assert resp.status == 201
+
+
+@pytest.mark.postgres
+async def test_postgresql_refusing_connections_turns_writers_away_with_busy(
+    postgres_url: str,
+) -> None:
+    """'Too many clients' is PostgreSQL saying "not now": 503 with Retry-After, never a 500.
+
+    A role with CONNECTION LIMIT 0 is refused exactly as a full server refuses everyone
+    (SQLSTATE 53300); a superuser would be exempt from the limit, so the role is not one."""
+    from scheduler.db import Database
+    from scheduler.errors import Busy
+    from tests.conftest import _pg_admin
+
+    role = f"viva_refused_{uuid.uuid4().hex[:8]}"
+    await _pg_admin(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0')
+    db = Database(postgres_url.replace("://postgres@", f"://{role}@"))
+    try:
+        with pytest.raises(Busy):
+            async with db.write() as session:
+                await session.execute(text("SELECT 1"))
+        assert db.contention.busy == 1
+    finally:
+        await db.dispose()
+        await _pg_admin(f'DROP ROLE "{role}"')
