@@ -145,8 +145,6 @@ async def _aiosqlite_threads_done(within: float = 10.0) -> None:
     """On a loaded machine the probe's time bound can end before aiosqlite's thread has
     failed to open the file; that thread then reports to this test's loop after it closed,
     and the exception lands in whichever test runs next. Let it finish here."""
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline and any(
-        "_connection_worker_thread" in t.name and t.is_alive() for t in threading.enumerate()
-    ):
-        await asyncio.sleep(0.05)
+    for thread in threading.enumerate():
+        if "_connection_worker_thread" in thread.name:
+            await asyncio.to_thread(thread.join, within)
