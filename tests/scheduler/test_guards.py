@@ -329,13 +329,16 @@ async def test_the_organisation_keeps_the_contact_phone_it_was_created_with(make
     assert (await org.ok("GET", "/organisation"))["contact_phone"] == "+33 1 23 45 67 89"
 
 
-async def test_a_created_key_answers_201_and_a_plain_read_200(make_org) -> None:
+async def test_a_created_key_answers_201_with_its_12_character_prefix(make_org) -> None:
     """`_wrap` answers with each endpoint's documented status, not aiohttp's default 200."""
     org = await make_org()
     resp = await org.client.post(
         "/api/v1/organisation/keys", json={"name": "rotation"}, headers=org.headers
     )
     assert resp.status == 201, await resp.text()
+    created = await resp.json()
+    # docs/security.md: the database keeps the key's 12-character prefix, no more.
+    assert created["prefix"] == created["key"][:12] and len(created["prefix"]) == 12
     resp = await org.client.get("/api/v1/organisation", headers=org.headers)
     assert resp.status == 200
 
