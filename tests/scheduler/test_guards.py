@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from rooms.tokens import LinkKind, new_nonce
+from rooms.tokens import LinkKind, LinkSigner, new_nonce
 from scheduler import keys
 from scheduler.db import Database
 from scheduler.models import ApiKey, Booking
@@ -309,3 +309,93 @@ async def test_a_valid_key_under_another_scheme_is_refused(make_org) -> None:
         "/api/v1/organisation", headers={"Authorization": f"bearer {org.api_key}"}
     )
     assert resp.status == 200
+
+
+# --- survivors of `make mutate`, each killed here (docs/security.md, "Mutation score") ----
+
+
+async def test_a_key_after_extra_spaces_still_authenticates(make_org) -> None:
+    """`_org_for` splits the scheme at the first space and strips the key: `rpartition`
+    would read `Bearer ` as the scheme and refuse a valid key."""
+    org = await make_org()
+    resp = await org.client.get(
+        "/api/v1/organisation", headers={"Authorization": f"Bearer  {org.api_key} "}
+    )
+    assert resp.status == 200, await resp.text()
+
+
+async def test_the_organisation_keeps_the_contact_phone_it_was_created_with(make_org) -> None:
+    org = await make_org()
+    assert (await org.ok("GET", "/organisation"))["contact_phone"] == "+33 1 23 45 67 89"
+
+
+async def test_a_created_key_answers_201_with_its_12_character_prefix(make_org) -> None:
+    """`_wrap` answers with each endpoint's documented status, not aiohttp's default 200."""
+    org = await make_org()
+    resp = await org.client.post(
+        "/api/v1/organisation/keys", json={"name": "rotation"}, headers=org.headers
+    )
+    assert resp.status == 201, await resp.text()
+    created = await resp.json()
+    # docs/security.md: the database keeps the key's 12-character prefix, no more.
+    assert created["prefix"] == created["key"][:12] and len(created["prefix"]) == 12
+    resp = await org.client.get("/api/v1/organisation", headers=org.headers)
+    assert resp.status == 200
+
+
+async def test_an_unknown_api_route_is_a_titled_problem(make_org) -> None:
+    """aiohttp's own 404 carries no title: `problem` supplies the status's."""
+    org = await make_org()
+    resp = await org.client.get("/api/v1/no-such-thing", headers=org.headers)
+    assert resp.status == 404 and resp.content_type == PROBLEM
+    assert (await resp.json())["title"] == "Not found"
+
+
+def test_a_problem_always_has_a_string_title_and_serialises_its_extras() -> None:
+    from scheduler.problems import problem
+
+    assert json.loads(problem(404, "x", title="Gone away").text)["title"] == "Gone away"
+    assert json.loads(problem(404, "x").text)["title"] == "Not found"
+    odd = json.loads(problem(418, "x", ident=uuid.UUID(int=1)).text)
+    assert odd["title"] == "Error"
+    assert odd["ident"] == "00000000-0000-0000-0000-000000000001"
+
+
+def test_field_errors_name_nested_fields_with_dots_and_no_prefix_by_default() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from scheduler.problems import field_errors
+
+    class Inner(BaseModel):
+        start: int
+
+    class Outer(BaseModel):
+        slots: list[Inner]
+
+    try:
+        Outer.model_validate({"slots": [{"start": "soon"}]})
+    except ValidationError as exc:
+        assert [e.field for e in field_errors(exc)] == ["slots.0.start"]
+    else:
+        raise AssertionError("the model accepted a bad start")
+    try:
+        Outer.model_validate([])
+    except ValidationError as exc:
+        assert [e.field for e in field_errors(exc)] == ["body"]
+    else:
+        raise AssertionError("the model accepted a list")
+
+
+async def test_the_candidate_slots_endpoint_answers_problem_json(client) -> None:
+    """`/c/<token>/slots` is JSON: its errors are problem+json, not an HTML page."""
+    resp = await client.get("/c/not-a-token/slots")
+    assert resp.status == 404 and resp.content_type == PROBLEM, await resp.text()
+
+
+def test_a_trailing_slash_on_the_base_url_makes_no_double_slash() -> None:
+    from scheduler.links import Links
+    from scheduler.models import Candidate
+
+    links = Links(LinkSigner(b"s" * 16), "https://viva.example/")
+    url = links.candidate_url(Candidate(id=uuid.uuid4(), link_nonce=new_nonce()))
+    assert url.startswith("https://viva.example/c/") and "//c/" not in url
