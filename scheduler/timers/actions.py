@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer import compose
-from mailer.outbox import enqueue_content
+from mailer.store import enqueue_content
 from rooms.models import candidate_joined_before
 from scheduler import history
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
