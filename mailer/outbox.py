@@ -54,6 +54,7 @@ from mailer.store import (
     list_messages,
     requeue,
     require_aware,
+    rows_changed,
 )
 
 __all__ = [
@@ -261,7 +262,7 @@ class Outbox:
                 )
                 .values(status="pending", next_attempt_at=self._now(), claimed_by=None)
             )
-        count: int = result.rowcount  # type: ignore[attr-defined]
+        count = rows_changed(result)
         if count:
             logger.warning(
                 "mail: took back %d messages this worker was sending when it stopped", count
@@ -276,7 +277,7 @@ class Outbox:
                 .where(t.c.id == row.id, t.c.status == "sending", t.c.claimed_by == row.token)
                 .values(claimed_by=None, **values)
             )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return rows_changed(result) == 1
 
     async def _mark_sent(self, row: _Claimed, how: str) -> bool:
         recorded = await self._finish(row, status="sent", sent_at=self._now(), last_error=None)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import Any
 
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import CursorResult, Result, Select, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.message import MailContent, message_id_for, validate_address
@@ -31,6 +32,7 @@ __all__ = [
     "list_messages",
     "requeue",
     "require_aware",
+    "rows_changed",
 ]
 
 
@@ -38,6 +40,14 @@ def require_aware(value: datetime, name: str) -> None:
     """Every instant in the outbox is compared with others: a naive one is a bug upstream."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware")
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE changed. Its result is a CursorResult, which has the count;
+    the session types every result as the general `Result`."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"not the result of an UPDATE or DELETE: {type(result).__name__}")
+    return result.rowcount
 
 
 async def enqueue(
@@ -181,6 +191,6 @@ async def requeue(
         )
         .values(status="pending", attempts=0, next_attempt_at=now, sent_at=None, claimed_by=None)
     )
-    queued = bool(result.rowcount)  # type: ignore[attr-defined]
+    queued = bool(rows_changed(result))
     found = await get_message(session, id)
     return (found if found is not None and found.booking_id == booking_id else None), queued
