@@ -12,16 +12,13 @@ transaction, so an action happens once and only with its claim, whichever proces
 may share one PostgreSQL), job or sweep got there first. A stale job (its row cancelled or
 already done) claims nothing. Every decision reads the injected clock, never APScheduler's.
 
-Jobs exist only for timers due within a look-ahead window ([reminders] lookahead_minutes):
-APScheduler 3 keeps its jobs in one sorted list, and 300,000 of them (100,000 bookings) take
-17 to 21 s to load and 400 MB to hold (bench/timers.py); the window holds a few thousand.
-A periodic sweep acts on any due row whose job was lost (a crash, a row written by another
-process) and gives jobs to the rows entering the window. A timer whose moment passed while
-Viva was down runs when it comes back, unless it no longer makes sense: a reminder for an
-interview that has begun, for a booking that was cancelled or moved, is dropped and logged.
+Jobs exist only for timers due within a look-ahead window, and a periodic sweep catches
+what a lost job missed (`service` says why). A timer whose moment passed while Viva was down
+runs when it comes back, unless it no longer makes sense: a reminder for an interview that
+has begun, for a booking that was cancelled or moved, is dropped and logged.
 
 An action that raises (a transient database error, a lost connection) is not lost: its row
-goes back to pending with `retry_at` (backoff doubling from _RETRY_BASE_SECONDS) and its
+goes back to pending with `retry_at` (backoff doubling, `plan.retry_delay`) and its
 `last_error`, and is tried again until its own deadline: a reminder's is the interview's
 start (after it, a reminder is pointless); a lock or a no-show mark has none (it is never
 pointless). Past the deadline the row is closed as "failed", logged at error level, counted
