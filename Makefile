@@ -34,9 +34,12 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+# Every check that reads the code without running it, one line each (CI runs `make lint`).
+# The type checker's scope and its strict modules are under [tool.mypy] in pyproject.toml.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from icalendar import Calendar, Event, Timezone, vCalAddress
+from icalendar import STATUS, TRANSP, Calendar, Event, Timezone, vCalAddress
 
 from mailer.message import clean_line, validate_address
 
@@ -90,7 +90,8 @@ def _vtimezone(tzid: str, first: date, last: date) -> bytes:
     versions wrote into every calendar: the bytes stay exactly what they were.
     """
     generated = Timezone.from_tzinfo(ZoneInfo(tzid), tzid=tzid, first_date=first, last_date=last)
-    return Timezone.from_ical(generated.to_ical()).to_ical()
+    lines: bytes = Timezone.from_ical(generated.to_ical()).to_ical()
+    return lines
 
 
 @lru_cache(maxsize=4)
@@ -106,7 +107,7 @@ def _calendar_head(method: str) -> bytes:
     calendar.add("VERSION", "2.0")
     calendar.add("CALSCALE", "GREGORIAN")
     calendar.add("METHOD", method)
-    whole = calendar.to_ical()
+    whole: bytes = calendar.to_ical()
     if not whole.endswith(_CALENDAR_END):
         raise RuntimeError("unexpected VCALENDAR serialisation")
     return whole[: -len(_CALENDAR_END)]
@@ -166,8 +167,8 @@ def _event(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> Event:
             # A cancellation expects no answer, so only a REQUEST asks for one.
             _address(inv.attendee_email, inv.attendee_name, attendee=True, rsvp=method == "REQUEST")
         ],
-        status="CONFIRMED" if method == "REQUEST" else "CANCELLED",
-        transparency="OPAQUE",
+        status=STATUS.CONFIRMED if method == "REQUEST" else STATUS.CANCELLED,
+        transparency=TRANSP.OPAQUE,
     )
 
 
@@ -185,7 +186,8 @@ def _build(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> bytes:
     first = date(inv.start.year - 1, 1, 1)
     last = date(inv.end.year + 2, 1, 1)
     zones = b"".join(_vtimezone(tzid, first, last) for tzid in _zones_of(event))
-    return _calendar_head(method) + zones + event.to_ical() + _CALENDAR_END
+    body: bytes = event.to_ical()
+    return _calendar_head(method) + zones + body + _CALENDAR_END
 
 
 def build_request(inv: Invitation) -> bytes:

@@ -1,7 +1,7 @@
 """The durable outbox: messages written with the booking change, delivered afterwards.
 
-Writing: `enqueue` / `enqueue_content` add a row to the caller's session and do not commit,
-so the message exists if and only if the booking change that caused it is committed.
+Writing and reading the rows (`enqueue`, `list_messages`, `requeue`…) is `mailer.store`'s;
+those names are importable from here too.
 
 Delivering: `Outbox.deliver_due` claims due rows with one atomic UPDATE (safe with several
 processes on one PostgreSQL: `FOR UPDATE SKIP LOCKED` plus a re-checked WHERE), sends them
@@ -35,23 +35,34 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
 from typing import Protocol
 
 import aiosmtplib
-from sqlalchemy import Select, and_, insert, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailer.message import MailContent, message_id_for, validate_address
 from mailer.models import outbox_messages as t
 from mailer.settings import SmtpSettings
+
+# Written and read in mailer.store; importable from here as well, where callers found them.
+from mailer.store import (
+    StoredMessage,
+    booking_messages,
+    enqueue,
+    enqueue_content,
+    get_message,
+    list_messages,
+    requeue,
+    require_aware,
+    rows_changed,
+)
 
 __all__ = [
     "Clock",
     "LeaseNow",
     "Outbox",
     "StoredMessage",
+    "booking_messages",
     "enqueue",
     "enqueue_content",
     "get_message",
@@ -70,163 +81,6 @@ class Clock(Protocol):
 
 # The instant lease expiry is compared with, read in the given session's transaction.
 LeaseNow = Callable[[AsyncSession], Awaitable[datetime]]
-
-
-# --- writing -------------------------------------------------------------------------------
-
-
-def _require_aware(value: datetime, name: str) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware")
-
-
-async def enqueue(
-    session: AsyncSession,
-    *,
-    build: Callable[[str], EmailMessage],
-    domain: str,
-    organisation_id: uuid.UUID,
-    booking_id: uuid.UUID | None,
-    kind: str,
-    now: datetime,
-) -> uuid.UUID:
-    """Add one message to the outbox in the caller's transaction; return the row id.
-
-    The Message-ID must derive from the row id, which does not exist before this call, so
-    the caller passes a builder: it receives the Message-ID (`<row id@domain>`) and returns
-    the finished message. Exactly one To recipient and no Cc/Bcc are accepted: the stored
-    bytes are sent as they are, so a Bcc header would reach every recipient.
-    """
-    _require_aware(now, "now")
-    row_id = uuid.uuid4()
-    message_id = message_id_for(row_id, domain)
-    message = build(message_id)
-    if message["Message-ID"] != message_id:
-        raise ValueError("the builder must use the Message-ID it was given")
-    if message.get_all("Cc") or message.get_all("Bcc") or len(message.get_all("To") or []) != 1:
-        raise ValueError("an outbox message has exactly one To recipient and no Cc/Bcc")
-    addresses = message["To"].addresses
-    if len(addresses) != 1:
-        raise ValueError("an outbox message has exactly one To recipient")
-    recipient = validate_address(addresses[0].addr_spec)
-    await session.execute(
-        insert(t).values(
-            id=row_id,
-            organisation_id=organisation_id,
-            booking_id=booking_id,
-            kind=kind,
-            recipient=recipient,
-            subject=str(message["Subject"] or ""),
-            message_id=message_id,
-            raw=message.as_bytes(policy=SMTP),
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            last_error=None,
-            created_at=now,
-            sent_at=None,
-        )
-    )
-    return row_id
-
-
-async def enqueue_content(
-    session: AsyncSession,
-    *,
-    content: MailContent,
-    settings: SmtpSettings,
-    organisation_id: uuid.UUID,
-    booking_id: uuid.UUID | None,
-    now: datetime,
-) -> uuid.UUID:
-    """`enqueue` for what `mailer.compose` returns: the usual call from the scheduler."""
-    return await enqueue(
-        session,
-        build=lambda message_id: content.to_email(
-            message_id=message_id, from_address=settings.from_address
-        ),
-        domain=settings.message_id_domain,
-        organisation_id=organisation_id,
-        booking_id=booking_id,
-        kind=content.kind,
-        now=now,
-    )
-
-
-# --- reading (the dev mailbox at /dev/mail, and the organisation's view) -------------------
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    """One outbox row as stored, including the exact bytes that were (or will be) sent."""
-
-    id: uuid.UUID
-    organisation_id: uuid.UUID
-    booking_id: uuid.UUID | None
-    kind: str
-    recipient: str
-    subject: str
-    message_id: str
-    raw: bytes
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
-
-
-def _stored_select() -> Select[tuple[object, ...]]:
-    return select(*(t.c[field] for field in StoredMessage.__dataclass_fields__))
-
-
-async def list_messages(
-    session: AsyncSession,
-    organisation_id: uuid.UUID | None = None,
-    limit: int = 50,
-) -> list[StoredMessage]:
-    """The newest messages first, optionally for one organisation."""
-    query = _stored_select().order_by(t.c.created_at.desc(), t.c.id).limit(limit)
-    if organisation_id is not None:
-        query = query.where(t.c.organisation_id == organisation_id)
-    rows = (await session.execute(query)).mappings().all()
-    return [StoredMessage(**row) for row in rows]
-
-
-async def booking_messages(session: AsyncSession, booking_id: uuid.UUID) -> list[StoredMessage]:
-    """Every message about one booking, oldest first (the organisation's view)."""
-    query = _stored_select().where(t.c.booking_id == booking_id).order_by(t.c.created_at, t.c.id)
-    rows = (await session.execute(query)).mappings().all()
-    return [StoredMessage(**row) for row in rows]
-
-
-async def get_message(session: AsyncSession, id: uuid.UUID) -> StoredMessage | None:
-    """One message by its row id, or None."""
-    row = (await session.execute(_stored_select().where(t.c.id == id))).mappings().first()
-    return StoredMessage(**row) if row is not None else None
-
-
-async def requeue(
-    session: AsyncSession, id: uuid.UUID, *, booking_id: uuid.UUID, now: datetime
-) -> tuple[StoredMessage | None, bool]:
-    """Queue a message of this booking again, at once, with a fresh attempt budget (the
-    organisation's resend, after an outage outlasted the retries); in the caller's
-    transaction. Returns the message (None if the booking has no such message) and whether
-    it was queued: one already pending or sending is left as it is.
-    """
-    _require_aware(now, "now")
-    result = await session.execute(
-        update(t)
-        .where(
-            t.c.id == id,
-            t.c.booking_id == booking_id,
-            t.c.status.in_(("failed", "sent")),
-        )
-        .values(status="pending", attempts=0, next_attempt_at=now, sent_at=None, claimed_by=None)
-    )
-    queued = bool(result.rowcount)  # type: ignore[attr-defined]
-    found = await get_message(session, id)
-    return (found if found is not None and found.booking_id == booking_id else None), queued
 
 
 # --- delivering ------------------------------------------------------------------------------
@@ -325,7 +179,7 @@ class Outbox:
 
     def _now(self) -> datetime:
         now = self._clock.now()
-        _require_aware(now, "clock.now()")
+        require_aware(now, "clock.now()")
         return now
 
     # -- state changes, each in its own short transaction ------------------------------
@@ -408,7 +262,7 @@ class Outbox:
                 )
                 .values(status="pending", next_attempt_at=self._now(), claimed_by=None)
             )
-        count: int = result.rowcount  # type: ignore[attr-defined]
+        count = rows_changed(result)
         if count:
             logger.warning(
                 "mail: took back %d messages this worker was sending when it stopped", count
@@ -423,7 +277,7 @@ class Outbox:
                 .where(t.c.id == row.id, t.c.status == "sending", t.c.claimed_by == row.token)
                 .values(claimed_by=None, **values)
             )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return rows_changed(result) == 1
 
     async def _mark_sent(self, row: _Claimed, how: str) -> bool:
         recorded = await self._finish(row, status="sent", sent_at=self._now(), last_error=None)

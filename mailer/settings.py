@@ -115,4 +115,4 @@ class SmtpSettings(BaseModel, frozen=True, extra="forbid"):
         """Wait before the next attempt, after `attempts` failed ones (exponential, capped)."""
         exponent = max(attempts - 1, 0)
         # Cap the exponent too, so a huge attempt count cannot overflow the float.
-        return min(self.backoff_base_seconds * 2 ** min(exponent, 32), self.backoff_max_seconds)
+        return min(self.backoff_base_seconds * 2.0 ** min(exponent, 32), self.backoff_max_seconds)

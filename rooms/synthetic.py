@@ -417,6 +417,8 @@ class EncodedParticipant:
             if decoder is None:
                 self.audio_frames += 1
                 continue
+            # The room forwards video without decoding it: what arrives is encoded packets.
+            assert isinstance(packet, av.Packet), type(packet)
             self.video_frames += 1
             self.video_bytes += packet.size
             if self.first_video_at is None and decoder.decode(packet):

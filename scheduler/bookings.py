@@ -73,7 +73,7 @@ async def active_booking(
     stmt = select(Booking).where(
         Booking.candidate_id == candidate_id, Booking.status.in_(ACTIVE_STATUSES)
     )
-    if for_update and session.bind.dialect.name == "postgresql":
+    if for_update and session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()  # two tabs changing one booking queue up
     return await session.scalar(stmt)
 

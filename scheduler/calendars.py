@@ -106,7 +106,7 @@ async def qualified_evaluators(
     return out
 
 
-def _busy_statement(exclude: bool) -> Select[tuple[Any, Any, Any]]:
+def _busy_statement(exclude: bool) -> Select[str, str, str]:
     """Active bookings of some evaluators overlapping a window; `exclude` leaves one out."""
     return (
         select(

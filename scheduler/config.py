@@ -133,7 +133,8 @@ class MetricsSettings(_Section):
     """Who may read GET /metrics (scheduler.metrics); nobody until configured."""
 
     allow_from: list[str] = []
-    bearer_token: str = ""
+    # Whoever holds it reads the figures: kept out of repr() like the other secrets.
+    bearer_token: str = Field("", repr=False)
 
     @field_validator("allow_from", mode="before")
     @classmethod

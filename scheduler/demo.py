@@ -22,10 +22,11 @@ from scheduler.links import Links
 from scheduler.models import Candidate, Organisation
 from scheduler.orgs import create_organisation
 from scheduler.people import create_candidate, create_evaluator
-from scheduler.schemas import CandidateIn, EvaluatorIn
+from scheduler.schemas import CandidateIn, EvaluatorIn, Locale
 
 _WORKDAYS = ("mon", "tue", "wed", "thu", "fri")
-_EVALUATORS = [
+# name, e-mail, time zone, languages examined, locale, daily hours
+_EVALUATORS: list[tuple[str, str, str, list[str], Locale, list[tuple[str, str]]]] = [
     (
         "Claire Martin",
         "claire.martin@demo.viva",
@@ -52,7 +53,8 @@ _EVALUATORS = [
         [("09:00", "13:00")],
     ),
 ]
-_CANDIDATES = [
+# name, e-mail, exam language, locale, time zone
+_CANDIDATES: list[tuple[str, str, str, Locale, str]] = [
     ("Léa Dubois", "lea.dubois@demo.viva", "en", "fr", "Europe/Paris"),
     ("Thomas Petit", "thomas.petit@demo.viva", "fr", "fr", "Europe/Paris"),
     ("Sarah Johnson", "sarah.johnson@demo.viva", "fr", "en", "America/New_York"),

@@ -1,4 +1,9 @@
-"""Every object the app shares, under one typed key each (aiohttp's web.AppKey)."""
+"""Every object the app shares, under one typed key each (aiohttp's web.AppKey).
+
+The value types are annotations only (imported for the type checker, never at run time), so
+`app[keys.DB]` is a `Database` to mypy while the modules holding those types may import this
+one without a cycle.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,41 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    pass
+    import jinja2
 
-SETTINGS = web.AppKey("settings", "Settings")
-CLOCK = web.AppKey("clock", "Clock")
-POLICY = web.AppKey("policy", "Policy")
-DB = web.AppKey("db", "Database")
-CONTENTION = web.AppKey("contention", "Contention")  # retried conflicts, busy writers
-LINKS = web.AppKey("links", "Links")
-JINJA = web.AppKey("jinja", "jinja2.Environment")
-CATALOGS = web.AppKey("catalogs", "Catalogs")
-NOTIFIER = web.AppKey("notifier", "Notifier")
-MAIL = web.AppKey("mail", "MailWorker")
-EFFECTS = web.AppKey("effects", "Effects")
-TIMERS = web.AppKey("timers", "TimerService")
-ROOMS = web.AppKey("rooms", "RoomServer")
-ROOM_TICKETS = web.AppKey("room_tickets", "BookingTickets")
-ORIGINS = web.AppKey("origins", "frozenset[str]")
-THROTTLE = web.AppKey("throttle", "Throttle")
-# The app's Prometheus figures (scheduler.metrics.Metrics); other modules count through it,
+    from rooms.signaling import RoomServer
+    from scheduler.clock import Clock
+    from scheduler.config import Settings
+    from scheduler.contention import Contention
+    from scheduler.db import Database
+    from scheduler.effects import Effects
+    from scheduler.i18n import Catalogs
+    from scheduler.links import Links
+    from scheduler.mailbox import MailWorker
+    from scheduler.metrics import Metrics
+    from scheduler.notify import Notifier
+    from scheduler.policy import Policy
+    from scheduler.room_wiring import BookingTickets
+    from scheduler.throttle import Throttle
+    from scheduler.timers import TimerService
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+POLICY: web.AppKey[Policy] = web.AppKey("policy")
+DB: web.AppKey[Database] = web.AppKey("db")
+# Retried conflicts, busy writers.
+CONTENTION: web.AppKey[Contention] = web.AppKey("contention")
+LINKS: web.AppKey[Links] = web.AppKey("links")
+JINJA: web.AppKey[jinja2.Environment] = web.AppKey("jinja")
+CATALOGS: web.AppKey[Catalogs] = web.AppKey("catalogs")
+NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
+MAIL: web.AppKey[MailWorker] = web.AppKey("mail")
+EFFECTS: web.AppKey[Effects] = web.AppKey("effects")
+TIMERS: web.AppKey[TimerService] = web.AppKey("timers")
+ROOMS: web.AppKey[RoomServer] = web.AppKey("rooms")
+ROOM_TICKETS: web.AppKey[BookingTickets] = web.AppKey("room_tickets")
+ORIGINS: web.AppKey[frozenset[str]] = web.AppKey("origins")
+THROTTLE: web.AppKey[Throttle] = web.AppKey("throttle")
+# The app's Prometheus figures; other modules count through it,
 # e.g. `app[keys.METRICS].bookings.labels(outcome="booked").inc()`.
-METRICS = web.AppKey("metrics", "Metrics")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -20,7 +20,7 @@ from email.policy import default
 import aiohttp_jinja2
 from aiohttp import web
 
-from mailer.outbox import Outbox, get_message, list_messages
+from mailer.outbox import Outbox, StoredMessage, get_message, list_messages
 from scheduler import keys
 from scheduler.config import Settings
 from scheduler.leases import lease_clock
@@ -90,7 +90,8 @@ def _parts(message: EmailMessage) -> tuple[str, str, bytes | None]:
         elif ctype == "text/html" and not html:
             html = part.get_content()
         elif part.get_filename() == "invite.ics":
-            ics = part.get_payload(decode=True)
+            payload = part.get_payload(decode=True)
+            ics = payload if isinstance(payload, bytes) else None
     return text, html, ics
 
 
@@ -104,7 +105,7 @@ async def mailbox(request: web.Request) -> web.Response:
     )
 
 
-async def _stored(request: web.Request) -> tuple[object, EmailMessage]:
+async def _stored(request: web.Request) -> tuple[StoredMessage, EmailMessage]:
     try:
         ident = uuid.UUID(request.match_info["id"])
     except ValueError as exc:
@@ -163,7 +164,7 @@ async def message_eml(request: web.Request) -> web.Response:
     stored, _ = await _stored(request)
     return web.Response(
         body=stored.raw,
-        content_type="message/rfc822",  # type: ignore[attr-defined]
+        content_type="message/rfc822",
         headers={"Content-Disposition": 'attachment; filename="message.eml"'},
     )
 

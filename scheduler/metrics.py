@@ -144,14 +144,14 @@ class Metrics:
         now = app[keys.CLOCK].now()
         t = Timer.__table__
         async with app[keys.DB].read() as session:
-            by_status = dict(
+            by_status: dict[str, int] = dict(
                 (
                     await session.execute(
                         select(outbox.c.status, func.count()).group_by(outbox.c.status)
                     )
                 ).all()
             )
-            with_error = dict(
+            with_error: dict[str, int] = dict(
                 (
                     await session.execute(
                         select(outbox.c.status, func.count())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, Uuid, text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Table, Text, Uuid, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from rooms.tokens import new_nonce
@@ -29,6 +29,11 @@ metadata = MetaData(
 class Base(DeclarativeBase):
     metadata = metadata
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), uuid.UUID: Uuid()}
+
+    if TYPE_CHECKING:
+        # Each model maps one plain table (SQLAlchemy types it as any FromClause), so Core
+        # statements such as `update(Timer.__table__)` type-check.
+        __table__: ClassVar[Table]
 
 
 class Organisation(Base):

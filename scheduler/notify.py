@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer import compose
 from mailer.message import MailContent
-from mailer.outbox import enqueue_content
 from mailer.settings import SmtpSettings
+from mailer.store import enqueue_content
 from scheduler.i18n import Catalogs
 from scheduler.links import Links
 from scheduler.models import Booking, Candidate, Evaluator, Organisation

@@ -97,11 +97,20 @@ def test_no_secret_reaches_the_repr_of_the_settings() -> None:
         "VIVA_SERVER_SECRET_KEY": "server-secret-5f1c0b7e9a",
         "VIVA_SMTP_PASSWORD": "smtp-password-3d8e2a",
         "VIVA_ROOMS_TURN_SECRET": "turn-secret-9c4b1f",
+        "VIVA_METRICS_BEARER_TOKEN": "metrics-token-7a2e61",
     }
+    ice = '[{"urls": ["turn:ice.example:3478"], "username": "u", "credential": "ice-cred-4b9d"}]'
     settings = load_settings(
-        environ={**secrets, "VIVA_ROOMS_TURN_URLS": "turn:turn.example:3478?transport=udp"}
+        environ={
+            **secrets,
+            "VIVA_ROOMS_TURN_URLS": "turn:turn.example:3478?transport=udp",
+            "VIVA_ROOMS_ICE_SERVERS": ice,
+        }
     )
     assert settings.server.secret_key == secrets["VIVA_SERVER_SECRET_KEY"]
+    assert settings.metrics.bearer_token == secrets["VIVA_METRICS_BEARER_TOKEN"]
+    assert settings.rooms.ice_servers[0].credential == "ice-cred-4b9d"
+    secrets["ice credential"] = "ice-cred-4b9d"
     shown = repr(settings) + str(settings)
     for value in secrets.values():
         assert value not in shown
