@@ -176,7 +176,7 @@ export function createMedia(t) {
     if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) {
       return;
     }
-    let devices = [];
+    let devices;
     try {
       devices = await navigator.mediaDevices.enumerateDevices();
     } catch (error) {
