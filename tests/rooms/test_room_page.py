@@ -436,6 +436,9 @@ async def test_the_assets_are_served(client: TestClient, booked: Booked) -> None
         body = await response.text()
         # Nothing from elsewhere: no absolute URL, no @import, no url().
         assert not re.search(r"(https?|wss?)://|@import|url\(", body), url
+        # The page's links are versioned and kept; the modules' imports are revalidated.
+        cache = "public, max-age=31536000, immutable" if "?v=" in url else "no-cache"
+        assert response.headers["Cache-Control"] == cache, url
         if path.endswith(".js"):
             assert "javascript" in response.headers["Content-Type"], url
             folder = path.rsplit("/", 1)[0]
@@ -443,6 +446,12 @@ async def test_the_assets_are_served(client: TestClient, booked: Booked) -> None
     assert {p.name for p in ROOM_JS.glob("*.js")} == {
         p.rsplit("/", 1)[1] for p in seen if p.endswith(".js")
     }
+    # Revalidation costs a 304, not the file.
+    first = await client.get("/static/room/call-state.js")
+    again = await client.get(
+        "/static/room/call-state.js", headers={"If-None-Match": first.headers["ETag"]}
+    )
+    assert again.status == 304
 
 
 async def test_every_sentence_the_script_shows_is_translated_with_its_placeholders(
