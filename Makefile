@@ -59,7 +59,7 @@ test-js:
 lint-js:
 	@$(NODE_OR_SKIP); \
 	for file in $(JS); do node --check $$file || exit 1; done; echo "node --check: $(words $(JS)) files"; \
-	$(MAKE) --no-print-directory $(NPM_STAMP) && node_modules/.bin/eslint --max-warnings 0
+	$(MAKE) --no-print-directory -s $(NPM_STAMP) && echo "eslint" && node_modules/.bin/eslint --max-warnings 0 templates/static tests/js eslint.config.js
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error

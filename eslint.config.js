@@ -5,7 +5,7 @@ import js from "@eslint/js";
 import globals from "globals";
 
 export default [
-  { ignores: ["node_modules/", ".venv/", "mutants/", "var/"] },
+  { ignores: ["node_modules/", ".venv/", "mutants/", "var/", "build/", "dist/"] },
   js.configs.recommended,
   {
     rules: {
