@@ -126,3 +126,6 @@ async def test_focus_follows_admission_and_the_end_and_toggles_say_they_are_pres
         "() => document.getElementById('call').dataset.phase === 'over'", "the candidate is out"
     )
     assert await candidate.page.get_attribute("#call", "data-call") == "over"
+    # The call's state machine refused nothing on the way (it logs refusals as warnings).
+    for tab in (evaluator, candidate):
+        assert not [line for line in tab.log if "refused" in line], tab.log
