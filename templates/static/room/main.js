@@ -29,7 +29,8 @@ function start() {
   const media = createMedia(t);
   const audio = createAudio(t, media);
   // The window and the call need each other (a call arrives with the window; a call that
-  // learns of a cancellation tells the window): each reaches the other through this object.
+  // learns of a cancellation tells the window): the window reaches the call, made after it,
+  // through this holder.
   const late = { call: null };
   const roomWindow = createWindow({
     data,
