@@ -1,7 +1,7 @@
 """The room page: `GET /r/{token}`, the shell a participant's browser runs the interview in.
 
 The page is rendered in the participant's language and time zone (the ticket's, or `?lang=`
-and `?tz=`), then `templates/static/room.js` does the rest against the room protocol
+and `?tz=`), then the modules of `templates/static/room/` do the rest against the room protocol
 (docs/rooms.md): the device check, the countdown to the room's window, the WebSocket, the
 peer connection, the lobby and, for the evaluator, the interview's panel.
 
@@ -11,12 +11,12 @@ What the page holds depends on who opens it and when:
   once the booking is held: no_show, completed) gets the same "not found" page as any other
   bad link, revealing nothing;
 * outside the window, the page has the date, a countdown and the device check, never the
-  call: when the window opens, room.js fetches this page again and takes the call from it;
+  call: when the window opens, the script fetches this page again and takes the call from it;
 * the evaluator's controls (admission, ID check, steps, notes, end) are rendered only into
   the evaluator's page, never into the candidate's.
 
 Every sentence lives in the templates (templates/rooms/, French in rooms.po), including the
-ones room.js shows, which travel in a JSON data block (no inline script: the CSP is strict).
+ones the script shows, which travel in a JSON data block (no inline script: the CSP is strict).
 """
 
 from __future__ import annotations

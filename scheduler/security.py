@@ -17,8 +17,8 @@ Headers (`security_headers`, run as every response is prepared, errors and WebSo
 included): `Server` without versions, `X-Content-Type-Options: nosniff`, a no-referrer
 policy and a strict CSP unless the page brings its own (the room page allows its sibling
 processes' WebSockets, the dev mailbox its mails' inline styles), `Cache-Control: no-store`
-on everything that carries a link or a key (/c/, /r/, /api/), and HSTS when the public URL
-is https.
+on everything that carries a link or a key (/c/, /r/, /api/), a cache policy on static files,
+and HSTS when the public URL is https.
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ DEFAULT_CSP = (
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 HSTS = "max-age=31536000"
+# Static files: a versioned URL (`?v=`, as static_url writes them into pages) changes with its
+# file, so browsers may keep it; the room page's modules import their siblings unversioned
+# (no build step to stamp them), so those are revalidated on each load (ETag, then a 304).
+STATIC_PREFIX = "/static/"
+STATIC_VERSIONED = "public, max-age=31536000, immutable"
+STATIC_UNVERSIONED = "no-cache"
 SERVER_NAME = "Viva"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -114,6 +120,9 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
     if request.path.startswith(SECRET_PREFIXES) or request.path in SECRET_PATHS:
         headers["Cache-Control"] = "no-store"
+    if request.path.startswith(STATIC_PREFIX):
+        cache = STATIC_VERSIONED if "v" in request.query else STATIC_UNVERSIONED
+        headers.setdefault("Cache-Control", cache)
     if request.app[keys.SETTINGS].server.base_url.lower().startswith("https://"):
         headers["Strict-Transport-Security"] = HSTS
 

@@ -52,6 +52,9 @@ DEVICE_CHECK_IDS = {
     "conn-test",
 }
 BRACES = re.compile(r"\{(\w+)\}")
+# The room page's ES modules, and the sibling modules each one imports.
+ROOM_JS = TEMPLATES / "static" / "room"
+IMPORTS = re.compile(r'^import [^;]*? from "\./([\w-]+\.js)";$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -418,13 +421,37 @@ async def test_headers_and_a_strict_csp_with_no_inline_code(
 async def test_the_assets_are_served(client: TestClient, booked: Booked) -> None:
     _, page, _ = await get_page(client, booked.candidate_token)
     urls = [s["src"] for s in page.scripts if s.get("src")] + page.stylesheets
-    assert any("room.js" in u for u in urls) and any("room.css" in u for u in urls)
-    for url in urls:
-        response = await client.get(url or "")
+    assert any("room/main.js" in u for u in urls) and any("room.css" in u for u in urls)
+    # The entry module's imports, and theirs: every module the page runs is served.
+    pending = [u or "" for u in urls]
+    seen: set[str] = set()
+    while pending:
+        url = pending.pop()
+        path = url.split("?")[0]
+        if path in seen:
+            continue
+        seen.add(path)
+        response = await client.get(url)
         assert response.status == 200, url
         body = await response.text()
         # Nothing from elsewhere: no absolute URL, no @import, no url().
         assert not re.search(r"(https?|wss?)://|@import|url\(", body), url
+        # The page's links are versioned and kept; the modules' imports are revalidated.
+        cache = "public, max-age=31536000, immutable" if "?v=" in url else "no-cache"
+        assert response.headers["Cache-Control"] == cache, url
+        if path.endswith(".js"):
+            assert "javascript" in response.headers["Content-Type"], url
+            folder = path.rsplit("/", 1)[0]
+            pending += [f"{folder}/{name}" for name in IMPORTS.findall(body)]
+    assert {p.name for p in ROOM_JS.glob("*.js")} == {
+        p.rsplit("/", 1)[1] for p in seen if p.endswith(".js")
+    }
+    # Revalidation costs a 304, not the file.
+    first = await client.get("/static/room/call-state.js")
+    again = await client.get(
+        "/static/room/call-state.js", headers={"If-None-Match": first.headers["ETag"]}
+    )
+    assert again.status == 304
 
 
 async def test_every_sentence_the_script_shows_is_translated_with_its_placeholders(
@@ -441,8 +468,8 @@ async def test_every_sentence_the_script_shows_is_translated_with_its_placeholde
             continue
         assert fr[key] != text or text in ("Discussion",), key
         assert set(BRACES.findall(fr[key])) == set(BRACES.findall(text)), key
-    # room.js reads only keys the page provides.
-    script = (TEMPLATES / "static" / "room.js").read_text()
+    # The room's modules read only keys the page provides.
+    script = "\n".join(p.read_text() for p in sorted(ROOM_JS.glob("*.js")))
     used = set(re.findall(r'\bt\("(\w+)"\s*[,)]', script))
     assert len(used) > 50
     assert used <= en.keys(), used - en.keys()
