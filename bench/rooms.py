@@ -67,7 +67,7 @@ from scheduler.links import Links  # noqa: E402
 from scheduler.migrate import migrate  # noqa: E402
 from scheduler.orgs import create_organisation  # noqa: E402
 from scheduler.people import create_candidate, create_evaluator  # noqa: E402
-from scheduler.schemas import CandidateIn, EvaluatorIn  # noqa: E402
+from scheduler.web.schemas import CandidateIn, EvaluatorIn  # noqa: E402
 
 JOIN_TIMEOUT = 30.0
 SIGNALING_TIMEOUT = 30.0

@@ -8,20 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from rooms.tokens import LinkSigner
-from scheduler import (
-    api,
-    health,
-    home,
-    keys,
-    metrics,
-    openapi,
-    pages,
-    room_pages,
-    room_wiring,
-    security,
-    throttle,
-    timers,
-)
+from scheduler import keys, room_wiring, timers
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.confirmations import confirmations_sweeper
@@ -30,10 +17,23 @@ from scheduler.db import Database
 from scheduler.effects import Effects
 from scheduler.i18n import TEMPLATES, Catalogs, create_env
 from scheduler.links import Links
-from scheduler.mailbox import mail_worker, setup_dev_mailbox
+from scheduler.mail_worker import mail_worker
+from scheduler.metrics import Metrics
 from scheduler.notify import Notifier
-from scheduler.problems import api_errors
 from scheduler.timers import replanner, timers_ctx
+from scheduler.web import (
+    api,
+    health,
+    home,
+    metrics,
+    openapi,
+    pages,
+    room_pages,
+    security,
+    throttle,
+)
+from scheduler.web.mailbox import setup_dev_mailbox
+from scheduler.web.problems import api_errors
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -51,7 +51,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         client_max_size=256 * 1024,
     )
     app[keys.SETTINGS] = settings
-    app[keys.METRICS] = metrics.Metrics()
+    app[keys.METRICS] = Metrics()
     security.setup(app)
     throttle.setup(app)
     app[keys.CLOCK] = clock or SystemClock()
@@ -85,7 +85,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_static("/static", TEMPLATES / "static", append_version=True, name="static")
     api.setup(app)
     pages.setup(app)
-    room_wiring.setup(app)
+    room_wiring.setup(app, on_miss=throttle.lookup_failed)
     room_pages.setup(app)
     home.setup(app)
     return app

@@ -22,7 +22,7 @@ from scheduler.links import Links
 from scheduler.models import Candidate, Organisation
 from scheduler.orgs import create_organisation
 from scheduler.people import create_candidate, create_evaluator
-from scheduler.schemas import CandidateIn, EvaluatorIn
+from scheduler.web.schemas import CandidateIn, EvaluatorIn
 
 _WORKDAYS = ("mon", "tue", "wed", "thu", "fri")
 _EVALUATORS = [

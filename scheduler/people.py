@@ -13,7 +13,7 @@ from rooms.tokens import new_nonce
 from scheduler.availability import Availability
 from scheduler.errors import FieldError, ValidationFailed
 from scheduler.models import Candidate, Evaluator
-from scheduler.schemas import CandidateIn, EvaluatorIn
+from scheduler.web.schemas import CandidateIn, EvaluatorIn
 
 
 async def create_evaluator(

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.outbox import StoredMessage, booking_messages, requeue
 from rooms.models import Recording, forget_recording, recordings, room_report
-from scheduler import history, keys, throttle
+from scheduler import history, keys
 from scheduler.availability import Availability, AvailabilityError
 from scheduler.bookings import active_booking, force_majeure
 from scheduler.calendars import load_calendars
@@ -51,9 +51,11 @@ from scheduler.orgs import add_key, authenticate, list_keys, revoke_key
 from scheduler.people import create_candidate as create_candidate_row
 from scheduler.people import create_evaluator as create_evaluator_row
 from scheduler.people import examined_languages
-from scheduler.problems import field_errors
 from scheduler.reissue import reissue_candidate_links
-from scheduler.schemas import (
+from scheduler.slots import find_slots
+from scheduler.web import throttle
+from scheduler.web.problems import field_errors
+from scheduler.web.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
     ApiKeyList,
@@ -85,7 +87,6 @@ from scheduler.schemas import (
     SlotsOut,
     SlotsQuery,
 )
-from scheduler.slots import find_slots
 
 PREFIX = "/api/v1"
 MAX_RANGE_DAYS = 62

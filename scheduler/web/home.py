@@ -13,10 +13,11 @@ from aiohttp import web
 from babel import Locale
 from sqlalchemy import select
 
-from scheduler import keys, pages
+from scheduler import keys
 from scheduler.demo import demo_links
 from scheduler.i18n import TEMPLATES, negotiate
 from scheduler.models import Organisation
+from scheduler.web import pages
 
 FAVICON = TEMPLATES / "static" / "favicon.svg"
 

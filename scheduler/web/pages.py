@@ -31,7 +31,7 @@ from babel.dates import format_date, format_interval, get_day_names
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.compose import Translator
-from scheduler import keys, portal
+from scheduler import keys
 from scheduler.bookings import SlotView, active_booking
 from scheduler.calendars import load_calendars
 from scheduler.errors import (
@@ -53,8 +53,9 @@ from scheduler.i18n import (
 )
 from scheduler.models import Booking, Candidate, Organisation
 from scheduler.policy import Policy, is_locked, lock_time
-from scheduler.problems import is_json_path
 from scheduler.slots import find_slots
+from scheduler.web import portal
+from scheduler.web.problems import is_json_path
 
 log = logging.getLogger("viva.pages")
 
@@ -455,7 +456,7 @@ def render(
         "org": None,
         **(context or {}),
     }
-    # No-store, no-referrer, the CSP that forbids framing: scheduler.security, for every page.
+    # No-store, no-referrer, the CSP that forbids framing: scheduler.web.security, for every page.
     return aiohttp_jinja2.render_template(f"pages/{template}", request, ctx, status=status)
 
 
@@ -830,7 +831,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
     """People get a page in their language, never a traceback or aiohttp's plain text.
 
     Only for /c/… pages: the API and the candidate JSON endpoints keep problem+json
-    (scheduler.problems). A 404 says nothing about why, so a revoked link and a mistyped one
+    (scheduler.web.problems). A 404 says nothing about why, so a revoked link and a mistyped one
     look the same.
     """
     if not request.path.startswith("/c/") or is_json_path(request.path):

@@ -1,4 +1,5 @@
-"""The room page: `GET /r/{token}`, the shell a participant's browser runs the interview in.
+"""The room page: `GET /r/{token}`, the shell a participant's browser runs the interview in,
+and `GET /r/{token}/info`, the facts it renders before joining (docs/rooms.md).
 
 The page is rendered in the participant's language and time zone (the ticket's, or `?lang=`
 and `?tz=`), then `templates/static/room.js` does the rest against the room protocol
@@ -32,8 +33,10 @@ from aiohttp import web
 from rooms.models import load_state
 from rooms.room import Ticket
 from rooms.signaling import room_info
-from scheduler import keys, pages
+from scheduler import keys
 from scheduler.i18n import LOCALES, zone_label
+from scheduler.web import pages
+from scheduler.web.problems import problem
 
 log = logging.getLogger("viva.rooms.page")
 
@@ -43,7 +46,7 @@ ROOM_PAGE = "room.page"
 # the page refuses it (400).
 RELAY_SWITCH = ("ice", "relay")
 
-# The room page's own headers, on top of scheduler.security's (no-store, no-referrer,
+# The room page's own headers, on top of scheduler.web.security's (no-store, no-referrer,
 # nosniff): the CSP a call needs, and the devices it may use. `connect-src`
 # allows the page's own origin (fetch and, in CSP 3 browsers, ws/wss) and the WebSocket
 # origin of the public URL spelled out for browsers whose 'self' does not cover ws/wss.
@@ -213,5 +216,22 @@ def _with_headers(app: web.Application, response: web.Response) -> web.Response:
     return response
 
 
+async def room_info_handler(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    try:
+        ticket = await request.app[keys.ROOM_TICKETS].resolve(token)
+    except Exception:
+        log.exception("could not resolve a room link")
+        return problem(500, "The server could not answer; try again.")
+    if ticket is None:
+        return problem(404, "This link is not valid.")
+    now = request.app[keys.CLOCK].now()
+    body = room_info(ticket, request.app[keys.SETTINGS].rooms, now, token)
+    # No headers of its own: the link is a secret in the URL, and scheduler.web.security
+    # gives every /r/ answer `no-store` and `no-referrer`.
+    return web.json_response(body)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/r/{token}", room_page, name=ROOM_PAGE)
+    app.router.add_get("/r/{token}/info", room_info_handler, name="room.info")

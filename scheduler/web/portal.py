@@ -15,8 +15,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler import keys, throttle
-from scheduler.api import day_range, json_body, parse
+from scheduler import keys
 from scheduler.bookings import (
     SlotView,
     active_booking,
@@ -31,7 +30,9 @@ from scheduler.effects import committed
 from scheduler.errors import NotFound, SlotTaken
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate
 from scheduler.policy import lock_time
-from scheduler.schemas import BookingIn, CandidateSlotsQuery
+from scheduler.web import throttle
+from scheduler.web.api import day_range, json_body, parse
+from scheduler.web.schemas import BookingIn, CandidateSlotsQuery
 
 DEFAULT_DAYS = 7
 

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from scheduler import keys
-from scheduler.pages import error_page
-from scheduler.problems import is_json_path, problem
+from scheduler.web.pages import error_page
+from scheduler.web.problems import is_json_path, problem
 
 log = logging.getLogger("viva.security")
 
