@@ -91,22 +91,36 @@ async def seed(url: str, now: datetime, candidates_per_language: int) -> Seeded:
     db = Database(url)
     await migrate(db)
     signer = LinkSigner(SECRET.encode())
-    weekly = [{"day": d, "start": "09:00", "end": "17:00"}
-              for d in ("mon", "tue", "wed", "thu", "fri")]
+    weekly = [
+        {"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed", "thu", "fri")
+    ]
     doc = Availability.from_document({"weekly": weekly}).to_document()
     evaluators: dict[str, list[uuid.UUID]] = {lang: [] for lang in LANGUAGES}
     tokens: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
     async with db.write() as session:
-        org = (await create_organisation(session, name="Bench", contact_email="b@bench.example",
-                                         now=now)).organisation
+        org = (
+            await create_organisation(
+                session, name="Bench", contact_email="b@bench.example", now=now
+            )
+        ).organisation
         ev_rows = []
         for i in range(EVALUATORS):
             lang = LANGUAGES[i % len(LANGUAGES)]
             eid = uuid.uuid4()
             evaluators[lang].append(eid)
-            ev_rows.append(dict(id=eid, organisation_id=org.id, name=f"Evaluator {i}",
-                                email=f"e{i}@bench.example", timezone="Europe/Paris",
-                                languages=[lang], locale="fr", availability=doc, created_at=now))
+            ev_rows.append(
+                dict(
+                    id=eid,
+                    organisation_id=org.id,
+                    name=f"Evaluator {i}",
+                    email=f"e{i}@bench.example",
+                    timezone="Europe/Paris",
+                    languages=[lang],
+                    locale="fr",
+                    availability=doc,
+                    created_at=now,
+                )
+            )
         await session.execute(insert(Evaluator), ev_rows)
         # Existing bookings: 100 per evaluator on every other 20-minute start (so they never
         # overlap with the 10-minute buffer), over the next 60 days, each with its own candidate.
@@ -124,31 +138,61 @@ async def seed(url: str, now: datetime, candidates_per_language: int) -> Seeded:
             for eid in ids:
                 for start in rng.sample(starts, per_evaluator):
                     cid = uuid.uuid4()
-                    cand_rows.append(dict(id=cid, organisation_id=org.id, name="Past",
-                                          email="p@bench.example", language=lang, locale="fr",
-                                          timezone="Europe/Paris", book_by=None,
-                                          link_nonce=new_nonce(), created_at=now))
-                    booking_rows.append(dict(
-                        id=uuid.uuid4(), organisation_id=org.id, candidate_id=cid,
-                        evaluator_id=eid, start_at=start, end_at=start + timedelta(minutes=20),
-                        block_end=start + timedelta(minutes=30), status="confirmed",
-                        sequence=0, candidate_room_nonce=new_nonce(),
-                        evaluator_room_nonce=new_nonce(), created_at=now - EARLIER,
-                        updated_at=now - EARLIER))
+                    cand_rows.append(
+                        dict(
+                            id=cid,
+                            organisation_id=org.id,
+                            name="Past",
+                            email="p@bench.example",
+                            language=lang,
+                            locale="fr",
+                            timezone="Europe/Paris",
+                            book_by=None,
+                            link_nonce=new_nonce(),
+                            created_at=now,
+                        )
+                    )
+                    booking_rows.append(
+                        dict(
+                            id=uuid.uuid4(),
+                            organisation_id=org.id,
+                            candidate_id=cid,
+                            evaluator_id=eid,
+                            start_at=start,
+                            end_at=start + timedelta(minutes=20),
+                            block_end=start + timedelta(minutes=30),
+                            status="confirmed",
+                            sequence=0,
+                            candidate_room_nonce=new_nonce(),
+                            evaluator_room_nonce=new_nonce(),
+                            created_at=now - EARLIER,
+                            updated_at=now - EARLIER,
+                        )
+                    )
         for chunk in range(0, len(cand_rows), 2000):
-            await session.execute(insert(Candidate), cand_rows[chunk:chunk + 2000])
-            await session.execute(insert(Booking), booking_rows[chunk:chunk + 2000])
+            await session.execute(insert(Candidate), cand_rows[chunk : chunk + 2000])
+            await session.execute(insert(Booking), booking_rows[chunk : chunk + 2000])
         new_cands = []
         for lang in LANGUAGES:
             for i in range(candidates_per_language):
                 cid, nonce = uuid.uuid4(), new_nonce()
-                new_cands.append(dict(id=cid, organisation_id=org.id, name=f"New {lang} {i}",
-                                      email=f"n{i}@bench.example", language=lang, locale="fr",
-                                      timezone="Europe/Paris", book_by=None, link_nonce=nonce,
-                                      created_at=now))
+                new_cands.append(
+                    dict(
+                        id=cid,
+                        organisation_id=org.id,
+                        name=f"New {lang} {i}",
+                        email=f"n{i}@bench.example",
+                        language=lang,
+                        locale="fr",
+                        timezone="Europe/Paris",
+                        book_by=None,
+                        link_nonce=nonce,
+                        created_at=now,
+                    )
+                )
                 tokens[lang].append(signer.make(LinkKind.CANDIDATE, cid, nonce))
         for chunk in range(0, len(new_cands), 2000):
-            await session.execute(insert(Candidate), new_cands[chunk:chunk + 2000])
+            await session.execute(insert(Candidate), new_cands[chunk : chunk + 2000])
     if not db.sqlite:
         async with db.engine.connect() as conn:
             await conn.exec_driver_sql("ANALYZE")
@@ -186,17 +230,25 @@ class Server:
     def __init__(self, url: str, data_dir: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "VIVA_DATABASE_URL": url, "VIVA_SERVER_PORT": str(self.port),
-               "VIVA_SERVER_BASE_URL": self.base, "VIVA_SERVER_SECRET_KEY": SECRET,
-               "VIVA_SERVER_DATA_DIR": str(data_dir), "VIVA_SERVER_LOG_LEVEL": "WARNING",
-               "VIVA_DATABASE_POOL_SIZE": "20"}
+        env = {
+            **os.environ,
+            "VIVA_DATABASE_URL": url,
+            "VIVA_SERVER_PORT": str(self.port),
+            "VIVA_SERVER_BASE_URL": self.base,
+            "VIVA_SERVER_SECRET_KEY": SECRET,
+            "VIVA_SERVER_DATA_DIR": str(data_dir),
+            "VIVA_SERVER_LOG_LEVEL": "WARNING",
+            "VIVA_DATABASE_POOL_SIZE": "20",
+        }
         # A file, not a pipe: nobody reads the pipe while the benchmark runs, and a full pipe
         # would block the server on its next log line.
         self.log = data_dir.parent / f"server-{self.port}.log"
         self._log_file = open(self.log, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scheduler.cli", "serve"], env=env,
-            stdout=subprocess.DEVNULL, stderr=self._log_file,
+            [sys.executable, "-m", "scheduler.cli", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log_file,
         )
 
     async def wait(self) -> None:
@@ -223,9 +275,13 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
-    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *(line(r) for r in rows)])
+    return "\n".join(
+        [
+            line(headers),
+            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+            *(line(r) for r in rows),
+        ]
+    )
 
 
-__all__ = ["Seeded", "Server", "fresh_database", "machine", "pct", "seed", "statistics",
-           "table"]
+__all__ = ["Seeded", "Server", "fresh_database", "machine", "pct", "seed", "statistics", "table"]

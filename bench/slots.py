@@ -67,8 +67,7 @@ async def run(backend: str, requests: int, folder: Path) -> list[str]:
         await server.wait()
         rng = random.Random(7)
         start_day = (now + timedelta(days=1)).date()
-        params = {"from": start_day.isoformat(),
-                  "to": (start_day + timedelta(days=30)).isoformat()}
+        params = {"from": start_day.isoformat(), "to": (start_day + timedelta(days=30)).isoformat()}
         latencies, counts = [], []
         async with aiohttp.ClientSession() as http:
             for i in range(requests + 20):
@@ -87,9 +86,15 @@ async def run(backend: str, requests: int, folder: Path) -> list[str]:
     lo = datetime.combine(start_day, datetime.min.time(), UTC)
     raw = await raw_fetch(url, seeded.evaluators["en"], lo, lo + timedelta(days=31), requests)
     p95, raw95 = pct(latencies, 95) * 1000, pct(raw, 95) * 1000
-    return [backend, f"{pct(latencies, 50) * 1000:.1f}", f"{p95:.1f}",
-            f"{pct(raw, 50) * 1000:.2f}", f"{raw95:.2f}", f"{p95 / raw95:.1f}×",
-            f"{sum(counts) // len(counts)}"]
+    return [
+        backend,
+        f"{pct(latencies, 50) * 1000:.1f}",
+        f"{p95:.1f}",
+        f"{pct(raw, 50) * 1000:.2f}",
+        f"{raw95:.2f}",
+        f"{p95 / raw95:.1f}×",
+        f"{sum(counts) // len(counts)}",
+    ]
 
 
 async def main() -> None:
@@ -103,8 +108,20 @@ async def main() -> None:
             rows.append(await run(backend, args.requests, Path(tmp)))
     print(f"# slots: GET /c/{{token}}/slots, 31 days, {args.requests} sequential requests")
     print(f"# machine: {machine()}; {datetime.now(UTC):%Y-%m-%d}")
-    print(table(["backend", "HTTP p50 ms", "HTTP p95 ms", "raw p50 ms", "raw p95 ms",
-                 "p95 / raw p95", "slots/answer"], rows))
+    print(
+        table(
+            [
+                "backend",
+                "HTTP p50 ms",
+                "HTTP p95 ms",
+                "raw p50 ms",
+                "raw p95 ms",
+                "p95 / raw p95",
+                "slots/answer",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ from aiohttp import web
 
 from rooms.tokens import LinkSigner
 from scheduler import keys, room_wiring, timers
+from scheduler.booking_service import BookingService
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.confirmations import confirmations_sweeper
 from scheduler.contention import Contention
 from scheduler.db import Database
-from scheduler.effects import Effects
+from scheduler.effects import AfterCommit, MailAndTimers
 from scheduler.i18n import TEMPLATES, Catalogs, create_env
 from scheduler.links import Links
 from scheduler.mail_worker import mail_worker
@@ -68,14 +69,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.NOTIFIER] = Notifier(
         env, app[keys.CATALOGS], app[keys.LINKS], app[keys.POLICY], settings.smtp
     )
-    app[keys.EFFECTS] = Effects(
-        app[keys.NOTIFIER],
-        replan=replanner(app[keys.POLICY], settings.reminders, timers.no_show_after(settings)),
-    )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(mail_worker)
     app.cleanup_ctx.append(confirmations_sweeper)
     app.cleanup_ctx.append(timers_ctx)
+    app.cleanup_ctx.append(_booking_service)
     if settings.server.dev_mode:
         setup_dev_mailbox(app)
     health.setup(app)
@@ -102,6 +100,22 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.DB] = db
     yield
     await db.dispose()
+
+
+async def _booking_service(app: web.Application) -> AsyncIterator[None]:
+    """Once the database, the mail worker and the timers run: the one way bookings change."""
+    settings = app[keys.SETTINGS]
+    app[keys.BOOKINGS] = BookingService(
+        app[keys.DB],
+        app[keys.POLICY],
+        app[keys.CLOCK],
+        MailAndTimers(
+            app[keys.NOTIFIER],
+            replan=replanner(app[keys.POLICY], settings.reminders, timers.no_show_after(settings)),
+        ),
+        AfterCommit(app[keys.MAIL], app[keys.TIMERS], app[keys.ROOMS]),
+    )
+    yield
 
 
 async def openapi_json(request: web.Request) -> web.Response:

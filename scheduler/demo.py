@@ -21,8 +21,7 @@ from scheduler.db import Database
 from scheduler.links import Links
 from scheduler.models import Candidate, Organisation
 from scheduler.orgs import create_organisation
-from scheduler.people import create_candidate, create_evaluator
-from scheduler.web.schemas import CandidateIn, EvaluatorIn
+from scheduler.people import NewCandidate, NewEvaluator, create_candidate, create_evaluator
 
 _WORKDAYS = ("mon", "tue", "wed", "thu", "fri")
 _EVALUATORS = [
@@ -154,7 +153,7 @@ async def seed_demo(settings: Settings, *, only_if_empty: bool = False) -> DemoR
                 await create_evaluator(
                     session,
                     org_id,
-                    EvaluatorIn(
+                    NewEvaluator(
                         name=name, email=email, timezone=tz, languages=langs, locale=locale
                     ),
                     now=now,
@@ -167,7 +166,7 @@ async def seed_demo(settings: Settings, *, only_if_empty: bool = False) -> DemoR
                 cand = await create_candidate(
                     session,
                     org_id,
-                    CandidateIn(
+                    NewCandidate(
                         name=name, email=email, language=language, locale=locale, timezone=tz
                     ),
                     now=now,

@@ -27,9 +27,8 @@ from mailer.outbox import StoredMessage, booking_messages, requeue
 from rooms.models import Recording, forget_recording, recordings, room_report
 from scheduler import history, keys
 from scheduler.availability import Availability, AvailabilityError
-from scheduler.bookings import active_booking, force_majeure
+from scheduler.bookings import active_booking
 from scheduler.calendars import load_calendars
-from scheduler.effects import committed, links_committed
 from scheduler.errors import (
     Conflict,
     FieldError,
@@ -48,10 +47,9 @@ from scheduler.models import (
     Organisation,
 )
 from scheduler.orgs import add_key, authenticate, list_keys, revoke_key
+from scheduler.people import NewCandidate, NewEvaluator, examined_languages
 from scheduler.people import create_candidate as create_candidate_row
 from scheduler.people import create_evaluator as create_evaluator_row
-from scheduler.people import examined_languages
-from scheduler.reissue import reissue_candidate_links
 from scheduler.slots import find_slots
 from scheduler.web import throttle
 from scheduler.web.problems import field_errors
@@ -321,7 +319,9 @@ async def _evaluator(call: Call) -> Evaluator:
 )
 async def create_evaluator(call: Call) -> EvaluatorOut:
     now = call.request.app[keys.CLOCK].now()
-    ev = await create_evaluator_row(call.session, call.org.id, call.body, now=now)
+    ev = await create_evaluator_row(
+        call.session, call.org.id, NewEvaluator(**call.body.model_dump()), now=now
+    )
     return EvaluatorOut.model_validate(ev)
 
 
@@ -467,7 +467,9 @@ async def candidate_out(
 )
 async def create_candidate(call: Call) -> CandidateOut:
     now = call.request.app[keys.CLOCK].now()
-    cand = await create_candidate_row(call.session, call.org.id, call.body, now=now)
+    cand = await create_candidate_row(
+        call.session, call.org.id, NewCandidate(**call.body.model_dump()), now=now
+    )
     return await candidate_out(call, cand)
 
 
@@ -507,17 +509,12 @@ async def get_candidate(call: Call) -> CandidateOut:
     errors=(401, 404),
 )
 async def reissue_candidate_link(call: Call) -> CandidateLinks:
-    # Runs its own write transaction (the mail goes in with the new nonces), then closes
-    # whatever the old room link holds open, once that has committed.
+    # Its own write transaction (the mail goes in with the new nonces); the service then
+    # closes whatever the old room link holds open, once that has committed.
     app = call.request.app
-    candidate, booking = await reissue_candidate_links(
-        app[keys.DB],
-        organisation_id=call.org.id,
-        candidate_id=call.path_id(),
-        now=app[keys.CLOCK].now(),
-        effects=app[keys.EFFECTS],
+    candidate, booking = await app[keys.BOOKINGS].reissue_links(
+        organisation_id=call.org.id, candidate_id=call.path_id()
     )
-    await links_committed(app, booking.id if booking is not None else None)
     links = app[keys.LINKS]
     return CandidateLinks(
         link=links.candidate_url(candidate),
@@ -738,23 +735,18 @@ async def _recording(call: Call) -> tuple[Booking, Recording, Path]:
     errors=(401, 404, 409, 422),
 )
 async def force_majeure_booking(call: Call) -> BookingOut:
-    # Runs its own write transaction (row locks, effects), not the read session of the call.
+    # Its own write transaction (row locks, effects), not the read session of the call.
     app = call.request.app
     data: ForceMajeureIn = call.body
-    booking = await force_majeure(
-        app[keys.DB],
+    booking = await app[keys.BOOKINGS].force_majeure(
         organisation_id=call.org.id,
         booking_id=call.path_id(),
         action=data.action,
         reason=data.reason,
         actor=Actor("organisation", call.key_name),
-        policy=app[keys.POLICY],
-        now=app[keys.CLOCK].now(),
         start=data.start.astimezone(UTC) if data.start else None,
         evaluator_id=data.evaluator_id,
-        effects=app[keys.EFFECTS],
     )
-    await committed(app, [booking.id], changed=[booking])
     return booking_out(call, booking, detail=True)
 
 
