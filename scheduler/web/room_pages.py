@@ -36,6 +36,7 @@ from rooms.signaling import room_info
 from scheduler import keys
 from scheduler.i18n import LOCALES, zone_label
 from scheduler.web import pages
+from scheduler.web.calendar_view import LANGUAGE_NAMES, read_choices
 from scheduler.web.problems import problem
 
 log = logging.getLogger("viva.rooms.page")
@@ -106,7 +107,7 @@ def _lang_links(request: web.Request, locale: str) -> list[dict[str, Any]]:
     return [
         {
             "code": code,
-            "label": pages.LANGUAGE_NAMES[code],
+            "label": LANGUAGE_NAMES[code],
             "url": str(request.rel_url.update_query(lang=code)),
             "current": code == locale,
         }
@@ -141,7 +142,7 @@ async def room_page(request: web.Request) -> web.Response:
         # The very page any other bad link gets (headers included): nothing tells why.
         return pages.error_page(request, 404, "not_found")
 
-    reader = pages.read_choices(request.query, ticket.locale, ticket.timezone)
+    reader = read_choices(request.query, ticket.locale, ticket.timezone)
     relay_only = request.query.get(RELAY_SWITCH[0])
     if relay_only is not None and (
         relay_only != RELAY_SWITCH[1] or not app[keys.SETTINGS].server.dev_mode
