@@ -109,3 +109,28 @@ def test_only_the_listed_modules_outside_the_web_layer_import_aiohttp() -> None:
     assert importers <= set(AIOHTTP_ALLOWED)
     # A listed module that no longer needs aiohttp leaves the list.
     assert set(AIOHTTP_ALLOWED) <= importers
+
+
+SECURITY_HEADERS = (
+    "Content-Security-Policy",
+    "Permissions-Policy",
+    "Referrer-Policy",
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "no-store",
+)
+
+
+def test_security_headers_are_written_in_one_place() -> None:
+    """scheduler/web/security.py writes them for every answer; a handler that needs a
+    policy of its own names it (`response[security.POLICY]`) rather than set headers."""
+    owner = ROOT / "scheduler" / "web" / "security.py"
+    offenders = [
+        f"{path.relative_to(ROOT)}: {header}"
+        for package in ("scheduler", "rooms")
+        for path in _package_files(package)
+        if path != owner
+        for header in SECURITY_HEADERS
+        if f'"{header}' in path.read_text()
+    ]
+    assert offenders == []

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from mailer.outbox import get_message, list_messages
 from scheduler import keys
+from scheduler.web import security
 
 
 def _parse(raw: bytes) -> EmailMessage:
@@ -82,12 +83,11 @@ async def message_page(request: web.Request) -> web.Response:
 async def message_html(request: web.Request) -> web.Response:
     _, message = await _stored(request)
     _, html, _ = _parts(message)
-    # Shown inside a sandboxed iframe; the CSP forbids scripts and remote loads.
-    return web.Response(
-        text=html,
-        content_type="text/html",
-        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
-    )
+    # Shown inside a sandboxed iframe; its CSP (scheduler.web.security) forbids scripts and
+    # remote loads.
+    response = web.Response(text=html, content_type="text/html")
+    response[security.POLICY] = security.MAIL_POLICY
+    return response
 
 
 async def message_ics(request: web.Request) -> web.Response:

@@ -98,7 +98,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     body = generate_latest(metrics.registry)
     return web.Response(
         body=body,
-        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+        headers={"Content-Type": CONTENT_TYPE_LATEST},  # no-store: scheduler.web.security
     )
 
 

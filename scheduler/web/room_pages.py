@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -35,7 +34,7 @@ from rooms.room import Ticket
 from rooms.signaling import room_info
 from scheduler import keys
 from scheduler.i18n import LOCALES, zone_label
-from scheduler.web import pages
+from scheduler.web import pages, security
 from scheduler.web.calendar_view import LANGUAGE_NAMES, read_choices
 from scheduler.web.problems import problem
 
@@ -46,61 +45,6 @@ ROOM_PAGE = "room.page"
 # prove media crosses the TURN server (tests/test_deployment.py). Dev mode only: elsewhere
 # the page refuses it (400).
 RELAY_SWITCH = ("ice", "relay")
-
-# The room page's own headers, on top of scheduler.web.security's (no-store, no-referrer,
-# nosniff): the CSP a call needs, and the devices it may use. `connect-src`
-# allows the page's own origin (fetch and, in CSP 3 browsers, ws/wss) and the WebSocket
-# origin of the public URL spelled out for browsers whose 'self' does not cover ws/wss.
-# Camera, microphone and speaker selection are allowed for this page only, never to frames.
-_BASE_CSP = (
-    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
-    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-_HEADERS = {
-    "Permissions-Policy": (
-        "camera=(self), microphone=(self), speaker-selection=(self), display-capture=(), "
-        "geolocation=()"
-    ),
-}
-
-
-def content_security_policy(base_url: str, room_host: str | None = None) -> str:
-    """The page's CSP, with the public URL's WebSocket origin next to 'self'.
-
-    With several room processes (`room_host`, this one's `[rooms] public_url`) the page may
-    be sent to a sibling's WebSocket: the siblings are the other subdomains of its parent
-    domain (rooms-1.viva.example, rooms-2.viva.example), or other ports of its host.
-    """
-    sources = ["'self'"]
-    own = _ws_origin(base_url)
-    if own is not None:
-        sources.append(own)
-    if room_host is not None:
-        sources.append(_ws_siblings(room_host))
-    return f"{_BASE_CSP}; connect-src {' '.join(dict.fromkeys(sources))}"
-
-
-def _ws_origin(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}"
-
-
-def _ws_siblings(url: str) -> str:
-    parts = urlsplit(url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    host = parts.hostname or ""
-    labels = host.split(".")
-    if host.replace(".", "").isdigit() or ":" in host or len(labels) <= 2:
-        return f"{scheme}://{host}:*"  # an address, or a bare domain: its other ports
-    return f"{scheme}://*.{'.'.join(labels[1:])}:*"
-
-
-def _headers(app: web.Application) -> dict[str, str]:
-    settings = app[keys.SETTINGS]
-    csp = content_security_policy(settings.server.base_url, settings.rooms.public_url or None)
-    return {**_HEADERS, "Content-Security-Policy": csp}
 
 
 def _lang_links(request: web.Request, locale: str) -> list[dict[str, Any]]:
@@ -209,11 +153,8 @@ async def room_page(request: web.Request) -> web.Response:
         "data": data,
     }
     response = aiohttp_jinja2.render_template("rooms/room.html", request, context)
-    return _with_headers(app, response)
-
-
-def _with_headers(app: web.Application, response: web.Response) -> web.Response:
-    response.headers.update(_headers(app))
+    # Its CSP (the WebSocket origins) and device permissions: scheduler.web.security.
+    response[security.POLICY] = security.ROOM_POLICY
     return response
 
 

@@ -187,7 +187,6 @@ async def download_recording(call: Call) -> web.StreamResponse:
         headers={
             "Content-Type": "video/x-matroska",
             "Content-Disposition": f'attachment; filename="{booking.id}-{path.name}"',
-            "Cache-Control": "no-store",
         },
     )
 
