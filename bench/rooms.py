@@ -66,8 +66,7 @@ from scheduler.db import Database  # noqa: E402
 from scheduler.links import Links  # noqa: E402
 from scheduler.migrate import migrate  # noqa: E402
 from scheduler.orgs import create_organisation  # noqa: E402
-from scheduler.people import create_candidate, create_evaluator  # noqa: E402
-from scheduler.schemas import CandidateIn, EvaluatorIn  # noqa: E402
+from scheduler.people import NewCandidate, NewEvaluator, create_candidate, create_evaluator  # noqa: E402
 
 JOIN_TIMEOUT = 30.0
 SIGNALING_TIMEOUT = 30.0
@@ -111,6 +110,23 @@ def _midday_zone(at: datetime) -> str:
     return f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"
 
 
+class _NoMail:
+    """`scheduler.bookings.BookingEffects` that writes nothing: the benchmark's bookings
+    need their rooms, not their messages or timers."""
+
+    async def booked(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    async def confirm(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    async def moved(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    async def cancelled(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 async def book_rooms(
     settings: Settings, count: int, *, record: bool = False
 ) -> tuple[list[BookedRoom], list[str]]:
@@ -118,7 +134,7 @@ async def book_rooms(
 
     One evaluator per interview (an evaluator cannot hold two at once) and one candidate
     each, booked with `scheduler.bookings.book` as a candidate's confirmation is, minus the
-    e-mails and timers (no `effects`): nothing but the rooms should cost the server CPU.
+    e-mails and timers (`_NoMail`): nothing but the rooms should cost the server CPU.
     Returns the rooms and their links as full URLs (for a person trying `serve` by hand).
     """
     now = SystemClock().now()
@@ -153,7 +169,7 @@ async def book_rooms(
                 await create_evaluator(
                     session,
                     org.id,
-                    EvaluatorIn(
+                    NewEvaluator(
                         name=f"Evaluator {index}",
                         email=f"e{index}@bench.example",
                         timezone=zone,
@@ -166,7 +182,7 @@ async def book_rooms(
                 candidate = await create_candidate(
                     session,
                     org.id,
-                    CandidateIn(
+                    NewCandidate(
                         name=f"Candidate {index}",
                         email=f"c{index}@bench.example",
                         language="en",
@@ -179,9 +195,16 @@ async def book_rooms(
         rooms: list[BookedRoom] = []
         urls: list[str] = []
         for candidate_id in candidates:
-            booking, _ = await book(
-                db, candidate_id=candidate_id, start=start, policy=policy, now=now
-            )
+            async with db.write() as session:
+                booking, _ = await book(
+                    db,
+                    session,
+                    candidate_id=candidate_id,
+                    start=start,
+                    policy=policy,
+                    now=now,
+                    effects=_NoMail(),
+                )
             rooms.append(
                 BookedRoom(
                     booking=str(booking.id),

@@ -8,32 +8,33 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from rooms.tokens import LinkSigner
-from scheduler import (
-    api,
-    health,
-    home,
-    keys,
-    metrics,
-    openapi,
-    pages,
-    room_pages,
-    room_wiring,
-    security,
-    throttle,
-    timers,
-)
+from scheduler import keys, room_wiring, timers
+from scheduler.booking_service import BookingService
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.confirmations import confirmations_sweeper
 from scheduler.contention import Contention
 from scheduler.db import Database
-from scheduler.effects import Effects
+from scheduler.effects import AfterCommit, MailAndTimers
 from scheduler.i18n import TEMPLATES, Catalogs, create_env
 from scheduler.links import Links
-from scheduler.mailbox import mail_worker, setup_dev_mailbox
+from scheduler.mail_worker import mail_worker
+from scheduler.metrics import Metrics
 from scheduler.notify import Notifier
-from scheduler.problems import api_errors
 from scheduler.timers import replanner, timers_ctx
+from scheduler.web import (
+    api,
+    health,
+    home,
+    metrics,
+    openapi,
+    pages,
+    room_pages,
+    security,
+    throttle,
+)
+from scheduler.web.mailbox import setup_dev_mailbox
+from scheduler.web.problems import api_errors
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -51,7 +52,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         client_max_size=256 * 1024,
     )
     app[keys.SETTINGS] = settings
-    app[keys.METRICS] = metrics.Metrics()
+    app[keys.METRICS] = Metrics()
     security.setup(app)
     throttle.setup(app)
     app[keys.CLOCK] = clock or SystemClock()
@@ -68,14 +69,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.NOTIFIER] = Notifier(
         env, app[keys.CATALOGS], app[keys.LINKS], app[keys.POLICY], settings.smtp
     )
-    app[keys.EFFECTS] = Effects(
-        app[keys.NOTIFIER],
-        replan=replanner(app[keys.POLICY], settings.reminders, timers.no_show_after(settings)),
-    )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(mail_worker)
     app.cleanup_ctx.append(confirmations_sweeper)
     app.cleanup_ctx.append(timers_ctx)
+    app.cleanup_ctx.append(_booking_service)
     if settings.server.dev_mode:
         setup_dev_mailbox(app)
     health.setup(app)
@@ -85,7 +83,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_static("/static", TEMPLATES / "static", append_version=True, name="static")
     api.setup(app)
     pages.setup(app)
-    room_wiring.setup(app)
+    room_wiring.setup(app, on_miss=throttle.lookup_failed)
     room_pages.setup(app)
     home.setup(app)
     return app
@@ -102,6 +100,22 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.DB] = db
     yield
     await db.dispose()
+
+
+async def _booking_service(app: web.Application) -> AsyncIterator[None]:
+    """Once the database, the mail worker and the timers run: the one way bookings change."""
+    settings = app[keys.SETTINGS]
+    app[keys.BOOKINGS] = BookingService(
+        app[keys.DB],
+        app[keys.POLICY],
+        app[keys.CLOCK],
+        MailAndTimers(
+            app[keys.NOTIFIER],
+            replan=replanner(app[keys.POLICY], settings.reminders, timers.no_show_after(settings)),
+        ),
+        AfterCommit(app[keys.MAIL], app[keys.TIMERS], app[keys.ROOMS]),
+    )
+    yield
 
 
 async def openapi_json(request: web.Request) -> web.Response:

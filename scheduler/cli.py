@@ -152,7 +152,7 @@ def cmd_org_key(args: argparse.Namespace) -> int:
     if args.key_command == "create":
         from pydantic import ValidationError
 
-        from scheduler.schemas import ApiKeyIn
+        from scheduler.web.schemas import ApiKeyIn
 
         try:
             args.name = ApiKeyIn(name=args.name).name  # the API's rule: one line, 1-200

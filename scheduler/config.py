@@ -95,7 +95,7 @@ class ReminderSettings(_Section):
 
 
 class SecuritySettings(_Section):
-    """Throttling of link and key guessers (scheduler.throttle)."""
+    """Throttling of link and key guessers (scheduler.web.throttle)."""
 
     max_failures: int = Field(20, ge=1)
     window_seconds: int = Field(60, ge=1, le=24 * 3600)

@@ -21,12 +21,11 @@ from scheduler.db import Database
 from scheduler.links import Links
 from scheduler.models import Candidate, Organisation
 from scheduler.orgs import create_organisation
-from scheduler.people import create_candidate, create_evaluator
-from scheduler.schemas import CandidateIn, EvaluatorIn, Locale
+from scheduler.people import NewCandidate, NewEvaluator, create_candidate, create_evaluator
 
 _WORKDAYS = ("mon", "tue", "wed", "thu", "fri")
 # name, e-mail, time zone, languages examined, locale, daily hours
-_EVALUATORS: list[tuple[str, str, str, list[str], Locale, list[tuple[str, str]]]] = [
+_EVALUATORS: list[tuple[str, str, str, list[str], str, list[tuple[str, str]]]] = [
     (
         "Claire Martin",
         "claire.martin@demo.viva",
@@ -54,7 +53,7 @@ _EVALUATORS: list[tuple[str, str, str, list[str], Locale, list[tuple[str, str]]]
     ),
 ]
 # name, e-mail, exam language, locale, time zone
-_CANDIDATES: list[tuple[str, str, str, Locale, str]] = [
+_CANDIDATES: list[tuple[str, str, str, str, str]] = [
     ("Léa Dubois", "lea.dubois@demo.viva", "en", "fr", "Europe/Paris"),
     ("Thomas Petit", "thomas.petit@demo.viva", "fr", "fr", "Europe/Paris"),
     ("Sarah Johnson", "sarah.johnson@demo.viva", "fr", "en", "America/New_York"),
@@ -156,7 +155,7 @@ async def seed_demo(settings: Settings, *, only_if_empty: bool = False) -> DemoR
                 await create_evaluator(
                     session,
                     org_id,
-                    EvaluatorIn(
+                    NewEvaluator(
                         name=name, email=email, timezone=tz, languages=langs, locale=locale
                     ),
                     now=now,
@@ -169,7 +168,7 @@ async def seed_demo(settings: Settings, *, only_if_empty: bool = False) -> DemoR
                 cand = await create_candidate(
                     session,
                     org_id,
-                    CandidateIn(
+                    NewCandidate(
                         name=name, email=email, language=language, locale=locale, timezone=tz
                     ),
                     now=now,

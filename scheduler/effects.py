@@ -1,5 +1,6 @@
-"""What follows a booking change: messages and timers inside its transaction, then the
-wake-ups after it commits, the live rooms included. Implements `scheduler.bookings.Effects`."""
+"""What follows a booking change: its messages and timer rows inside its transaction
+(`MailAndTimers`, the app's `scheduler.bookings.BookingEffects`), then the wake-ups after it
+commits, the live rooms included (`AfterCommit`). scheduler.booking_service runs both."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler import keys
+from rooms.signaling import RoomServer
 from scheduler.confirmations import write_confirmations
 from scheduler.db import Database
 from scheduler.models import Booking, Candidate
@@ -34,7 +34,9 @@ class Replan(Protocol):
 
 
 @dataclass(frozen=True)
-class Effects:
+class MailAndTimers:
+    """The messages and timer rows a change writes in its own transaction."""
+
     notifier: Notifier
     replan: Replan | None = None
 
@@ -104,54 +106,67 @@ class Effects:
         await self._timers(session, booking, now)
 
 
-async def committed(
-    app: web.Application,
-    booking_ids: Iterable[uuid.UUID],
-    *,
-    changed: Iterable[Booking] = (),
-) -> None:
-    """After the commit: let the messages leave now, bring the timer jobs in line, and send
-    the participants of `changed` bookings (cancelled, or moved) out of their live room."""
-    app[keys.MAIL].wake()
-    # Rooms first: a live room must stop writing its (now stale) state as soon as possible.
-    for booking in changed:
-        await tell_room(app, booking)
-    await app[keys.TIMERS].sync(list(booking_ids))
+class MailWorker(Protocol):
+    def wake(self) -> None: ...
 
 
-async def tell_room(app: web.Application, booking: Booking) -> None:
-    """Tell the booking's live room, if any, that it was cancelled or moved.
+class TimerJobs(Protocol):
+    async def sync(self, booking_ids: Iterable[uuid.UUID]) -> None: ...
 
-    Only after the commit: a participant sent away must find the new state when they come
-    back. A move may have revoked a link (another evaluator took the booking): its holder
-    is sent out as revoked first, so that they are not invited back at the new time. Best
-    effort: the change stands, and a room that was not told still refuses its revoked
-    links, and closes with its old window, at the latest.
-    """
-    rooms = app[keys.ROOMS]
-    if booking.status != "cancelled":
+
+@dataclass(frozen=True)
+class AfterCommit:
+    """What follows a commit, once the change is visible to everyone: the mail worker
+    woken, the live rooms told, the timer jobs brought in line (scheduler.booking_service
+    runs it; nothing else has to remember it)."""
+
+    mail: MailWorker
+    timers: TimerJobs
+    rooms: RoomServer
+
+    async def bookings_changed(
+        self, booking_ids: Iterable[uuid.UUID], *, changed: Iterable[Booking] = ()
+    ) -> None:
+        """Let the messages leave now, send the participants of `changed` bookings
+        (cancelled, or moved) out of their live room, and bring the timer jobs in line."""
+        self.mail.wake()
+        # Rooms first: a live room must stop writing its (now stale) state as soon as possible.
+        for booking in changed:
+            await self.tell_room(booking)
+        await self.timers.sync(list(booking_ids))
+
+    async def tell_room(self, booking: Booking) -> None:
+        """Tell the booking's live room, if any, that it was cancelled or moved.
+
+        Only after the commit: a participant sent away must find the new state when they
+        come back. A move may have revoked a link (another evaluator took the booking): its
+        holder is sent out as revoked first, so that they are not invited back at the new
+        time. Best effort: the change stands, and a room that was not told still refuses its
+        revoked links, and closes with its old window, at the latest.
+        """
+        rooms = self.rooms
+        if booking.status != "cancelled":
+            try:
+                await rooms.links_revoked(booking.id)
+            except Exception:  # the move itself must still reach the room
+                log.exception("could not close the revoked links of booking %s", booking.id)
         try:
-            await rooms.links_revoked(booking.id)
-        except Exception:  # the move itself must still reach the room
-            log.exception("could not close the revoked links of booking %s", booking.id)
-    try:
-        if booking.status == "cancelled":
-            await rooms.booking_changed(booking.id, "cancelled")
-        else:
-            await rooms.booking_changed(
-                booking.id, "moved", start=booking.start_at, end=booking.end_at
-            )
-    except Exception:
-        log.exception("could not tell the room of booking %s about its change", booking.id)
+            if booking.status == "cancelled":
+                await rooms.booking_changed(booking.id, "cancelled")
+            else:
+                await rooms.booking_changed(
+                    booking.id, "moved", start=booking.start_at, end=booking.end_at
+                )
+        except Exception:
+            log.exception("could not tell the room of booking %s about its change", booking.id)
 
-
-async def links_committed(app: web.Application, booking_id: uuid.UUID | None) -> None:
-    """After the commit of new links: the mail leaves now, and whatever the revoked links
-    of the booking hold open (a room, a connection test) is closed."""
-    app[keys.MAIL].wake()
-    if booking_id is None:
-        return
-    try:
-        await app[keys.ROOMS].links_revoked(booking_id)
-    except Exception:
-        log.exception("could not tell the room of booking %s about its new links", booking_id)
+    async def links_changed(self, booking_id: uuid.UUID | None) -> None:
+        """After the commit of new links: the mail leaves now, and whatever the revoked
+        links of the booking hold open (a room, a connection test) is closed."""
+        self.mail.wake()
+        if booking_id is None:
+            return
+        try:
+            await self.rooms.links_revoked(booking_id)
+        except Exception:
+            log.exception("could not tell the room of booking %s about its new links", booking_id)

@@ -15,20 +15,20 @@ if TYPE_CHECKING:
     import jinja2
 
     from rooms.signaling import RoomServer
+    from scheduler.booking_service import BookingService
     from scheduler.clock import Clock
     from scheduler.config import Settings
     from scheduler.contention import Contention
     from scheduler.db import Database
-    from scheduler.effects import Effects
     from scheduler.i18n import Catalogs
     from scheduler.links import Links
-    from scheduler.mailbox import MailWorker
+    from scheduler.mail_worker import MailWorker
     from scheduler.metrics import Metrics
     from scheduler.notify import Notifier
     from scheduler.policy import Policy
     from scheduler.room_wiring import BookingTickets
-    from scheduler.throttle import Throttle
     from scheduler.timers import TimerService
+    from scheduler.web.throttle import Throttle
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -41,7 +41,8 @@ JINJA: web.AppKey[jinja2.Environment] = web.AppKey("jinja")
 CATALOGS: web.AppKey[Catalogs] = web.AppKey("catalogs")
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
 MAIL: web.AppKey[MailWorker] = web.AppKey("mail")
-EFFECTS: web.AppKey[Effects] = web.AppKey("effects")
+# Every booking change goes through it.
+BOOKINGS: web.AppKey[BookingService] = web.AppKey("bookings")
 TIMERS: web.AppKey[TimerService] = web.AppKey("timers")
 ROOMS: web.AppKey[RoomServer] = web.AppKey("rooms")
 ROOM_TICKETS: web.AppKey[BookingTickets] = web.AppKey("room_tickets")

@@ -1,39 +1,28 @@
-"""The app's Prometheus figures and `GET /metrics` (text format, docs/operations.md).
+"""The app's Prometheus figures; `GET /metrics` serves them (scheduler/web/metrics.py).
 
 One `Metrics` per app, with its own `CollectorRegistry` (several apps share a test process,
 and a global registry would add their figures together). Counters and histograms move where
-things happen (the booking edge below, the timers, the mail worker, the rooms); the figures
-that are a state of the database or of the rooms (outbox depth, pending timers, live rooms)
-are read when Prometheus scrapes, so they are never stale and cost nothing in between.
-
-`/metrics` is closed unless `[metrics]` opens it: to client addresses (`allow_from`) or to a
-bearer token. Nobody configured: 404, as if there were no such page.
+things happen (the booking edge in scheduler/web/metrics.py, the timers, the mail worker,
+the rooms); the figures that are a state of the database or of the rooms (outbox depth,
+pending timers, live rooms) are read when Prometheus scrapes, so they are never stale and
+cost nothing in between.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 
 from mailer.models import OUTBOX_STATUSES
 from mailer.models import outbox_messages as outbox
-from scheduler import keys
+from rooms.signaling import RoomServer
 from scheduler.contention import Contention
+from scheduler.db import Database
 from scheduler.models import Timer
 
-__all__ = ["BOOKING_ROUTES", "Metrics", "booking_edge", "metrics_handler", "setup"]
-
-# The routes that confirm a booking: the candidate's JSON API and the page's form.
-BOOKING_ROUTES = frozenset({"/c/{token}/booking", "/c/{token}/book"})
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _LAG_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600)
 
@@ -139,11 +128,10 @@ class Metrics:
         """Expose the database's refusals, which the booking code counts in `Contention`."""
         self.registry.register(_ContentionCollector(contention))
 
-    async def collect_state(self, app: web.Application) -> None:
+    async def collect_state(self, db: Database, rooms: RoomServer, now: datetime) -> None:
         """Read the figures that are a state, just before they are exposed."""
-        now = app[keys.CLOCK].now()
         t = Timer.__table__
-        async with app[keys.DB].read() as session:
+        async with db.read() as session:
             by_status: dict[str, int] = dict(
                 (
                     await session.execute(
@@ -181,8 +169,7 @@ class Metrics:
         lag = (now - overdue).total_seconds() if overdue is not None else 0.0
         self.timers_overdue.set(max(lag, 0.0))
         self.timers_failed.set(failed or 0)
-        rooms = app[keys.ROOMS].rooms
-        live = [room for room in rooms.values() if room.connections]
+        live = [room for room in rooms.rooms.values() if room.connections]
         self.rooms_live.set(len(live))
         self.room_participants.set(sum(len(room.connections) for room in live))
 
@@ -218,85 +205,3 @@ class _ContentionCollector:
             value=c.busy,
         )
         return [retries, gave_up, busy]
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def booking_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count and time every booking confirmation by the answer it got.
-
-    At the edge, on purpose: whatever `scheduler.bookings.book` becomes, a confirmation is
-    this request and its status code.
-    """
-    route = request.match_info.route.resource
-    if request.method != "POST" or route is None or route.canonical not in BOOKING_ROUTES:
-        return await handler(request)
-    metrics = request.app[keys.METRICS]
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.booking_seconds.observe(time.perf_counter() - started)
-        metrics.bookings.labels(outcome=_outcome(status)).inc()
-
-
-def _outcome(status: int) -> str:
-    if status in (200, 201, 303):
-        return "booked"
-    if status == 409:
-        return "conflict"
-    if status == 503:
-        return "busy"
-    if 400 <= status < 500:
-        return "refused"
-    return "error"
-
-
-def _allowed(request: web.Request) -> bool | None:
-    """True: may read; False: configured, not allowed; None: /metrics is closed."""
-    settings = request.app[keys.SETTINGS].metrics
-    if not settings.allow_from and not settings.bearer_token:
-        return None
-    if settings.bearer_token:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), settings.bearer_token.encode()
-        ):
-            return True
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    if peer and settings.allow_from:
-        try:
-            address = ipaddress.ip_address(peer[0])
-        except ValueError:
-            return False
-        return any(
-            address in ipaddress.ip_network(net, strict=False) for net in settings.allow_from
-        )
-    return False
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    allowed = _allowed(request)
-    if allowed is None:
-        raise web.HTTPNotFound()
-    if not allowed:
-        raise web.HTTPForbidden(text="metrics are open to configured addresses or a token only")
-    metrics = request.app[keys.METRICS]
-    await metrics.collect_state(request.app)
-    body = generate_latest(metrics.registry)
-    return web.Response(
-        body=body,
-        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
-    )
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_get("/metrics", metrics_handler)

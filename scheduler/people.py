@@ -1,8 +1,14 @@
-"""Evaluators and candidates: creating them from validated input (API and demo alike)."""
+"""Evaluators and candidates: creating them from validated input (API and demo alike).
+
+The input is plain data (`NewEvaluator`, `NewCandidate`): the API validates a request with
+its pydantic models (scheduler/web/schemas.py) and hands over the result, the demo and the
+benchmark write theirs directly, and this module knows nothing of HTTP.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,13 +19,36 @@ from rooms.tokens import new_nonce
 from scheduler.availability import Availability
 from scheduler.errors import FieldError, ValidationFailed
 from scheduler.models import Candidate, Evaluator
-from scheduler.schemas import CandidateIn, EvaluatorIn
+
+
+@dataclass(frozen=True)
+class NewEvaluator:
+    """An evaluator's details, already valid (trimmed, a known zone, lower-case languages)."""
+
+    name: str
+    email: str
+    timezone: str
+    languages: list[str]
+    locale: str = "fr"
+
+
+@dataclass(frozen=True)
+class NewCandidate:
+    """A candidate's details, already valid; `book_by` as the API takes it (see
+    `book_by_instant`)."""
+
+    name: str
+    email: str
+    language: str
+    locale: str = "fr"
+    timezone: str = "Europe/Paris"
+    book_by: date | datetime | None = None
 
 
 async def create_evaluator(
     session: AsyncSession,
     organisation_id: uuid.UUID,
-    data: EvaluatorIn,
+    data: NewEvaluator,
     *,
     now: datetime,
     availability: Availability | None = None,
@@ -30,7 +59,7 @@ async def create_evaluator(
         organisation_id=organisation_id,
         availability=doc,
         created_at=now,
-        **data.model_dump(),
+        **asdict(data),
     )
     session.add(ev)
     await session.flush()
@@ -49,7 +78,7 @@ def book_by_instant(value: date | datetime | None, tz: str) -> datetime | None:
 
 
 async def create_candidate(
-    session: AsyncSession, organisation_id: uuid.UUID, data: CandidateIn, *, now: datetime
+    session: AsyncSession, organisation_id: uuid.UUID, data: NewCandidate, *, now: datetime
 ) -> Candidate:
     cand = Candidate(
         id=uuid.uuid4(),

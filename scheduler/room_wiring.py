@@ -2,15 +2,16 @@
 
 `rooms` never imports the scheduler (tests/test_layout.py), so it declares what it needs —
 a `TicketResolver` and `Sessions` — and this module provides them from the bookings and the
-app's `Database`. It also serves `GET /r/{token}/info`, the facts a room page renders
-before joining (docs/rooms.md), with the app's one error shape.
+app's `Database`. The HTTP around the rooms (the room page, `GET /r/{token}/info`) is in
+scheduler/web/room_pages.py; a failed look-up is counted by the callback `setup` is given
+(the web layer's throttle), so this module needs nothing of HTTP.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 from aiohttp import web
@@ -18,20 +19,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.relay import Role
 from rooms.room import Schedule, Ticket
-from rooms.signaling import RoomServer, room_info
+from rooms.signaling import RoomServer
 from rooms.tokens import LinkKind, LinkSigner, ParsedLink, new_nonce, parse_link
-from scheduler import history, keys, throttle
+from scheduler import history, keys
 from scheduler.bookings import HELD_STATUSES
 from scheduler.db import Database, is_sqlite
 from scheduler.history import Actor
 from scheduler.leases import lease_clock
 from scheduler.links import room_nonce
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
-from scheduler.problems import problem
 
-__all__ = ["BookingTickets", "room_info", "room_info_handler", "setup", "ticket_for"]
+__all__ = ["BookingTickets", "setup", "ticket_for"]
 
 log = logging.getLogger("viva.rooms")
+
+OnMiss = Callable[[], Awaitable[None]]
 
 _KINDS: tuple[tuple[LinkKind, Role], ...] = (
     (LinkKind.ROOM_CANDIDATE, "candidate"),
@@ -40,8 +42,6 @@ _KINDS: tuple[tuple[LinkKind, Role], ...] = (
 # Checked against when the booking does not exist, so that a forged id costs the same MAC
 # computation as a real one and takes the same path out.
 _NO_NONCE = new_nonce()
-# The link is a secret in the URL: never cache it, never leak it in a Referer.
-_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 # The statuses in which a link resolves. Once the booking is held (marked no_show, or
 # completed) the candidate's turn is used: their link says so (`Ticket.held`) and no longer
 # opens the room, but the evaluator may still have notes to finish, or be waiting when the
@@ -128,15 +128,16 @@ async def interview_ended(
 class BookingTickets:
     """`rooms.room.TicketResolver` over the bookings table; also for the room page's handler."""
 
-    def __init__(self, db: Database, signer: LinkSigner) -> None:
+    def __init__(self, db: Database, signer: LinkSigner, *, on_miss: OnMiss) -> None:
         self._db = db
         self._signer = signer
+        self._on_miss = on_miss
 
     async def resolve(self, token: str) -> Ticket | None:
         async with self._db.read() as session:
             ticket = await ticket_for(session, self._signer, token)
         if ticket is None:
-            await throttle.lookup_failed()  # the page, /info, /ws and /echo alike
+            await self._on_miss()  # the page, /info, /ws and /echo alike
         return ticket
 
     async def schedule(self, booking_id: uuid.UUID) -> Schedule | None:
@@ -147,8 +148,10 @@ class BookingTickets:
         return Schedule(booking.status, booking.start_at, booking.end_at)
 
 
-def setup(app: web.Application) -> None:
-    """Register the rooms' routes and lifecycle; called once by `create_app`."""
+def setup(app: web.Application, *, on_miss: OnMiss) -> None:
+    """Register the rooms' routes and lifecycle; called once by `create_app`.
+
+    `on_miss`: awaited when a room link resolves to nothing (the throttle counts it)."""
     settings = app[keys.SETTINGS]
     server = RoomServer(
         settings.rooms,
@@ -162,36 +165,20 @@ def setup(app: web.Application) -> None:
     server.on_lease_lost = metrics.room_leases_lost.inc
     app[keys.ROOMS] = server
     server.add_routes(app.router)
-    app.router.add_get("/r/{token}/info", room_info_handler, name="room.info")
-    app.cleanup_ctx.append(_rooms)
+
+    async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Take participants once the database is up; close every peer connection last."""
+        db = app[keys.DB]
+        tickets = BookingTickets(db, app[keys.LINKS].signer, on_miss=on_miss)
+        app[keys.ROOM_TICKETS] = tickets
+        server.start(tickets, db, on_ended=interview_ended)
+        yield
+        await server.close()
+
+    app.cleanup_ctx.append(rooms_ctx)
     app.on_shutdown.append(_shutdown)
-
-
-async def _rooms(app: web.Application) -> AsyncIterator[None]:
-    """Start taking participants once the database is up; close every peer connection last."""
-    db = app[keys.DB]
-    tickets = BookingTickets(db, app[keys.LINKS].signer)
-    app[keys.ROOM_TICKETS] = tickets
-    server = app[keys.ROOMS]
-    server.start(tickets, db, on_ended=interview_ended)
-    yield
-    await server.close()
 
 
 async def _shutdown(app: web.Application) -> None:
     # Before aiohttp waits for its handlers: a WebSocket would otherwise keep it waiting.
     await app[keys.ROOMS].shutdown()
-
-
-async def room_info_handler(request: web.Request) -> web.Response:
-    token = request.match_info["token"]
-    try:
-        ticket = await request.app[keys.ROOM_TICKETS].resolve(token)
-    except Exception:
-        log.exception("could not resolve a room link")
-        return problem(500, "The server could not answer; try again.", headers=_HEADERS)
-    if ticket is None:
-        return problem(404, "This link is not valid.", headers=_HEADERS)
-    now = request.app[keys.CLOCK].now()
-    body = room_info(ticket, request.app[keys.SETTINGS].rooms, now, token)
-    return web.json_response(body, headers=_HEADERS)

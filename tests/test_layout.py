@@ -43,3 +43,95 @@ def test_aiortc_is_imported_only_inside_rooms() -> None:
     ]
     assert offenders == []
     assert _package_files("rooms"), "the rooms package exists"
+
+
+def _modules(path: Path) -> set[str]:
+    """Every module `path` imports, dotted in full (`from scheduler.web import api` gives
+    `scheduler.web` and `scheduler.web.api`), imports inside functions included."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _domain_files() -> list[Path]:
+    """scheduler's own modules outside its HTTP layer (scheduler/web/) and its migrations."""
+    return [
+        path
+        for path in _package_files("scheduler")
+        if path.relative_to(ROOT / "scheduler").parts[0] not in ("web", "migrations")
+    ]
+
+
+# The wiring: they assemble the app from the domain and the web layer, so they may import
+# both. Nothing else outside scheduler/web/ may.
+WIRING = {
+    "scheduler/app.py",  # create_app: registers the web layer's routes and middlewares
+    "scheduler/cli.py",  # `viva org key create` validates a key's name as the API does
+    "scheduler/keys.py",  # names the web layer's Throttle as an AppKey's type (for mypy only)
+}
+
+# The modules outside scheduler/web/ that may import aiohttp, and why. Each runs in the
+# aiohttp app's life (a `cleanup_ctx`, an `AppKey`) or is the wiring; none handles a
+# request. A new entry needs a reason as good.
+AIOHTTP_ALLOWED = {
+    "scheduler/app.py": "builds the web.Application",
+    "scheduler/cli.py": "`viva serve` runs it (web.run_app)",
+    "scheduler/keys.py": "declares the app's shared objects as web.AppKey",
+    "scheduler/logs.py": "redacts aiohttp's access log (a web_log.AccessLogger)",
+    "scheduler/confirmations.py": "its sweeper is a cleanup_ctx of the app",
+    "scheduler/mail_worker.py": "the mail worker is a cleanup_ctx of the app",
+    "scheduler/timers/wiring.py": "the timer service is a cleanup_ctx of the app",
+    "scheduler/room_wiring.py": "starts the room server with the app, adds its routes",
+}
+
+
+def test_the_domain_never_imports_the_web_layer() -> None:
+    offenders = [
+        rel
+        for path in _domain_files()
+        if (rel := str(path.relative_to(ROOT))) not in WIRING
+        and any(m == "scheduler.web" or m.startswith("scheduler.web.") for m in _modules(path))
+    ]
+    assert offenders == []
+
+
+def test_only_the_listed_modules_outside_the_web_layer_import_aiohttp() -> None:
+    importers = {
+        str(path.relative_to(ROOT))
+        for path in _domain_files()
+        if {"aiohttp", "aiohttp_jinja2"} & _imports(path)
+    }
+    assert importers <= set(AIOHTTP_ALLOWED)
+    # A listed module that no longer needs aiohttp leaves the list.
+    assert set(AIOHTTP_ALLOWED) <= importers
+
+
+SECURITY_HEADERS = (
+    "Content-Security-Policy",
+    "Permissions-Policy",
+    "Referrer-Policy",
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "no-store",
+)
+
+
+def test_security_headers_are_written_in_one_place() -> None:
+    """scheduler/web/security.py writes them for every answer; a handler that needs a
+    policy of its own names it (`response[security.POLICY]`) rather than set headers."""
+    owner = ROOT / "scheduler" / "web" / "security.py"
+    offenders = [
+        f"{path.relative_to(ROOT)}: {header}"
+        for package in ("scheduler", "rooms")
+        for path in _package_files(package)
+        if path != owner
+        for header in SECURITY_HEADERS
+        if f'"{header}' in path.read_text()
+    ]
+    assert offenders == []

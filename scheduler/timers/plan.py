@@ -169,7 +169,7 @@ def replanner(
     policy: Policy, reminders: ReminderSettings, no_show_after: timedelta | None = None
 ) -> Replan:
     """`replan` with the settings bound: the `(session, booking, now, *, new=False)`
-    callable that `scheduler.effects.Effects` takes."""
+    callable that `scheduler.effects.MailAndTimers` takes."""
 
     async def bound(
         session: AsyncSession, booking: Booking, now: datetime, *, new: bool = False

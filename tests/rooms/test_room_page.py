@@ -494,7 +494,7 @@ def test_the_rooms_catalog_covers_the_rooms_templates_exactly() -> None:
 
 
 def test_the_csp_names_the_public_websocket_origin() -> None:
-    from scheduler.room_pages import content_security_policy
+    from scheduler.web.security import content_security_policy
 
     assert content_security_policy("https://viva.example").endswith(
         "connect-src 'self' wss://viva.example"

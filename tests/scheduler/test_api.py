@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.api import ENDPOINTS, PREFIX
+from scheduler.web.api import ENDPOINTS, PREFIX
 
 PROBLEM = "application/problem+json"
 
@@ -274,8 +274,8 @@ async def test_openapi_document_covers_every_endpoint(client) -> None:
 
 
 async def test_every_operation_has_a_request_example_the_server_accepts(make_org) -> None:
-    from scheduler.api import parse
-    from scheduler.openapi import EXAMPLES, example_requests
+    from scheduler.web.api import parse
+    from scheduler.web.openapi import EXAMPLES, example_requests
 
     org = await make_org()
     doc = await (await org.client.get("/api/v1/openapi.json")).json()
@@ -323,7 +323,7 @@ async def test_the_reference_page_renders_markdown_and_shows_examples(client) ->
 
 
 def test_markdown_descriptions_never_pass_html_through() -> None:
-    from scheduler.openapi import markdown, markdown_inline
+    from scheduler.web.openapi import markdown, markdown_inline
 
     hostile = "a `b` <script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=y>"
     for html in (markdown(hostile), markdown_inline(hostile)):

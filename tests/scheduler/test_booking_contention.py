@@ -198,8 +198,8 @@ async def test_crowds_through_three_apps_get_201_or_409_never_5xx(
 async def test_concurrent_bookings_spread_over_equally_loaded_evaluators(pg_url: str) -> None:
     """Two transactions booking one start at once take two evaluators with the same load,
     rather than the second queuing behind the first one's lock to find them busy."""
-    from scheduler.bookings import _free_evaluator
     from scheduler.db import Database
+    from scheduler.evaluator_choice import free_evaluator
     from scheduler.policy import Policy
 
     db = Database(pg_url)
@@ -231,7 +231,7 @@ async def test_concurrent_bookings_spread_over_equally_loaded_evaluators(pg_url:
         start = datetime(2026, 12, 1, 9, 0, tzinfo=PARIS).astimezone(UTC)
 
         async def choose(session) -> uuid.UUID:  # type: ignore[no-untyped-def]
-            return await _free_evaluator(
+            return await free_evaluator(
                 db,
                 session,
                 organisation_id=org.id,

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 
 from mailer.models import outbox_messages
 from scheduler import keys
-from scheduler.bookings import _book_once
+from scheduler.bookings import book
 from scheduler.clock import FrozenClock
 from scheduler.confirmations import GRACE, sweep
 from tests.conftest import token_of
@@ -59,16 +59,18 @@ async def test_a_booking_left_without_its_messages_gets_them_from_the_sweep(
         await session.execute(
             delete(outbox_messages).where(outbox_messages.c.booking_id == booking_id)
         )
-    # (The same state as `book` stopped after its transaction, as this shows.)
+    # (The same state as the booking service stopped after the commit, as this shows.)
     other = await org.make_candidate()
-    stopped, _ = await _book_once(
-        db,
-        candidate_id=uuid.UUID(other["id"]),
-        start=datetime.fromisoformat(slots[3]["start"]).astimezone(UTC),
-        policy=app[keys.POLICY],
-        now=clock.now(),
-        effects=app[keys.EFFECTS],
-    )
+    async with db.write() as session:
+        stopped, _ = await book(
+            db,
+            session,
+            candidate_id=uuid.UUID(other["id"]),
+            start=datetime.fromisoformat(slots[3]["start"]).astimezone(UTC),
+            policy=app[keys.POLICY],
+            now=clock.now(),
+            effects=app[keys.BOOKINGS].effects,
+        )
     assert await _messages(db, stopped.id) == []
     assert evaluator["id"] == str(stopped.evaluator_id)
 

@@ -1,6 +1,6 @@
 """Who gets a booking: the booking transaction's choice against the rule written out plainly.
 
-`_free_evaluator` tries the qualified evaluators in order of preference and reads the bookings
+`free_evaluator` tries the qualified evaluators in order of preference and reads the bookings
 of the first one alone before the others'; whatever the order of its reads, the evaluator it
 returns must be the one the rule names: among the qualified evaluators free at that start,
 the one with the fewest active bookings that ISO week (UTC), ties broken by id.
@@ -17,10 +17,10 @@ from sqlalchemy import insert, select
 
 from rooms.tokens import new_nonce
 from scheduler.availability import Availability
-from scheduler.bookings import _free_evaluator
 from scheduler.calendars import load_calendars, qualified_evaluators
 from scheduler.db import Database
 from scheduler.errors import SlotTaken
+from scheduler.evaluator_choice import free_evaluator
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator
 from scheduler.orgs import create_organisation
 from scheduler.policy import Policy
@@ -158,7 +158,7 @@ async def test_the_chosen_evaluator_is_the_one_the_rule_names(db: Database) -> N
         )
         async with db.read() as session:
             try:
-                got: uuid.UUID | None = await _free_evaluator(
+                got: uuid.UUID | None = await free_evaluator(
                     db,
                     session,
                     organisation_id=organisation_id,

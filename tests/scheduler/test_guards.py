@@ -352,7 +352,7 @@ async def test_an_unknown_api_route_is_a_titled_problem(make_org) -> None:
 
 
 def test_a_problem_always_has_a_string_title_and_serialises_its_extras() -> None:
-    from scheduler.problems import problem
+    from scheduler.web.problems import problem
 
     assert json.loads(problem(404, "x", title="Gone away").text)["title"] == "Gone away"
     assert json.loads(problem(404, "x").text)["title"] == "Not found"
@@ -364,7 +364,7 @@ def test_a_problem_always_has_a_string_title_and_serialises_its_extras() -> None
 def test_field_errors_name_nested_fields_with_dots_and_no_prefix_by_default() -> None:
     from pydantic import BaseModel, ValidationError
 
-    from scheduler.problems import field_errors
+    from scheduler.web.problems import field_errors
 
     class Inner(BaseModel):
         start: int

@@ -20,7 +20,7 @@ import pytest
 from scheduler.app import create_app
 from scheduler.config import load_settings
 from scheduler.db import Database
-from scheduler.health import expected_heads, readiness
+from scheduler.web.health import expected_heads, readiness
 from tests.conftest import app_environ
 
 

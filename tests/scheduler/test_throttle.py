@@ -173,7 +173,7 @@ def test_security_settings_are_validated(db_url: str, tmp_path: Path) -> None:
 
 
 def test_an_ipv6_host_is_counted_by_its_64() -> None:
-    from scheduler.throttle import bucket
+    from scheduler.web.throttle import bucket
 
     assert bucket("2001:db8:1:2:aaaa::1") == bucket("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
     assert bucket("2001:db8:1:3::1") != bucket("2001:db8:1:2::1")

@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 from scheduler import keys
 from scheduler.db import Database
 from scheduler.migrate import alembic_config
-from scheduler.problems import problem
+from scheduler.web.problems import problem
 
 __all__ = ["Check", "expected_heads", "healthz", "readiness", "readyz", "setup"]
 

@@ -1,4 +1,5 @@
-"""The room page: `GET /r/{token}`, the shell a participant's browser runs the interview in.
+"""The room page: `GET /r/{token}`, the shell a participant's browser runs the interview in,
+and `GET /r/{token}/info`, the facts it renders before joining (docs/rooms.md).
 
 The page is rendered in the participant's language and time zone (the ticket's, or `?lang=`
 and `?tz=`), then the modules of `templates/static/room/` do the rest against the room protocol
@@ -24,7 +25,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -32,8 +32,11 @@ from aiohttp import web
 from rooms.models import load_state
 from rooms.room import Ticket
 from rooms.signaling import room_info
-from scheduler import keys, pages
+from scheduler import keys
 from scheduler.i18n import LOCALES, zone_label
+from scheduler.web import pages, security
+from scheduler.web.calendar_view import LANGUAGE_NAMES, read_choices
+from scheduler.web.problems import problem
 
 log = logging.getLogger("viva.rooms.page")
 
@@ -43,67 +46,12 @@ ROOM_PAGE = "room.page"
 # the page refuses it (400).
 RELAY_SWITCH = ("ice", "relay")
 
-# The room page's own headers, on top of scheduler.security's (no-store, no-referrer,
-# nosniff): the CSP a call needs, and the devices it may use. `connect-src`
-# allows the page's own origin (fetch and, in CSP 3 browsers, ws/wss) and the WebSocket
-# origin of the public URL spelled out for browsers whose 'self' does not cover ws/wss.
-# Camera, microphone and speaker selection are allowed for this page only, never to frames.
-_BASE_CSP = (
-    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
-    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-_HEADERS = {
-    "Permissions-Policy": (
-        "camera=(self), microphone=(self), speaker-selection=(self), display-capture=(), "
-        "geolocation=()"
-    ),
-}
-
-
-def content_security_policy(base_url: str, room_host: str | None = None) -> str:
-    """The page's CSP, with the public URL's WebSocket origin next to 'self'.
-
-    With several room processes (`room_host`, this one's `[rooms] public_url`) the page may
-    be sent to a sibling's WebSocket: the siblings are the other subdomains of its parent
-    domain (rooms-1.viva.example, rooms-2.viva.example), or other ports of its host.
-    """
-    sources = ["'self'"]
-    own = _ws_origin(base_url)
-    if own is not None:
-        sources.append(own)
-    if room_host is not None:
-        sources.append(_ws_siblings(room_host))
-    return f"{_BASE_CSP}; connect-src {' '.join(dict.fromkeys(sources))}"
-
-
-def _ws_origin(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}"
-
-
-def _ws_siblings(url: str) -> str:
-    parts = urlsplit(url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    host = parts.hostname or ""
-    labels = host.split(".")
-    if host.replace(".", "").isdigit() or ":" in host or len(labels) <= 2:
-        return f"{scheme}://{host}:*"  # an address, or a bare domain: its other ports
-    return f"{scheme}://*.{'.'.join(labels[1:])}:*"
-
-
-def _headers(app: web.Application) -> dict[str, str]:
-    settings = app[keys.SETTINGS]
-    csp = content_security_policy(settings.server.base_url, settings.rooms.public_url or None)
-    return {**_HEADERS, "Content-Security-Policy": csp}
-
 
 def _lang_links(request: web.Request, locale: str) -> list[dict[str, Any]]:
     return [
         {
             "code": code,
-            "label": pages.LANGUAGE_NAMES[code],
+            "label": LANGUAGE_NAMES[code],
             "url": str(request.rel_url.update_query(lang=code)),
             "current": code == locale,
         }
@@ -138,7 +86,7 @@ async def room_page(request: web.Request) -> web.Response:
         # The very page any other bad link gets (headers included): nothing tells why.
         return pages.error_page(request, 404, "not_found")
 
-    reader = pages.read_choices(request.query, ticket.locale, ticket.timezone)
+    reader = read_choices(request.query, ticket.locale, ticket.timezone)
     relay_only = request.query.get(RELAY_SWITCH[0])
     if relay_only is not None and (
         relay_only != RELAY_SWITCH[1] or not app[keys.SETTINGS].server.dev_mode
@@ -205,13 +153,27 @@ async def room_page(request: web.Request) -> web.Response:
         "data": data,
     }
     response = aiohttp_jinja2.render_template("rooms/room.html", request, context)
-    return _with_headers(app, response)
-
-
-def _with_headers(app: web.Application, response: web.Response) -> web.Response:
-    response.headers.update(_headers(app))
+    # Its CSP (the WebSocket origins) and device permissions: scheduler.web.security.
+    response[security.POLICY] = security.ROOM_POLICY
     return response
+
+
+async def room_info_handler(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    try:
+        ticket = await request.app[keys.ROOM_TICKETS].resolve(token)
+    except Exception:
+        log.exception("could not resolve a room link")
+        return problem(500, "The server could not answer; try again.")
+    if ticket is None:
+        return problem(404, "This link is not valid.")
+    now = request.app[keys.CLOCK].now()
+    body = room_info(ticket, request.app[keys.SETTINGS].rooms, now, token)
+    # No headers of its own: the link is a secret in the URL, and scheduler.web.security
+    # gives every /r/ answer `no-store` and `no-referrer`.
+    return web.json_response(body)
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/r/{token}", room_page, name=ROOM_PAGE)
+    app.router.add_get("/r/{token}/info", room_info_handler, name="room.info")

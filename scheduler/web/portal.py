@@ -6,7 +6,6 @@ and an integrator's script see the same slots and the same booking rules.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -15,23 +14,20 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler import keys, throttle
-from scheduler.api import day_range, json_body, parse
+from scheduler import keys
 from scheduler.bookings import (
     SlotView,
     active_booking,
-    book,
     booking_closed,
-    cancel,
     candidate_slots,
     held_booking,
-    reschedule,
 )
-from scheduler.effects import committed
 from scheduler.errors import NotFound, SlotTaken
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate
 from scheduler.policy import lock_time
-from scheduler.schemas import BookingIn, CandidateSlotsQuery
+from scheduler.web import throttle
+from scheduler.web.api import day_range, json_body, parse
+from scheduler.web.schemas import BookingIn, CandidateSlotsQuery
 
 DEFAULT_DAYS = 7
 
@@ -98,46 +94,17 @@ def slots_json(slots: list[SlotView], tz: str) -> dict[str, Any]:
 async def make_booking(
     request: web.Request, candidate: Candidate, start: datetime
 ) -> tuple[Booking, Candidate]:
-    return await _change(request, book, candidate, start)
+    return await request.app[keys.BOOKINGS].book(candidate.id, start.astimezone(UTC))
 
 
 async def change_booking(
     request: web.Request, candidate: Candidate, start: datetime
 ) -> tuple[Booking, Candidate]:
-    return await _change(request, reschedule, candidate, start, moved=True)
-
-
-async def _change(
-    request: web.Request,
-    action: Callable[..., Awaitable[tuple[Booking, Candidate]]],
-    candidate: Candidate,
-    start: datetime,
-    *,
-    moved: bool = False,
-) -> tuple[Booking, Candidate]:
-    app = request.app
-    booking, candidate = await action(
-        app[keys.DB],
-        candidate_id=candidate.id,
-        start=start.astimezone(UTC),
-        policy=app[keys.POLICY],
-        now=app[keys.CLOCK].now(),
-        effects=app[keys.EFFECTS],
-    )
-    await committed(app, [booking.id], changed=[booking] if moved else ())
-    return booking, candidate
+    return await request.app[keys.BOOKINGS].reschedule(candidate.id, start.astimezone(UTC))
 
 
 async def cancel_booking(request: web.Request, candidate: Candidate) -> Booking:
-    app = request.app
-    booking, _ = await cancel(
-        app[keys.DB],
-        candidate_id=candidate.id,
-        policy=app[keys.POLICY],
-        now=app[keys.CLOCK].now(),
-        effects=app[keys.EFFECTS],
-    )
-    await committed(app, [booking.id], changed=[booking])
+    booking, _ = await request.app[keys.BOOKINGS].cancel(candidate.id)
     return booking
 
 

@@ -1,79 +1,23 @@
-"""The mail delivery worker's life in the app, and the dev mailbox at /dev/mail.
+"""The dev mailbox at /dev/mail.
 
-The worker is the mailer's `Outbox`; this module starts it with the app, wakes it after a
-booking commits, and stops it cleanly. In dev mode (no SMTP host) every message is kept and
-shown at /dev/mail, so a person trying Viva reads each e-mail, opens its links and
-downloads its invitation.
+In dev mode (no SMTP host) every message is kept and shown at /dev/mail, so a person trying
+Viva reads each e-mail, opens its links and downloads its invitation. The worker that sends
+them lives in scheduler/mail_worker.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email
-import logging
-import socket
 import uuid
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.policy import default
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from mailer.outbox import Outbox, StoredMessage, get_message, list_messages
+from mailer.outbox import StoredMessage, get_message, list_messages
 from scheduler import keys
-from scheduler.config import Settings
-from scheduler.leases import lease_clock
-
-log = logging.getLogger("viva.mailer")
-
-
-class MailWorker:
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.outbox.run(self._stop, self._wake))
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-
-
-def worker_name(settings: Settings) -> str:
-    """Who this process's mail worker is across restarts: its host and port (two processes
-    on one host listen on different ports)."""
-    return f"{socket.gethostname()}:{settings.server.port}"
-
-
-async def mail_worker(app: web.Application) -> AsyncIterator[None]:
-    db = app[keys.DB]
-    metrics = app[keys.METRICS]
-    outbox = Outbox(
-        db.writer_sessions,
-        app[keys.SETTINGS].smtp,
-        app[keys.CLOCK],
-        owner=worker_name(app[keys.SETTINGS]),
-        lease_now=lease_clock(db.sqlite, app[keys.CLOCK]),
-        on_failed=metrics.mail_failed.inc,
-        on_lease_lost=metrics.mail_leases_lost.inc,
-    )
-    worker = MailWorker(outbox)
-    app[keys.MAIL] = worker
-    try:
-        await outbox.reclaim_own()
-    except Exception:  # the database may come later; leases then end on their own
-        log.exception("mail: could not take back this worker's previous claims")
-    worker.start()
-    yield
-    await worker.stop()
+from scheduler.web import security
 
 
 def _parse(raw: bytes) -> EmailMessage:
@@ -140,12 +84,11 @@ async def message_page(request: web.Request) -> web.Response:
 async def message_html(request: web.Request) -> web.Response:
     _, message = await _stored(request)
     _, html, _ = _parts(message)
-    # Shown inside a sandboxed iframe; the CSP forbids scripts and remote loads.
-    return web.Response(
-        text=html,
-        content_type="text/html",
-        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
-    )
+    # Shown inside a sandboxed iframe; its CSP (scheduler.web.security) forbids scripts and
+    # remote loads.
+    response = web.Response(text=html, content_type="text/html")
+    response[security.POLICY] = security.MAIL_POLICY
+    return response
 
 
 async def message_ics(request: web.Request) -> web.Response:

@@ -13,19 +13,19 @@ from aiohttp import web
 from babel import Locale
 from sqlalchemy import select
 
-from scheduler import keys, pages
+from scheduler import keys
 from scheduler.demo import demo_links
 from scheduler.i18n import TEMPLATES, negotiate
 from scheduler.models import Organisation
+from scheduler.web import pages
+from scheduler.web.calendar_view import read_choices
 
 FAVICON = TEMPLATES / "static" / "favicon.svg"
 
 
 async def home(request: web.Request) -> web.Response:
     app = request.app
-    reader = pages.read_choices(
-        request.query, negotiate(request.headers.get("Accept-Language")), "UTC"
-    )
+    reader = read_choices(request.query, negotiate(request.headers.get("Accept-Language")), "UTC")
     dev = app[keys.SETTINGS].server.dev_mode
     context: dict[str, Any] = {"dev": dev, "demo": None, "org_name": None}
     async with app[keys.DB].read() as session:

@@ -13,7 +13,7 @@ The counts live in a `limits` storage: in memory by default (one process), or sh
 reverse proxy, the address is taken from `X-Forwarded-For`, but only when the peer is one of
 `trusted_proxies`; otherwise anybody could claim any address and never be throttled.
 
-The look-ups report failures through `lookup_failed()` (scheduler.portal, scheduler.api,
+The look-ups report failures through `lookup_failed()` (scheduler.web.portal, scheduler.web.api,
 scheduler.room_wiring): the guard puts the request's client in a context variable the
 handler's task sees, so resolvers that have no request at hand (the rooms' ticket resolver)
 still count against the right client.
@@ -37,7 +37,7 @@ from limits.storage import storage_from_string
 
 from scheduler import keys
 from scheduler.config import ConfigError
-from scheduler.problems import is_json_path, problem
+from scheduler.web.problems import is_json_path, problem
 
 log = logging.getLogger("viva.throttle")
 
@@ -171,7 +171,7 @@ def too_many(request: web.Request, wait: int) -> web.Response:
         path.startswith("/c/") or (path.startswith("/r/") and path.count("/") == 2)
     )
     if page:
-        from scheduler.pages import error_page  # pages -> portal -> this module
+        from scheduler.web.pages import error_page  # pages -> portal -> this module
 
         response = error_page(request, 429, "throttled")
         response.headers.update(headers)

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from scheduler.api import ENDPOINTS, PREFIX, Endpoint
+from scheduler.web.api import ENDPOINTS, PREFIX, Endpoint
 
 _PROBLEM = {
     "type": "object",

@@ -15,10 +15,11 @@ integrator's script, the API's clients) and pass: they hold the secret themselve
 
 Headers (`security_headers`, run as every response is prepared, errors and WebSockets
 included): `Server` without versions, `X-Content-Type-Options: nosniff`, a no-referrer
-policy and a strict CSP unless the page brings its own (the room page allows its sibling
-processes' WebSockets, the dev mailbox its mails' inline styles), `Cache-Control: no-store`
-on everything that carries a link or a key (/c/, /r/, /api/), a cache policy on static files,
-and HSTS when the public URL is https.
+policy and a strict CSP unless the page names a policy of its own (`POLICY`: the room
+page's allows its sibling processes' WebSockets and the devices a call needs, the dev
+mailbox's its mails' inline styles), `Cache-Control: no-store` on everything that carries a
+link or a key (/c/, /r/, /api/, /dev/) and on /metrics, a cache policy on static files, and
+HSTS when the public URL is https. This module is the only one that writes them.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from scheduler import keys
-from scheduler.pages import error_page
-from scheduler.problems import is_json_path, problem
+from scheduler.web.pages import error_page
+from scheduler.web.problems import is_json_path, problem
 
 log = logging.getLogger("viva.security")
 
@@ -42,6 +43,8 @@ FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
 # mailbox shows the mailed links, and the home page lists the demo's links in dev mode.
 SECRET_PREFIXES = ("/c/", "/r/", "/api/", "/dev/")
 SECRET_PATHS = frozenset({"/"})
+# Never cached either, though they hold no link: the live figures.
+NO_STORE_PATHS = frozenset({"/metrics"})
 # The pages have no inline script or style; a page needing more sets its own policy.
 DEFAULT_CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
@@ -57,6 +60,76 @@ STATIC_UNVERSIONED = "no-cache"
 SERVER_NAME = "Viva"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The room page's own headers, on top of everyone's (no-store, no-referrer, nosniff): the
+# CSP a call needs, and the devices it may use. `connect-src`
+# allows the page's own origin (fetch and, in CSP 3 browsers, ws/wss) and the WebSocket
+# origin of the public URL spelled out for browsers whose 'self' does not cover ws/wss.
+# Camera, microphone and speaker selection are allowed for this page only, never to frames.
+_BASE_CSP = (
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+_ROOM_HEADERS = {
+    "Permissions-Policy": (
+        "camera=(self), microphone=(self), speaker-selection=(self), display-capture=(), "
+        "geolocation=()"
+    ),
+}
+
+
+def content_security_policy(base_url: str, room_host: str | None = None) -> str:
+    """The page's CSP, with the public URL's WebSocket origin next to 'self'.
+
+    With several room processes (`room_host`, this one's `[rooms] public_url`) the page may
+    be sent to a sibling's WebSocket: the siblings are the other subdomains of its parent
+    domain (rooms-1.viva.example, rooms-2.viva.example), or other ports of its host.
+    """
+    sources = ["'self'"]
+    own = _ws_origin(base_url)
+    if own is not None:
+        sources.append(own)
+    if room_host is not None:
+        sources.append(_ws_siblings(room_host))
+    return f"{_BASE_CSP}; connect-src {' '.join(dict.fromkeys(sources))}"
+
+
+def _ws_origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}"
+
+
+def _ws_siblings(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    host = parts.hostname or ""
+    labels = host.split(".")
+    if host.replace(".", "").isdigit() or ":" in host or len(labels) <= 2:
+        return f"{scheme}://{host}:*"  # an address, or a bare domain: its other ports
+    return f"{scheme}://*.{'.'.join(labels[1:])}:*"
+
+
+def _room_headers(app: web.Application) -> dict[str, str]:
+    settings = app[keys.SETTINGS]
+    csp = content_security_policy(settings.server.base_url, settings.rooms.public_url or None)
+    return {**_ROOM_HEADERS, "Content-Security-Policy": csp}
+
+
+# A stored mail shown in the dev mailbox's sandboxed frame: its own inline styles, nothing
+# else (no script, no remote load).
+_MAIL_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
+
+# A handler whose answer needs a policy of its own names it on the response
+# (`response[POLICY] = ROOM_POLICY`); `security_headers` writes it, and nothing else does.
+POLICY = web.ResponseKey("security_policy", str)
+ROOM_POLICY = "room"
+MAIL_POLICY = "mail"
+_POLICIES: dict[str, Callable[[web.Application], dict[str, str]]] = {
+    ROOM_POLICY: _room_headers,
+    MAIL_POLICY: lambda app: _MAIL_HEADERS,
+}
 
 
 def origin_of(url: str) -> str | None:
@@ -113,12 +186,20 @@ async def refuse_cross_site(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer's security headers, written here only (handlers set none of their own).
+
+    A response hook rather than a middleware: it also sees the WebSocket handshakes, which
+    are sent before their handler returns, and the error answers aiohttp makes itself.
+    """
     headers = response.headers
+    policy = response.get(POLICY)
+    if policy is not None:
+        headers.update(_POLICIES[policy](request.app))
     headers["Server"] = SERVER_NAME
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
-    if request.path.startswith(SECRET_PREFIXES) or request.path in SECRET_PATHS:
+    if request.path.startswith(SECRET_PREFIXES) or request.path in SECRET_PATHS | NO_STORE_PATHS:
         headers["Cache-Control"] = "no-store"
     if request.path.startswith(STATIC_PREFIX):
         cache = STATIC_VERSIONED if "v" in request.query else STATIC_UNVERSIONED

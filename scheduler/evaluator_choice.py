@@ -1,0 +1,226 @@
+"""Which evaluator takes a booking at a given time, and the row lock that makes it theirs.
+
+Among the qualified evaluators free at the time, the one with the fewest bookings that week
+(scheduler.slots.choose_evaluator). On PostgreSQL the chosen evaluator's row is locked
+(`SELECT … FOR UPDATE`) and their bookings re-read before the choice is final, in a way that
+cannot deadlock (`_lock_free`); on SQLite the write transaction is already exclusive from
+its first read (scheduler.db). Used by every booking change (scheduler.bookings).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from datetime import datetime, timedelta
+
+from sqlalchemy import Uuid, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduler.calendars import busy_intervals, calendar_of, qualified_evaluators
+from scheduler.db import Database
+from scheduler.errors import SlotTaken
+from scheduler.models import ACTIVE_STATUSES, Booking, Evaluator
+from scheduler.policy import Policy
+from scheduler.slots import choose_evaluator, is_free, week_bounds
+
+_WEEK_COUNTS = (
+    select(Booking.evaluator_id, func.count())
+    .where(
+        Booking.evaluator_id.in_(bindparam("evaluator_ids", expanding=True)),
+        Booking.status.in_(ACTIVE_STATUSES),
+        Booking.start_at >= bindparam("week_start", type_=Booking.start_at.type),
+        Booking.start_at < bindparam("week_end", type_=Booking.start_at.type),
+    )
+    .group_by(Booking.evaluator_id)
+)
+
+
+async def _week_counts(
+    session: AsyncSession, evaluator_ids: list[uuid.UUID], at: datetime
+) -> dict[uuid.UUID, int]:
+    week_start, week_end = week_bounds(at)
+    rows = await session.execute(
+        _WEEK_COUNTS,
+        {"evaluator_ids": evaluator_ids, "week_start": week_start, "week_end": week_end},
+    )
+    return {eid: n for eid, n in rows}
+
+
+_LOCK_EVALUATOR = (
+    select(Evaluator.id)
+    .where(Evaluator.id == bindparam("evaluator_id"), Evaluator.deleted_at.is_(None))
+    .with_for_update()
+)
+
+
+# The same lock, not waited for: None when another transaction holds it (or they were removed).
+_TRY_LOCK_EVALUATOR = (
+    select(Evaluator.id)
+    .where(Evaluator.id == bindparam("evaluator_id"), Evaluator.deleted_at.is_(None))
+    .with_for_update(skip_locked=True)
+)
+
+
+# Of `ids`, the first in that order whose row nobody holds, locked (PostgreSQL only).
+_FIRST_LOCKABLE = (
+    select(Evaluator.id)
+    .where(Evaluator.id.in_(bindparam("ids", expanding=True)), Evaluator.deleted_at.is_(None))
+    .order_by(func.array_position(bindparam("order", type_=ARRAY(Uuid())), Evaluator.id))
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+
+
+async def lock_evaluator(
+    session: AsyncSession, evaluator_id: uuid.UUID, *, wait: bool = True
+) -> bool:
+    """Take the evaluator's row lock (PostgreSQL); False if they were removed meanwhile, or,
+    with `wait=False`, if another transaction holds it now."""
+    stmt = _LOCK_EVALUATOR if wait else _TRY_LOCK_EVALUATOR
+    locked = await session.scalar(stmt, {"evaluator_id": evaluator_id})
+    return locked is not None
+
+
+async def _lock_free(
+    session: AsyncSession,
+    preferred: AsyncGenerator[uuid.UUID, None],
+    still_free: Callable[[uuid.UUID], Awaitable[bool]],
+) -> uuid.UUID | None:
+    """Lock the first evaluator in `preferred` who is still free under their lock (PostgreSQL).
+
+    Deadlock-free by construction: a transaction never waits for an evaluator's lock while
+    holding another's. Each try has its own savepoint: an evaluator who turns out busy under
+    their lock is let go at once (rollback to the savepoint releases the row lock), the one
+    who is free stays locked (the savepoint is released) until the commit. First, without
+    waiting (`SKIP LOCKED`), the evaluators are tried in order of preference and those that
+    another transaction holds are set aside; this also spreads a crowd, as concurrent
+    bookings that prefer one evaluator take the next instead of queuing behind them. Only if
+    none was free are the set-aside ones waited for, one at a time.
+    """
+    skipped: list[uuid.UUID] = []
+    async with aclosing(preferred):
+        async for evaluator_id in preferred:
+            # The first alone: usually free, and then the later ones' bookings are not read.
+            if await _try(session, evaluator_id, still_free, wait=False, skipped=skipped):
+                return evaluator_id
+            break
+        remaining = [evaluator_id async for evaluator_id in preferred]
+    while remaining:
+        # One statement finds the first of the rest that nobody holds, however many do.
+        attempt = await session.begin_nested()
+        got = await session.scalar(_FIRST_LOCKABLE, {"ids": remaining, "order": remaining})
+        if got is None:
+            await attempt.rollback()
+            skipped += remaining
+            break
+        at = remaining.index(got)
+        skipped += remaining[:at]
+        if await still_free(got):
+            await attempt.commit()
+            return got
+        await attempt.rollback()
+        remaining = remaining[at + 1 :]
+    for evaluator_id in skipped:
+        if await _try(session, evaluator_id, still_free, wait=True):
+            return evaluator_id
+    return None
+
+
+async def _try(
+    session: AsyncSession,
+    evaluator_id: uuid.UUID,
+    still_free: Callable[[uuid.UUID], Awaitable[bool]],
+    *,
+    wait: bool,
+    skipped: list[uuid.UUID] | None = None,
+) -> bool:
+    """Lock one evaluator inside a savepoint; keep the lock only if they are still free."""
+    attempt = await session.begin_nested()
+    if await lock_evaluator(session, evaluator_id, wait=wait):
+        if await still_free(evaluator_id):
+            await attempt.commit()  # releases the savepoint, keeps the lock
+            return True
+    elif skipped is not None:
+        skipped.append(evaluator_id)  # held by another transaction (or just removed)
+    await attempt.rollback()  # and with it the lock, if it was taken
+    return False
+
+
+async def free_evaluator(
+    db: Database,
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    language: str,
+    start: datetime,
+    policy: Policy,
+    now: datetime,
+    deadline: datetime | None,
+    exclude: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """The evaluator a booking at `start` goes to, or SlotTaken.
+
+    Among the qualified evaluators free at `start`, the one with the fewest bookings that
+    week (ties broken by id). On PostgreSQL the evaluator's row is locked and their
+    bookings re-read before the choice is final (see `_lock_free`); on SQLite the write
+    transaction is already exclusive from its first read.
+
+    The qualified evaluators are put in that order first and tried one after another, so
+    the first free one is the preferred among the free ones. That lets the bookings read
+    be, most of the time, one evaluator's rather than every qualified evaluator's.
+    """
+    evaluators = {
+        eid: (tz, av)
+        for eid, tz, av in await qualified_evaluators(session, organisation_id, language)
+    }
+    counts = await _week_counts(session, list(evaluators), start) if evaluators else {}
+    order = choose_evaluator(list(evaluators), counts)
+
+    def hours_allow(evaluator_id: uuid.UUID) -> bool:
+        # Bookings only ever take starts away: whoever's hours (and the notice, horizon and
+        # deadline) leave `start` out cannot be free then, whatever they have booked.
+        tz, availability = evaluators[evaluator_id]
+        return is_free(
+            calendar_of(evaluator_id, tz, availability, []), policy, now, start, deadline
+        )
+
+    first = next((i for i, eid in enumerate(order) if hours_allow(eid)), len(order))
+    # The preferred evaluator whose hours allow `start` is usually free: their bookings are
+    # read alone, and only if they are not free, all the later ones' in one more query.
+    batches = [order[first : first + 1], order[first + 1 :]]
+    day = timedelta(days=1)  # the evaluator's local day around `start`, for the daily cap
+
+    async def still_free(evaluator_id: uuid.UUID) -> bool:
+        """Re-read under the evaluator's lock: what other transactions committed counts."""
+        tz, availability = evaluators[evaluator_id]
+        fresh = await busy_intervals(
+            session, [evaluator_id], start - day, start + day, timedelta(0), exclude
+        )
+        cal = calendar_of(evaluator_id, tz, availability, fresh.get(evaluator_id, []))
+        return is_free(cal, policy, now, start, deadline)
+
+    async def looking_free() -> AsyncGenerator[uuid.UUID, None]:
+        """The evaluators free at `start` by this transaction's first reads, best first."""
+        for batch in batches:
+            if not batch:
+                continue
+            busy = await busy_intervals(
+                session, batch, start - day, start + day, timedelta(0), exclude
+            )
+            for evaluator_id in batch:
+                tz, availability = evaluators[evaluator_id]
+                cal = calendar_of(evaluator_id, tz, availability, busy.get(evaluator_id, []))
+                if is_free(cal, policy, now, start, deadline):
+                    yield evaluator_id
+
+    if db.sqlite:
+        async with aclosing(looking_free()) as free:
+            async for evaluator_id in free:
+                return evaluator_id
+    else:
+        chosen = await _lock_free(session, looking_free(), still_free)
+        if chosen is not None:
+            return chosen
+    raise SlotTaken("this time is no longer available")
