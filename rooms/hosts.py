@@ -16,11 +16,12 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rooms.messages import BookingChange
 from rooms.models import claim_host, release_host, renew_hosts
 from rooms.protocol import CloseCode, Connection, ws_url
 from rooms.room import Clock, Room, Sessions, TicketResolver
@@ -43,7 +44,7 @@ class ScheduleNews(Protocol):
     async def booking_changed(
         self,
         booking_id: uuid.UUID,
-        change: Literal["cancelled", "moved"],
+        change: BookingChange,
         *,
         start: datetime | None = None,
         end: datetime | None = None,

@@ -148,11 +148,6 @@ class Connection:
             self.leave_reason = reason
             self.kicked.set_result((code, text))
 
-    async def tell_and_kick(self, message: Mapping[str, Any], code: int, reason: str) -> None:
-        """Send `message` (the why), then have the connection closed with `reason` as text."""
-        await self.send(message)
-        self.kick(code, reason, reason)
-
     def allow(self, now: float) -> bool:
         """Take a token from the bucket (`now` from the loop's monotonic clock)."""
         if self.refilled_at is not None:

@@ -246,10 +246,10 @@ class RoomServer:
     async def _enter(self, connection: Connection, seen: int) -> Room[Connection] | None:
         """Seat the connection in its booking's room (made on first arrival); None if refused.
 
-        `seen` is `check_in.changes` from before the link was resolved. If a booking changed since,
-        this raises `_ResolveAgain`: the ticket may be a cancelled or moved booking's. The
-        check is made under the room's lock, which `booking_changed` takes to find whom to
-        tell, so a change either comes before it (and is seen) or finds this connection.
+        `seen` is `check_in.changes` from before the link was resolved. If a booking changed
+        since, this raises `_ResolveAgain`: the ticket may be a cancelled or moved booking's.
+        The check is made under the room's lock, which `booking_changed` takes to find whom
+        to tell, so a change either comes before it (and is seen) or finds this connection.
         """
         ticket = connection.ticket
         while True:
