@@ -55,7 +55,6 @@ if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
 from bench.common import SECRET, machine  # noqa: E402
 from rooms.relay import Role  # noqa: E402
 from rooms.settings import RelayMode  # noqa: E402
-from rooms.synthetic import EncodedParticipant, encode_opus_loop, encode_vp8_loop  # noqa: E402
 from rooms.tokens import LinkSigner  # noqa: E402
 from scheduler.app import create_app  # noqa: E402
 from scheduler.availability import Availability  # noqa: E402
@@ -67,6 +66,7 @@ from scheduler.links import Links  # noqa: E402
 from scheduler.migrate import migrate  # noqa: E402
 from scheduler.orgs import create_organisation  # noqa: E402
 from scheduler.people import NewCandidate, NewEvaluator, create_candidate, create_evaluator  # noqa: E402
+from tests.support.synthetic import EncodedParticipant, encode_opus_loop, encode_vp8_loop  # noqa: E402
 
 JOIN_TIMEOUT = 30.0
 SIGNALING_TIMEOUT = 30.0

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiortc
 import av
@@ -75,6 +75,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 AIORTC_TESTED = "1.16.x"
+T = TypeVar("T")
 
 # Name-mangled attribute of RTCRtpReceiver holding the queue.Queue read by its decoder thread.
 _DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
@@ -193,7 +194,33 @@ class _DecoderQueueTap:
         self._inner.put(item)
 
 
-class EncodedTrack(MediaStreamTrack):
+class _Consumer(MediaStreamTrack, Generic[T]):
+    """What both kinds of consumer share: `recv` waits for what the source pushes into the
+    queue, and the consumer ends with its source."""
+
+    def __init__(self, source: EncodedSource, frames: deque[T]) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source: EncodedSource | None = source
+        self._queue = frames
+        self._wakeup = asyncio.Event()
+        self._source_ended = False
+
+    async def _next(self) -> T:
+        while not self._queue:
+            if self.readyState != "live" or self._source_ended:
+                raise MediaStreamError
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._queue.popleft()
+
+    def _end(self) -> None:
+        self._source_ended = True
+        self._source = None
+        self._wakeup.set()
+
+
+class EncodedTrack(_Consumer[EncodedFrame]):
     """A consumer of an `EncodedSource`, yielding `av.Packet` for `RTCRtpSender.pack()`.
 
     It joins the source's fan-out on its first `recv()`, i.e. when a sender actually starts
@@ -202,27 +229,17 @@ class EncodedTrack(MediaStreamTrack):
     """
 
     def __init__(self, source: EncodedSource) -> None:
-        super().__init__()
-        self.kind = source.kind
-        self._source: EncodedSource | None = source
-        self._queue: deque[EncodedFrame] = deque()
+        super().__init__(source, deque())
         self._limit = VIDEO_QUEUE_FRAMES if self.kind == "video" else AUDIO_QUEUE_FRAMES
-        self._wakeup = asyncio.Event()
         self._joined = False
         self._needs_keyframe = self.kind == "video"
-        self._source_ended = False
         self.dropped = 0
 
     async def recv(self) -> av.Packet:
         if not self._joined and self._source is not None:
             self._joined = True
             self._source._join(self)
-        while not self._queue:
-            if self.readyState != "live" or self._source_ended:
-                raise MediaStreamError
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._queue.popleft().to_packet()
+        return (await self._next()).to_packet()
 
     def request_keyframe(self) -> None:
         """Relay a keyframe request from this consumer's receiver to the far-end sender."""
@@ -260,30 +277,15 @@ class EncodedTrack(MediaStreamTrack):
         self._queue.append(frame)
         self._wakeup.set()
 
-    def _end(self) -> None:
-        self._source_ended = True
-        self._source = None
-        self._wakeup.set()
 
-
-class DecodedTrack(MediaStreamTrack):
+class DecodedTrack(_Consumer[Frame]):
     """A decoded copy of an `EncodedSource` (for the recorder), fed by the receiver's decoder."""
 
     def __init__(self, source: EncodedSource) -> None:
-        super().__init__()
-        self.kind = source.kind
-        self._source: EncodedSource | None = source
-        self._queue: deque[Frame] = deque(maxlen=DECODED_QUEUE_FRAMES)
-        self._wakeup = asyncio.Event()
-        self._source_ended = False
+        super().__init__(source, deque(maxlen=DECODED_QUEUE_FRAMES))
 
     async def recv(self) -> Frame:
-        while not self._queue:
-            if self.readyState != "live" or self._source_ended:
-                raise MediaStreamError
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._queue.popleft()
+        return await self._next()
 
     def stop(self) -> None:
         super().stop()
@@ -295,11 +297,6 @@ class DecodedTrack(MediaStreamTrack):
 
     def _push(self, frame: Frame) -> None:
         self._queue.append(frame)
-        self._wakeup.set()
-
-    def _end(self) -> None:
-        self._source_ended = True
-        self._source = None
         self._wakeup.set()
 
 

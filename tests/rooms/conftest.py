@@ -18,8 +18,8 @@ import pytest
 
 from rooms.relay import MediaBridge, Role
 from rooms.settings import RelayMode
-from rooms.synthetic import SyntheticParticipant
 from tests.rooms.room_support import Booked, book_interview, inside_window
+from tests.support.synthetic import SyntheticParticipant
 
 
 class Room:

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from rooms.synthetic import SyntheticParticipant
+from tests.support.synthetic import SyntheticParticipant
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ async def test_only_the_organisation_over_its_share_is_told_busy(
     second = await make_org("Second Org", "second@org.example")
     busy_day = [await book_interview(first), await book_interview(first)]
     other = await book_interview(second)
-    client.app[keys.ROOMS].max_echoes = 1
+    client.app[keys.ROOMS].echoes.max_per_organisation = 1
 
     running = await start_test(client, busy_day[0].candidate_token)
     assert (await running.next())["mode"] == "echo"

@@ -22,7 +22,7 @@ from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_FIR, RtcpPsfbPacket, pack_remb_fci
 
 from rooms.forwarding import PLI_MIN_INTERVAL
-from rooms.synthetic import BLUE, RED, SyntheticParticipant, close_to, mean_rgb, tone_hz
+from tests.support.synthetic import BLUE, RED, SyntheticParticipant, close_to, mean_rgb, tone_hz
 
 pytestmark = pytest.mark.slow
 

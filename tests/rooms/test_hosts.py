@@ -19,8 +19,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import update
 
+from rooms.hosts import LEASE_SECONDS
 from rooms.models import RoomHost, claim_host
-from rooms.signaling import LEASE_SECONDS, CloseCode
+from rooms.signaling import CloseCode
 from scheduler import keys
 from scheduler.app import create_app
 from scheduler.clock import FrozenClock
@@ -148,9 +149,9 @@ async def test_a_room_left_by_a_crashed_process_is_taken_over_once_its_lease_exp
     evaluator = await enter(a.client, booked_there, "evaluator")
     assert await _lease(a, booked_there) == a.url
     # The lease is kept alive while the room is: renewing moves its end on.
-    await a.client.app[keys.ROOMS].renew_leases()
+    await a.client.app[keys.ROOMS].hosts.renew()
     clock.advance(timedelta(seconds=LEASE_SECONDS - 1))
-    await a.client.app[keys.ROOMS].renew_leases()
+    await a.client.app[keys.ROOMS].hosts.renew()
     clock.advance(timedelta(seconds=LEASE_SECONDS - 1))
     error, _ = await (await processes[1].open(booked_there.candidate_token)).refused()
     assert error["code"] == "elsewhere"  # still held: the renewals counted
@@ -184,7 +185,7 @@ async def test_a_change_made_through_another_process_reaches_the_room_at_the_nex
         f"/bookings/{booked_there.booking_id}/force-majeure",
         json={"action": "move", "start": later.isoformat(), "reason": "Evaluator ill"},
     )
-    await a.client.app[keys.ROOMS].renew_leases()
+    await a.client.app[keys.ROOMS].hosts.renew()
     for tab in (evaluator, candidate):
         error = await tab.error()
         assert (error["code"], error["start"]) == ("moved", utc(later))
@@ -202,6 +203,6 @@ async def test_a_cancellation_made_through_another_process_sends_everyone_out(
         f"/bookings/{booked_there.booking_id}/force-majeure",
         json={"action": "cancel", "reason": "Evaluator ill"},
     )
-    await a.client.app[keys.ROOMS].renew_leases()
+    await a.client.app[keys.ROOMS].hosts.renew()
     assert (await evaluator.error())["code"] == "cancelled"
     assert await evaluator.closed() == CloseCode.CANCELLED

@@ -46,7 +46,7 @@ async def test_a_holder_finding_another_at_renewal_sends_everyone_there_at_once(
             .where(RoomHost.booking_id == booked_there.booking_id)
             .values(lease_id=uuid.uuid4(), url=b.url, until=now + timedelta(minutes=5))
         )
-    await a.client.app[keys.ROOMS].renew_leases()
+    await a.client.app[keys.ROOMS].hosts.renew()
     host = b.url.removeprefix("http://")
     for tab in (evaluator, candidate):
         error = await tab.error()
@@ -103,14 +103,14 @@ async def test_a_holder_that_cannot_renew_in_time_drops_its_people_before_the_le
 ) -> None:
     a, _ = processes
     server = a.client.app[keys.ROOMS]
-    server.lease_seconds = 0.9  # a short lease, so the test need not wait 30 s
+    server.hosts.lease_seconds = 0.9  # a short lease, so the test need not wait 30 s
     evaluator = await enter(a.client, booked_there, "evaluator")
     candidate = await enter(a.client, booked_there, "candidate")
     room = server.rooms[booked_there.booking_id]
     assert room.leased
 
     await write_lock()
-    await server.keep_leases_once()  # the renewal cannot finish while the lease holds
+    await server.hosts.keep_once()  # the renewal cannot finish while the lease holds
     assert not room.leased  # given up before its lease could end
     await write_lock.free()  # type: ignore[attr-defined]
     for tab in (evaluator, candidate):

@@ -21,10 +21,10 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
 from rooms.recording import RecordingWorker, _Feed
-from rooms.synthetic import BLUE, RED, SyntheticParticipant, close_to, mean_rgb
 from scheduler import keys
 from scheduler.config import Settings
 from tests.rooms.room_support import Booked, Tab, join, no_pending_tasks, wait_for
+from tests.support.synthetic import BLUE, RED, SyntheticParticipant, close_to, mean_rgb
 
 pytestmark = pytest.mark.slow
 
@@ -428,7 +428,7 @@ async def test_a_participant_without_camera_and_a_camera_that_changes_size(
     mid-way (browsers adapt to bandwidth), the candidate has no camera at all."""
     from rooms import recording
     from rooms.recording import RoomRecorder
-    from rooms.synthetic import ColourTrack, ToneTrack
+    from tests.support.synthetic import ColourTrack, ToneTrack
 
     monkeypatch.setattr(recording, "GEOMETRY_WAIT_SECONDS", 0.3)
     worker = RecordingWorker()
@@ -460,7 +460,7 @@ async def test_a_recording_stopped_before_both_cameras_arrived_ends_cleanly(
 ) -> None:
     """Everyone leaves within the first seconds, one camera never having sent a frame."""
     from rooms.recording import RoomRecorder
-    from rooms.synthetic import ColourTrack, ToneTrack
+    from tests.support.synthetic import ColourTrack, ToneTrack
 
     worker = RecordingWorker()
     recorder = RoomRecorder(tmp_path / "room.mkv", worker)

@@ -18,7 +18,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from rooms.signaling import CloseCode
-from rooms.synthetic import BLUE, RED, SyntheticParticipant, close_to
 from scheduler import keys
 from scheduler.clock import FrozenClock
 from tests.rooms.room_support import (
@@ -29,6 +28,7 @@ from tests.rooms.room_support import (
     no_pending_tasks,
     wait_for,
 )
+from tests.support.synthetic import BLUE, RED, SyntheticParticipant, close_to
 
 pytestmark = pytest.mark.slow
 

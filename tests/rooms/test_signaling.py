@@ -483,7 +483,7 @@ async def test_the_connection_test_runs_any_day_and_is_no_attendance(
 
     # The first test outlives the second's arrival however slow the machine; the second is
     # short (but longer than making its offer), to see the time limit.
-    client.app[keys.ROOMS].echo_seconds = 30
+    client.app[keys.ROOMS].echoes.seconds = 30
     first = Tab(await client.ws_connect(f"/r/{booked.candidate_token}/echo"))
     hello = await first.next()
     assert (hello["type"], hello["mode"], hello["role"]) == ("hello", "echo", "candidate")
@@ -492,7 +492,7 @@ async def test_the_connection_test_runs_any_day_and_is_no_attendance(
     await first.send(type="admit")
     assert (await first.error())["code"] == "forbidden"
 
-    client.app[keys.ROOMS].echo_seconds = 3
+    client.app[keys.ROOMS].echoes.seconds = 3
     second = Tab(await client.ws_connect(f"/r/{booked.candidate_token}/echo"))
     await second.expect("offer")
     await first.expect("replaced")

@@ -5,7 +5,8 @@ receives, and records the RTCP feedback its video sender gets, so a test can tel
 media arrived (by colour and pitch) and whether keyframe requests reached it. An
 `EncodedParticipant` replays media encoded once in advance and decodes only its first
 remote frame, so that one benchmark process can stand in for many browsers. Neither is used
-by the server itself; they live here because only `rooms` may import aiortc.
+by the server itself, so they live with the tests and the benchmarks (`bench/rooms.py`),
+outside the product package and its wheel.
 """
 
 from __future__ import annotations
