@@ -7,14 +7,9 @@ is gone).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from sqlalchemy import (
     CheckConstraint,
     Column,
-    DateTime,
-    Dialect,
     Index,
     Integer,
     LargeBinary,
@@ -22,45 +17,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
     Uuid,
 )
 
+from mailer.primitives import UTCDateTime
+
+# UTCDateTime stays importable from here: migrations 0002, 0003 and 0008 name it so.
 __all__ = ["OUTBOX_STATUSES", "UTCDateTime", "metadata", "outbox_messages"]
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that goes in as an aware instant and always comes back as aware UTC.
-
-    PostgreSQL's timestamptz keeps the instant, but SQLite has no time zone type: SQLAlchemy
-    stores the wall-clock digits and drops the offset, so an aware value written in another
-    zone would come back naive *and* shifted. Here every value is converted to UTC before
-    it is stored (and the offset stripped for SQLite, so the stored text is uniform and
-    compares correctly as a string), and everything read back is marked UTC. Naive values
-    are refused: in Viva a naive datetime is always a bug. The scheduler may reuse this.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime given to a UTC column: {value!r}")
-        value = value.astimezone(UTC)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise TypeError(f"expected a datetime from the database, got {value!r}")
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
 
 
 # Explicit constraint and index names keep Alembic migrations stable across databases.

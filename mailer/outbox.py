@@ -35,13 +35,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import aiosmtplib
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailer.models import outbox_messages as t
+from mailer.primitives import Clock
 from mailer.settings import SmtpSettings
 
 # Written and read in mailer.store; importable from here as well, where callers found them.
@@ -71,12 +71,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("viva.mailer")
-
-
-class Clock(Protocol):
-    """Where the worker reads the time; tests pass a clock they move by hand."""
-
-    def now(self) -> datetime: ...
 
 
 # The instant lease expiry is compared with, read in the given session's transaction.

@@ -16,25 +16,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
-    Dialect,
     Index,
     MetaData,
     String,
     Text,
-    TypeDecorator,
     Uuid,
     delete,
     select,
     update,
 )
-from sqlalchemy import DateTime as _DateTime
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mailer.primitives import UTCDateTime
 
 __all__ = [
     "Attendance",
@@ -45,6 +44,7 @@ __all__ = [
     "RoomRecording",
     "RoomReport",
     "RoomState",
+    "UTCDateTime",  # its old home, which the migrations 0005 and 0006 name
     "attendance",
     "candidate_joined_before",
     "claim_host",
@@ -62,31 +62,6 @@ __all__ = [
     "room_report",
     "save_state",
 ]
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """An aware instant in, aware UTC out, on SQLite as on PostgreSQL.
-
-    The same rule as `mailer.models.UTCDateTime` (which rooms may not import): SQLite keeps
-    no offset, so values are stored as naive UTC and marked UTC again when read; a naive
-    value is refused because in Viva it is always a bug.
-    """
-
-    impl = _DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime given to a UTC column: {value!r}")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 metadata = MetaData(

@@ -22,6 +22,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailer.primitives import Clock
 from rooms.models import RoomState
 from rooms.recording import RoomRecorder
 from rooms.relay import MediaBridge, Role
@@ -97,12 +98,6 @@ class TicketResolver(Protocol):
 
     async def schedule(self, booking_id: uuid.UUID) -> Schedule | None:
         """The booking's status and times now; None if it no longer exists."""
-        ...
-
-
-class Clock(Protocol):
-    def now(self) -> datetime:
-        """The current instant, aware, in UTC."""
         ...
 
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
+from mailer.primitives import Clock
 
-class Clock(Protocol):
-    def now(self) -> datetime:
-        """The current instant, timezone-aware, in UTC."""
-        ...
+__all__ = ["Clock", "FrozenClock", "SystemClock"]
 
 
 class SystemClock:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from mailer.models import UTCDateTime  # one owner for the UTC column type
+from mailer.primitives import UTCDateTime  # one owner for the UTC column type
 from scheduler.contention import Contention
 from scheduler.errors import Busy
 

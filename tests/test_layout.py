@@ -135,3 +135,41 @@ def test_security_headers_are_written_in_one_place() -> None:
         if f'"{header}' in path.read_text()
     ]
     assert offenders == []
+
+
+def test_mailer_imports_neither_rooms_nor_scheduler() -> None:
+    """mailer is the lowest layer, which is what lets it hold the shared primitives."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in _package_files("mailer")
+        if _imports(path) & {"rooms", "scheduler"}
+    ]
+    assert offenders == []
+
+
+def test_rooms_take_only_the_shared_primitives_from_mailer() -> None:
+    """A room has no business with messages: of mailer, rooms use only the clock's interface
+    and the UTC column type (mailer/primitives.py), so there is one copy of each."""
+    used = {
+        module
+        for path in _package_files("rooms")
+        for module in _modules(path)
+        if module == "mailer" or module.startswith("mailer.")
+    }
+    assert used <= {"mailer.primitives", "mailer.primitives.Clock", "mailer.primitives.UTCDateTime"}
+
+
+# Modules allowed over the size limit, and why (docs/architecture.md repeats the reasons).
+LONG_MODULES: dict[str, str] = {}
+MAX_LINES = 600
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for package in ("scheduler", "rooms", "mailer")
+        for path in _package_files(package)
+        if "migrations" not in path.parts
+        and (lines := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert set(long) <= set(LONG_MODULES), long
