@@ -4,6 +4,7 @@ stays inside rooms."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,3 +174,19 @@ def test_no_module_is_over_the_size_limit() -> None:
         and (lines := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert set(long) <= set(LONG_MODULES), long
+
+
+def test_the_architecture_document_names_every_module() -> None:
+    """docs/architecture.md's floor plan stays true: a new module must be placed in it, and
+    a module it names must exist."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    plan = doc[doc.index("## Packages and modules") : doc.index("## The scheduler")]
+    modules = {
+        path.name
+        for package in ("scheduler", "rooms", "mailer")
+        for path in _package_files(package)
+        if "migrations" not in path.parts and path.name != "__init__.py"
+    }
+    named = set(re.findall(r"\b([a-z_0-9]+\.py)\b", plan))
+    assert modules - named == set(), "modules missing from docs/architecture.md"
+    assert named - modules - {"synthetic.py", "rooms.py"} == set(), "named but absent"

@@ -1,6 +1,6 @@
 """The candidate's personal link: resolving it, and its JSON endpoints.
 
-The HTML pages (scheduler/pages.py) and the JSON below share these functions, so the page
+The HTML pages (scheduler/web/pages.py) and the JSON below share these functions, so the page
 and an integrator's script see the same slots and the same booking rules.
 """
 
