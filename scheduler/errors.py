@@ -1,4 +1,5 @@
-"""Domain errors. The web layer translates them into HTTP answers in one place (scheduler/web/problems.py)."""
+"""Domain errors. The web layer translates them into HTTP answers in one place
+(scheduler/web/problems.py)."""
 
 from __future__ import annotations
 
