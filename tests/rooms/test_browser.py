@@ -34,7 +34,7 @@ from scheduler.clock import FrozenClock
 from scheduler.config import Settings, load_settings
 from tests.conftest import SECRET, T0, Org, token_of
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path(os.environ.get("VIVA_CHROMIUM", "/usr/bin/chromium"))
 REQUIRE_BROWSER = os.environ.get("VIVA_REQUIRE_BROWSER") == "1"

@@ -185,6 +185,7 @@ def _describe(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_every_response_is_the_documented_one(live_server: LiveServer) -> None:
     schema = schemathesis.openapi.from_url(f"{live_server.base}/api/v1/openapi.json")
     schema.config.update(base_url=live_server.base)

@@ -130,6 +130,7 @@ async def hello_of(http: aiohttp.ClientSession, path: str) -> dict[str, Any]:
     return message
 
 
+@pytest.mark.slow
 async def test_no_link_or_key_in_anything_the_server_writes(served: Served) -> None:
     created = json.loads(served.viva("org", "create", "--name", "Logs", "--email", "o@logs.test"))
     api_key = created["api_key"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
 from scheduler import keys
@@ -14,6 +15,7 @@ from tests.conftest import token_of
 RACERS = 200
 
 
+@pytest.mark.slow
 async def test_200_candidates_race_for_one_slot(make_org) -> None:
     org = await make_org()
     await org.make_evaluator(weekly=[{"day": "tue", "start": "09:00", "end": "09:20"}])

@@ -498,6 +498,7 @@ async def test_missed_reminders_that_no_longer_make_sense_are_dropped_and_logged
 # --- two processes on one database -----------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_two_processes_on_one_database_send_each_reminder_exactly_once(
     aiohttp_client, mail_settings: Settings, clock: FrozenClock, smtp_server: SmtpServer
 ) -> None:
