@@ -9,7 +9,7 @@ UV := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 DEV := VIVA_SERVER_DEV_MODE=true
 
-.PHONY: run test install lock lint format bench clean mutate
+.PHONY: run test test-fast install lock lint format bench clean mutate
 .PHONY: test-js lint-js
 
 $(BIN)/uv:
@@ -31,10 +31,22 @@ run: install
 	$(DEV) $(BIN)/viva demo --if-empty
 	$(DEV) $(BIN)/viva serve
 
+# The suite runs on one worker per core (pytest-xdist), at most four: each worker has its own
+# PostgreSQL database and SQLite files, and binds free ports, so tests never share state; past
+# four, the longest single tests set the time. `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4
+
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 	@$(MAKE) --no-print-directory test-js
+
+# Without the tests marked `slow` (media in real time, Chromium, subprocesses, property and
+# crowd tests): a quick check while working; `make test` and CI run everything.
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow"
 
 # Every check that reads the code without running it, one line each (CI runs `make lint`).
 # The type checker's scope and its strict modules are under [tool.mypy] in pyproject.toml.

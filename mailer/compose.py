@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from babel import Locale
-from babel.dates import format_date, format_time, get_timezone_location
+from babel.dates import format_date, format_time, get_datetime_format, get_timezone_location
 from markupsafe import Markup
 
 from mailer import ics
@@ -170,18 +170,26 @@ def _babel_locale(locale: str) -> Locale:
     return Locale.parse(locale.replace("-", "_"))
 
 
-def format_when(instant: datetime, timezone: str, locale: str, translations: Translator) -> str:
-    """A start time as people write it: "jeudi 3 décembre 2026 à 14:00", "Thursday, December 3,
-    2026 at 2:00 PM", in the reader's zone.
+def format_when(instant: datetime, timezone: str, locale: str) -> str:
+    """A moment as people write it in a sentence: "jeudi 3 décembre 2026 à 14:00", "Thursday,
+    December 3, 2026 at 2:00 PM", in the reader's zone.
 
-    CLDR's own full date-time pattern joins date and time with a bare comma in current
-    data, which reads badly in a sentence, hence the translated "at".
+    The date in full and the time short, joined by CLDR's pattern for a date followed by its
+    time ("{1} 'at' {0}", `datetime_formats_relative` in Babel): the standard pattern joins
+    them with a bare comma, which reads as a list in a sentence. A locale without that
+    pattern gets the standard one.
     """
     local = instant.astimezone(ZoneInfo(timezone))
     babel_locale = _babel_locale(locale)
+    # Babel types both lookups loosely (a pattern object or a str); CLDR gives strings here.
+    pattern = str(
+        babel_locale.datetime_formats_relative.get("full")
+        or get_datetime_format("full", locale=babel_locale)
+    )
     day = format_date(local, format="full", locale=babel_locale)
     hour = format_time(local, format="short", locale=babel_locale)
-    return translations.gettext("%(date)s at %(time)s") % {"date": day, "time": hour}
+    # Quotes mark literal text in CLDR patterns; Babel's own format_datetime drops them so.
+    return pattern.replace("'", "").replace("{0}", hour).replace("{1}", day)
 
 
 _UTC_ZONES = frozenset(
@@ -251,7 +259,7 @@ def _common_context(mail: BookingMail, translations: Translator, locale: str) ->
     babel_locale = _babel_locale(locale)
     manage_until = None
     if mail.manage_until is not None:
-        manage_until = format_when(mail.manage_until, reader.timezone, locale, translations)
+        manage_until = format_when(mail.manage_until, reader.timezone, locale)
     return {
         **gettext_callables(translations),
         "html_lang": locale.replace("_", "-"),
@@ -260,7 +268,7 @@ def _common_context(mail: BookingMail, translations: Translator, locale: str) ->
         "reader_name": clean_line(reader.name),
         "candidate_name": clean_line(mail.candidate_name),
         "exam_language": _language_name(mail.exam_language, locale),
-        "when": format_when(mail.start, reader.timezone, locale, translations),
+        "when": format_when(mail.start, reader.timezone, locale),
         "zone": zone_label(reader.timezone, locale, translations),
         "minutes": minutes,
         "room_url": mail.room_url,
@@ -465,9 +473,7 @@ def booking_updated(
     _validate(mail, deadline_shown=True)
     context = _common_context(mail, translations, locale)
     context["reason"] = clean_text(reason) if reason else None
-    context["previous_when"] = format_when(
-        previous_start, mail.reader.timezone, locale, translations
-    )
+    context["previous_when"] = format_when(previous_start, mail.reader.timezone, locale)
     if mail.role == "candidate":
         subject = translations.gettext("Moved: your oral interview is now on %(when)s") % {
             "when": context["when"]

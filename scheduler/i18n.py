@@ -9,6 +9,7 @@ merged at start-up, so there is no compile step to forget. Rendering passes the 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -16,13 +17,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
-from babel import Locale
+from babel import Locale, negotiate_locale
 from babel.dates import format_date, format_datetime, format_time, get_timezone_location
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-from mailer.compose import Translator, gettext_callables
+from mailer.compose import Translator, format_when, gettext_callables
 from mailer.compose import zone_label as city_time
 from scheduler import resources
 
@@ -65,24 +66,41 @@ class Catalogs:
         return {**gettext_callables(self.get(locale)), "locale": locale}
 
 
+# A language range of RFC 9110 §12.5.4 without the wildcard: "fr", "en-GB", "zh-Hant-TW".
+_LANGUAGE_RANGE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def accepted_languages(accept_language: str) -> list[str]:
+    """The header's language tags, most wanted first (ties keep the header's order).
+
+    Babel matches tags to locales but does not read the header, so this reads it: an item
+    whose tag or quality does not parse is ignored rather than guessed at, and q=0 means
+    "not this one" (RFC 9110 §12.4.2), so that tag is left out.
+    """
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(accept_language.split(",")):
+        tag, *params = (piece.strip() for piece in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = -1.0
+        if _LANGUAGE_RANGE.fullmatch(tag) and 0 < quality <= 1:
+            ranked.append((-quality, position, tag))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
 def negotiate(accept_language: str | None, default: str = DEFAULT_LOCALE) -> str:
-    """The first supported language in an Accept-Language header."""
-    if not accept_language:
-        return default
-    ranked = []
-    for i, part in enumerate(accept_language.split(",")):
-        tag, _, params = part.strip().partition(";")
-        q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                q = 0.0
-        ranked.append((-q, i, tag.strip().lower()[:2]))
-    for _, _, lang in sorted(ranked):
-        if lang in LOCALES:
-            return lang
-    return default
+    """The supported language the reader wants most, by their Accept-Language header.
+
+    Babel's negotiation matches each wanted tag in turn, then its language alone, so a
+    regional variant ("fr-CA", "en-GB") reads the language Viva has.
+    """
+    found = negotiate_locale(accepted_languages(accept_language or ""), LOCALES, sep="-")
+    return found.lower() if found else default
 
 
 # --- dates in the reader's language and zone ---------------------------------------------
@@ -93,11 +111,9 @@ def local(dt: datetime, tz: str) -> datetime:
 
 
 def long_datetime(dt: datetime, tz: str, locale: str) -> str:
-    """ "mardi 3 décembre 2026 à 14:00" / "Thursday, December 3, 2026 at 2:00 PM"."""
-    when = local(dt, tz)
-    day = format_date(when, format="full", locale=locale)
-    hour = format_time(when, format="short", locale=locale)
-    return f"{day} à {hour}" if locale == "fr" else f"{day} at {hour}"
+    """ "mardi 3 décembre 2026 à 14:00" / "Thursday, December 3, 2026 at 2:00 PM": worded as
+    in the e-mails, by the one function that writes a moment in a sentence."""
+    return format_when(dt, tz, locale)
 
 
 def long_date(dt: datetime, tz: str, locale: str) -> str:

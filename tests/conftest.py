@@ -235,4 +235,6 @@ async def make_org(
 
 
 def token_of(link: str) -> str:
+    """The token ending a personal link (`.../c/<token>`, `.../r/<token>`): tests call the
+    paths a browser reaches from the link, on the test client's own host."""
     return link.rsplit("/", 1)[1]

@@ -38,7 +38,8 @@ import aiohttp
 import pytest
 
 from scheduler.logs import fingerprint
-from tests.conftest import PG_ADMIN_URL, _pg_admin
+from tests.conftest import PG_ADMIN_URL, _pg_admin, token_of
+from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.postgres, pytest.mark.slow]
 
@@ -106,13 +107,15 @@ class Child:
 
     async def until(self, pattern: str, what: str, within: float = START_TIMEOUT) -> re.Match[str]:
         """Bounded polling of the output for `pattern`."""
-        async with asyncio.timeout(within):
-            while True:
-                if found := re.search(pattern, self.text()):
-                    return found
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"{self.name} exited: {what}\n{self.text()[-3000:]}")
-                await asyncio.sleep(0.2)
+
+        def found() -> re.Match[str] | None:
+            if match := re.search(pattern, self.text()):
+                return match
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited: {what}\n{self.text()[-3000:]}")
+            return None
+
+        return await eventually(found, f"{self.name}: {what}", within=within, interval=0.2)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -148,15 +151,14 @@ async def _run(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 
 async def _wait_https(session: aiohttp.ClientSession, url: str) -> None:
-    async with asyncio.timeout(START_TIMEOUT):
-        while True:
-            try:
-                async with session.get(url, ssl=False) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
+    async def answers() -> bool:
+        try:
+            async with session.get(url, ssl=False) as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await eventually(answers, f"{url} to answer", within=START_TIMEOUT, interval=0.2)
 
 
 def _nginx_conf(folder: Path, ports: dict[str, int]) -> str:
@@ -529,7 +531,7 @@ async def _interview(d: Deployment, chromium: Any) -> None:
 
             # Landed on different processes: the candidate's socket went to process 2 through
             # the shared address, which sent it to process 1's direct address.
-            token = {role: url.rsplit("/", 1)[1] for role, url in rooms.items()}
+            token = {role: token_of(url) for role, url in rooms.items()}
             host = d.base.removeprefix("https://")
             direct1 = d.direct[0].removeprefix("https://")
             assert candidate.sockets[:2] == [
@@ -567,11 +569,12 @@ async def _interview(d: Deployment, chromium: Any) -> None:
     # coturn logged each browser's allocations ending, with the bytes relayed through them.
     for role in ("candidate", "evaluator"):
         user = f"{booking['id']}-{role}"
-        async with asyncio.timeout(START_TIMEOUT):
-            while True:
-                if _relayed(d.coturn.text(), user) >= 20_000:
-                    break
-                await asyncio.sleep(0.5)
+        await eventually(
+            lambda user=user: _relayed(d.coturn.text(), user) >= 20_000,
+            f"coturn to log the {role}'s relayed bytes",
+            within=START_TIMEOUT,
+            interval=0.5,
+        )
 
 
 def _relayed(log: str, user: str) -> int:

@@ -25,6 +25,7 @@ from mailer.settings import SmtpSettings
 from scheduler.leases import lease_clock
 from tests.mailer.mailer_support import MovableClock, RecordingHandler, SmtpServer
 from tests.mailer.test_outbox import enqueue_simple, received_ids
+from tests.support.polling import eventually
 
 
 class SlowHandler(RecordingHandler):
@@ -59,16 +60,6 @@ def slow_settings(smtp_settings: SmtpSettings, slow_server: SmtpServer) -> SmtpS
     )
 
 
-async def _until(predicate, what: str, within: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 async def _row(sessions: async_sessionmaker[AsyncSession], row_id: uuid.UUID) -> dict:
     async with sessions() as session:
         found = (await session.execute(select(t).where(t.c.id == row_id))).mappings().one()
@@ -82,7 +73,7 @@ async def test_a_slow_server_is_sent_each_message_once_while_the_lease_is_kept(
     first = Outbox(mail_sessions, slow_settings, clock)
     sending = asyncio.create_task(first.deliver_due())
     handler: SlowHandler = slow_server.handler  # type: ignore[assignment]
-    await _until(lambda: asyncio.sleep(0, handler.arrived.is_set()), "the DATA to arrive")
+    await eventually(handler.arrived.is_set, "the DATA to arrive")
 
     # Far past the claim's lease by the clock leases are compared with: without a
     # heartbeat another worker would take the message and send it again.
@@ -91,7 +82,7 @@ async def test_a_slow_server_is_sent_each_message_once_while_the_lease_is_kept(
     async def renewed() -> bool:
         return (await _row(mail_sessions, row_id))["next_attempt_at"] > clock.now()
 
-    await _until(renewed, "the heartbeat to extend the lease")
+    await eventually(renewed, "the heartbeat to extend the lease")
     other = Outbox(mail_sessions, slow_settings, clock)
     assert await other.deliver_due() == 0
 
@@ -109,7 +100,7 @@ async def test_a_send_whose_lease_is_lost_is_stopped_at_once(
     first = Outbox(mail_sessions, slow_settings, clock, on_lease_lost=lambda: lost.append(1))
     sending = asyncio.create_task(first.deliver_due())
     handler: SlowHandler = slow_server.handler  # type: ignore[assignment]
-    await _until(lambda: asyncio.sleep(0, handler.arrived.is_set()), "the DATA to arrive")
+    await eventually(handler.arrived.is_set, "the DATA to arrive")
     # Another worker takes the row over (what its claim does once a lease has ended).
     async with mail_sessions() as session, session.begin():
         await session.execute(

@@ -29,6 +29,7 @@ from mailer.models import outbox_messages
 from mailer.outbox import Outbox, enqueue, enqueue_content, get_message, list_messages
 from mailer.settings import SmtpSettings
 from tests.mailer.mailer_support import MovableClock, SmtpServer, create_schema
+from tests.support.polling import eventually
 
 ORG_ID = uuid.UUID("0f1e2d3c-4b5a-4697-8a1b-2c3d4e5f6071")
 OTHER_ORG_ID = uuid.UUID("9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d")
@@ -626,7 +627,9 @@ async def test_run_delivers_when_woken_and_stops_when_told(
     outbox = Outbox(mail_sessions, smtp_settings, clock)  # polls only every 60 s
     task = asyncio.create_task(outbox.run(stop, wake))
     try:
-        await asyncio.sleep(0.05)  # the first pass finds nothing and goes to sleep
+        # The first pass finds nothing and the loop goes to sleep on `wake` (and `stop`):
+        # only then does enqueuing prove that waking, not that pass, delivers.
+        await eventually(lambda: wake._waiters, "the outbox asleep after its first pass")
         (row_id,) = await enqueue_simple(mail_sessions, clock, ["zoe@example.test"])
         wake.set()
         async with asyncio.timeout(5):

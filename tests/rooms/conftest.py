@@ -10,7 +10,6 @@ candidates over loopback, no outside lookups.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 from rooms.relay import MediaBridge, Role
 from rooms.settings import RelayMode
-from tests.rooms.room_support import Booked, book_interview, inside_window
+from tests.rooms.room_support import Booked, book_interview, inside_window, no_pending_tasks
 from tests.support.synthetic import SyntheticParticipant
 
 
@@ -50,17 +49,6 @@ class Room:
             await participant.close()
 
 
-async def pending_tasks(settle: float = 5.0) -> set[asyncio.Task[Any]]:
-    """Tasks still pending once shutdown had `settle` seconds to finish (should be none)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settle
-    while True:
-        pending = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
-        if not pending or loop.time() > deadline:
-            return pending
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def make_room() -> AsyncIterator[Callable[..., Room]]:
     """Rooms made here are closed after the test, even when it fails, leaving no task behind."""
@@ -75,7 +63,7 @@ async def make_room() -> AsyncIterator[Callable[..., Room]]:
     for room in rooms:
         await room.close()
     if rooms:
-        assert not await pending_tasks(), "tasks left running after the room closed"
+        assert not await no_pending_tasks(), "tasks left running after the room closed"
 
 
 # --- rooms through the real server (tests/rooms/test_signaling.py and others) ------------

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.conftest import token_of
+from tests.support.polling import eventually
 from tests.support.synthetic import SyntheticParticipant
 
 
@@ -40,15 +41,11 @@ class Booked:
         return body
 
 
-def _token(url: str) -> str:
-    return url.rsplit("/", 1)[1]
-
-
 async def book_interview(org: Any) -> Booked:
     """Evaluator, candidate, the first green slot: the way a candidate books."""
     await org.make_evaluator()
     candidate = await org.make_candidate()
-    link = _token(candidate["link"])
+    link = token_of(candidate["link"])
     slots = await (await org.client.get(f"/c/{link}/slots")).json()
     response = await org.client.post(
         f"/c/{link}/booking", json={"start": slots["slots"][0]["start"]}
@@ -61,8 +58,8 @@ async def book_interview(org: Any) -> Booked:
         booking_id=uuid.UUID(detail["id"]),
         start=datetime.fromisoformat(detail["start"]),
         end=datetime.fromisoformat(detail["end"]),
-        candidate_token=_token(detail["rooms"]["candidate"]),
-        evaluator_token=_token(detail["rooms"]["evaluator"]),
+        candidate_token=token_of(detail["rooms"]["candidate"]),
+        evaluator_token=token_of(detail["rooms"]["evaluator"]),
         candidate_link=link,
     )
 
@@ -194,16 +191,20 @@ async def join(
     return tab
 
 
-async def wait_for(condition: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    """Poll until `condition()` holds (counters moved by aiortc's own tasks)."""
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                if condition():
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
+async def lobby_media(room: Any, frames: int = 15) -> None:
+    """Wait until `frames` more of each camera (half a second) reached the server in the lobby.
+
+    What the lobby must not do (pass media on, record) is shown by its absence once media
+    has flowed in, rather than after a fixed sleep that a loaded machine could fill with
+    nothing at all.
+    """
+    sources = [room.bridge.source(role, "video") for role in ("evaluator", "candidate")]
+    assert all(source is not None for source in sources), "a camera is missing at the server"
+    wanted = [source.stats.frames + frames for source in sources]
+    await eventually(
+        lambda: all(s.stats.frames >= n for s, n in zip(sources, wanted, strict=True)),
+        f"{frames} more frames of each camera at the server, in the lobby",
+    )
 
 
 def inside_window(booked: Booked) -> datetime:
@@ -212,11 +213,15 @@ def inside_window(booked: Booked) -> datetime:
 
 
 async def no_pending_tasks(settle: float = 5.0) -> set[asyncio.Task[Any]]:
-    """Tasks still pending once everything had `settle` seconds to finish (should be none)."""
+    """Tasks still pending once everything had `settle` seconds to finish (should be none).
+
+    Waits on the tasks themselves, again for any a finishing one started, rather than polls.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settle
     while True:
         pending = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
-        if not pending or loop.time() > deadline:
+        left = deadline - loop.time()
+        if not pending or left <= 0:
             return pending
-        await asyncio.sleep(0.05)
+        await asyncio.wait(pending, timeout=left)

@@ -32,9 +32,9 @@ from scheduler import keys
 from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.config import Settings, load_settings
-from tests.conftest import SECRET, T0, Org
+from tests.conftest import SECRET, T0, Org, token_of
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path(os.environ.get("VIVA_CHROMIUM", "/usr/bin/chromium"))
 REQUIRE_BROWSER = os.environ.get("VIVA_REQUIRE_BROWSER") == "1"
@@ -150,7 +150,7 @@ async def book(served: Served) -> dict[str, Any]:
     org = served.org
     await org.make_evaluator(locale="en")
     candidate = await org.make_candidate()
-    link = candidate["link"].rsplit("/", 1)[1]
+    link = token_of(candidate["link"])
     async with served.session.get(f"/c/{link}/slots") as response:
         slots = (await response.json())["slots"]
     assert datetime.fromisoformat(slots[0]["start"]) == START
@@ -162,7 +162,7 @@ async def book(served: Served) -> dict[str, Any]:
 
 
 def room_path(link: str) -> str:
-    return "/r/" + link.rsplit("/", 1)[1]
+    return "/r/" + token_of(link)
 
 
 # --- pages -------------------------------------------------------------------------------------

@@ -21,28 +21,14 @@ from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_FIR, RtcpPsfbPacket, pack_remb_fci
 
-from rooms.forwarding import PLI_MIN_INTERVAL
+from tests.support.polling import eventually
 from tests.support.synthetic import BLUE, RED, SyntheticParticipant, close_to, mean_rgb, tone_hz
 
 pytestmark = pytest.mark.slow
 
 GREEN = (0, 255, 0)
 EVALUATOR_HZ, CANDIDATE_HZ, NEWCOMER_HZ = 440, 1000, 700
-
-
-async def wait_for(condition: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    """Poll until `condition()` holds; the limit only guards against hanging forever.
-
-    Polling, because the conditions are counters that aiortc's own tasks move.
-    """
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                if condition():
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
+AWAY_SECONDS = 0.5
 
 
 def video_receiver(participant: SyntheticParticipant) -> RTCRtpReceiver:
@@ -82,7 +68,7 @@ def codec_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, set[int]]
 async def join_both(room: Any, **options: Any) -> tuple[SyntheticParticipant, SyntheticParticipant]:
     evaluator = await room.join("evaluator", SyntheticParticipant(RED, EVALUATOR_HZ, **options))
     candidate = await room.join("candidate", SyntheticParticipant(BLUE, CANDIDATE_HZ, **options))
-    await wait_for(
+    await eventually(
         lambda: (
             min(evaluator.video_frames, candidate.video_frames) >= 15
             and min(evaluator.audio_frames, candidate.audio_frames) >= 25
@@ -143,12 +129,14 @@ async def test_late_joiner_sees_video_from_a_keyframe_made_on_request(
         "evaluator", SyntheticParticipant(RED, EVALUATOR_HZ, ignore_remb=True)
     )
     source = room.bridge.source("evaluator", "video")
-    await wait_for(lambda: source.stats.frames >= 60, "2 s of the evaluator's video at the server")
+    await eventually(
+        lambda: source.stats.frames >= 60, "2 s of the evaluator's video at the server"
+    )
     keyframes_before = source.stats.keyframes
 
     joined_at = loop.time()
     candidate = await room.join("candidate", SyntheticParticipant(BLUE, CANDIDATE_HZ))
-    await wait_for(lambda: candidate.video_frames > 0, "the candidate's first video frame")
+    await eventually(lambda: candidate.video_frames > 0, "the candidate's first video frame")
 
     assert close_to(candidate.colour(), RED), candidate.colour()
     requests = [t for t in evaluator.keyframe_requests if t >= joined_at]
@@ -178,13 +166,16 @@ async def test_keyframe_request_from_one_receiver_reaches_the_other_sender(
                 RtcpPsfbPacket(fmt=RTCP_PSFB_FIR, ssrc=0, media_ssrc=ssrc, fci=fci)
             )
 
-    # Let the join-time requests settle, then ask from the candidate's side, PLI then FIR.
-    await asyncio.sleep(1.0)
+    # Ask from the candidate's side, PLI then FIR, each once no request is pending upstream:
+    # a pending one is retried on its own, which would reach the evaluator without ours.
+    # (The PLI_MIN_INTERVAL rate limit only delays ours; the wait below covers it.)
+    source = room.bridge.source("evaluator", "video")
+    assert source is not None
     for name, send in (("PLI", send_plis), ("FIR", send_firs)):
-        await asyncio.sleep(PLI_MIN_INTERVAL)
+        await eventually(lambda: not source._keyframe_wanted, "the last keyframe request answered")
         before = len(evaluator.keyframe_requests)
         await send()
-        await wait_for(
+        await eventually(
             lambda before=before: len(evaluator.keyframe_requests) > before,
             f"the candidate's {name} at the evaluator's sender",
         )
@@ -195,7 +186,7 @@ async def test_bandwidth_cap_and_downstream_estimate_reach_the_far_sender(
 ) -> None:
     room = make_room("forward", max_video_bitrate=400_000)
     evaluator, candidate = await join_both(room)
-    await wait_for(lambda: bool(evaluator.rembs), "a REMB at the evaluator's sender")
+    await eventually(lambda: bool(evaluator.rembs), "a REMB at the evaluator's sender")
     assert max(evaluator.rembs) <= 400_000, evaluator.rembs
 
     # The candidate's side reports a narrower path than the cap: the evaluator learns of it.
@@ -206,7 +197,7 @@ async def test_bandwidth_cap_and_downstream_estimate_reach_the_far_sender(
         fci=pack_remb_fci(300_000, server_sender_ssrcs(candidate)),
     )
     await video_receiver(candidate)._send_rtcp(remb)
-    await wait_for(
+    await eventually(
         lambda: any(bitrate <= 300_000 for bitrate in evaluator.rembs),
         "the candidate's estimate at the evaluator's sender",
     )
@@ -244,14 +235,16 @@ async def test_participant_who_leaves_and_comes_back_is_seen_again(
     await room.leave("candidate")
     assert room.bridge.outlet("evaluator", "video").upstream is None
     seen = evaluator.video_frames
-    await asyncio.sleep(0.5)
+    # Not a wait for anything: the candidate is away for a while, a gap the evaluator's
+    # timestamps must show (checked below) while still moving forward.
+    await asyncio.sleep(AWAY_SECONDS)
 
     newcomer = await room.join("candidate", SyntheticParticipant(GREEN, NEWCOMER_HZ))
-    await wait_for(
+    await eventually(
         lambda: evaluator.video_frames > seen + 10 and close_to(evaluator.colour(), GREEN),
         "the returning candidate's video at the evaluator",
     )
-    await wait_for(
+    await eventually(
         lambda: newcomer.video_frames > 0 and close_to(newcomer.colour(), RED),
         "the evaluator's video at the returning candidate",
     )
@@ -259,3 +252,4 @@ async def test_participant_who_leaves_and_comes_back_is_seen_again(
     # them move forward (a step back would look like a 32-bit wrap, i.e. a 13-hour jump).
     steps = [b - a for a, b in itertools.pairwise(evaluator.video_pts)]
     assert 0 < min(steps) and max(steps) < 30 * 90_000, (min(steps), max(steps))
+    assert max(steps) >= AWAY_SECONDS * 90_000, "the time away is missing from the timestamps"

@@ -9,7 +9,6 @@ peers is the same as in one: tests/rooms/test_room_media.py).
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from scheduler.orgs import create_organisation
 from tests.conftest import Org
 from tests.rooms.room_support import Booked, Tab, book_interview, inside_window
 from tests.rooms.test_signaling import enter, phase_is, utc
+from tests.support.polling import eventually
 
 
 @dataclass
@@ -104,11 +104,11 @@ async def test_the_second_participant_is_sent_to_the_process_holding_the_room(
         await tab.send(type="leave")
         await tab.closed()
     room = a.client.app[keys.ROOMS]
-    for _ in range(200):
-        if not room.rooms and not await _lease(a, booked_there):
-            break
-        await asyncio.sleep(0.02)
-    assert await _lease(a, booked_there) is None
+
+    async def let_go() -> bool:
+        return not room.rooms and await _lease(a, booked_there) is None
+
+    await eventually(let_go, "the room closed and its lease gone")
     again = await enter(b.client, booked_there, "candidate")
     assert again.hello is not None and again.hello["room"]["phase"] == "admitted"
     assert await _lease(a, booked_there) == b.url

@@ -27,7 +27,7 @@ from rooms.tokens import LinkKind
 from scheduler import keys
 from scheduler.config import Settings, load_settings
 from scheduler.models import Booking
-from tests.conftest import app_environ
+from tests.conftest import app_environ, token_of
 from tests.rooms.room_support import Booked, Tab
 from tests.rooms.test_booking_changes import connection_test, departures
 from tests.rooms.test_signaling import enter, utc
@@ -42,10 +42,6 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     return load_settings(
         environ=app_environ(db_url, tmp_path / "data", VIVA_POLICY_CHANGE_LOCK_HOURS="0")
     )
-
-
-def _token(url: str) -> str:
-    return url.rsplit("/", 1)[1]
 
 
 def _without_tokens(text: str, *tokens: str) -> str:
@@ -146,8 +142,8 @@ async def test_the_replaced_evaluators_link_dies_and_the_new_one_works(
 
     # The candidate's link is unchanged; the evaluator's is new.
     rooms = (await booked.report())["rooms"]
-    assert _token(rooms["candidate"]) == booked.candidate_token
-    new_token = _token(rooms["evaluator"])
+    assert token_of(rooms["candidate"]) == booked.candidate_token
+    new_token = token_of(rooms["evaluator"])
     assert new_token != booked.evaluator_token
 
     await assert_like_a_never_valid_link(client, booked.evaluator_token)
@@ -183,7 +179,7 @@ async def test_a_move_that_keeps_the_evaluator_keeps_both_links(
     assert error["code"] == "moved"
     assert await evaluator.closed() == CloseCode.MOVED
     rooms = (await booked.report())["rooms"]
-    assert (_token(rooms["candidate"]), _token(rooms["evaluator"])) == (
+    assert (token_of(rooms["candidate"]), token_of(rooms["evaluator"])) == (
         booked.candidate_token,
         booked.evaluator_token,
     )
@@ -251,7 +247,7 @@ async def test_reissuing_the_candidates_links_sends_their_socket_out_and_keeps_t
     await evaluator_test.close()
 
     await assert_like_a_never_valid_link(client, booked.candidate_token)
-    back = await Tab.open(client, _token(new["room"]))
+    back = await Tab.open(client, token_of(new["room"]))
     hello = await back.expect("hello")
     assert hello["role"] == "candidate"
     await evaluator.state(lambda s: s["present"]["candidate"])

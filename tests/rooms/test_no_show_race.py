@@ -15,8 +15,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from scheduler import keys
-from tests.rooms.room_support import Booked, Tab, wait_for
+from tests.rooms.room_support import Booked, Tab
 from tests.rooms.test_signaling import enter
+from tests.support.polling import eventually
 
 
 async def test_a_candidate_arriving_before_the_deadline_is_not_marked_absent(
@@ -32,7 +33,7 @@ async def test_a_candidate_arriving_before_the_deadline_is_not_marked_absent(
 
     async with room.lock:  # the candidate's entry will wait here, before its row is written
         candidate = await Tab.open(client, booked.candidate_token)
-        await wait_for(lambda: bool(room.lock._waiters), "the candidate waiting to be seated")
+        await eventually(lambda: bool(room.lock._waiters), "the candidate waiting to be seated")
         clock.set(deadline)
         await timers.run_due()
         assert (await booked.report())["status"] == "locked"
@@ -63,7 +64,7 @@ async def test_a_candidate_arriving_after_the_deadline_is_still_marked(
     clock.set(deadline + timedelta(milliseconds=1))
     async with room.lock:
         candidate = await Tab.open(client, booked.candidate_token)
-        await wait_for(lambda: bool(room.lock._waiters), "the candidate waiting to be seated")
+        await eventually(lambda: bool(room.lock._waiters), "the candidate waiting to be seated")
         await timers.run_due()
     assert (await booked.report())["status"] == "no_show"
     await asyncio.gather(candidate.close(), evaluator.close())

@@ -7,7 +7,6 @@ opened with PyAV and decoded, so what is checked is what a person replaying it w
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import shutil
 from fractions import Fraction
@@ -23,7 +22,8 @@ from av import AudioFrame, VideoFrame
 from rooms.recording import RecordingWorker, _Feed
 from scheduler import keys
 from scheduler.config import Settings
-from tests.rooms.room_support import Booked, Tab, join, no_pending_tasks, wait_for
+from tests.rooms.room_support import Booked, Tab, join, lobby_media, no_pending_tasks
+from tests.support.polling import eventually
 from tests.support.synthetic import BLUE, RED, SyntheticParticipant, close_to, mean_rgb
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ async def _interview(
     candidate = SyntheticParticipant(BLUE, 1000)
     evaluator_tab = await join(client, booked.evaluator_token, evaluator)
     candidate_tab = await join(client, booked.candidate_token, candidate)
-    await wait_for(
+    await eventually(
         lambda: evaluator.pc.connectionState == candidate.pc.connectionState == "connected",
         "both peer connections up",
     )
@@ -105,14 +105,14 @@ async def test_an_organisation_records_its_interviews_and_the_api_lists_the_file
     evaluator_tab, candidate_tab, evaluator, candidate = await _interview(client, booked)
     assert candidate_tab.hello is not None and candidate_tab.hello["recording"] is True
     room = client.app[keys.ROOMS].rooms[booked.booking_id]
-    await asyncio.sleep(0.5)
+    await lobby_media(room)
     assert room.recorder is None, "the lobby is never recorded"
 
     await evaluator_tab.send(type="admit")
     await candidate_tab.state(lambda s: s["recording"] is True)
     recorder = room.recorder
     assert recorder is not None
-    await wait_for(
+    await eventually(
         lambda: min(recorder.frames.values()) >= 30,
         "both participants' video and sound reaching the recorder",
     )
@@ -187,7 +187,7 @@ async def test_without_the_organisations_choice_nothing_is_recorded(
     await evaluator_tab.send(type="admit")
     state = await candidate_tab.state(lambda s: s["phase"] == "admitted")
     assert state["recording"] is False
-    await wait_for(lambda: evaluator.video_frames >= 15, "the call is up")
+    await eventually(lambda: evaluator.video_frames >= 15, "the call is up")
     room = client.app[keys.ROOMS].rooms[booked.booking_id]
     assert room.recorder is None
     source = room.bridge.source("candidate", "video")
@@ -210,7 +210,7 @@ async def test_a_reconnection_continues_the_same_file_and_leaving_ends_it(
     await candidate_tab.state(lambda s: s["recording"] is True)
     recorder = room.recorder
     assert recorder is not None
-    await wait_for(lambda: recorder.frames["candidate", "video"] >= 15, "the candidate recorded")
+    await eventually(lambda: recorder.frames["candidate", "video"] >= 15, "the candidate recorded")
 
     # The candidate's tab reloads: a new peer connection, the same recording.
     await candidate_tab.close()
@@ -219,7 +219,7 @@ async def test_a_reconnection_continues_the_same_file_and_leaving_ends_it(
     before = recorder.frames["candidate", "video"]
     again = SyntheticParticipant(BLUE, 1000)
     candidate_tab = await join(client, booked.candidate_token, again)
-    await wait_for(
+    await eventually(
         lambda: recorder.frames["candidate", "video"] >= before + 15,
         "the rejoined candidate recorded again",
     )
@@ -229,12 +229,14 @@ async def test_a_reconnection_continues_the_same_file_and_leaving_ends_it(
     for tab in (candidate_tab, evaluator_tab):
         await tab.send(type="leave")
         await tab.closed()
-    for _ in range(400):  # the last one out closes the room (and the file) after leaving
+
+    async def ended() -> dict[str, Any] | None:
         [listed] = (await booked.report())["room"]["recordings"]
-        if listed["ended_at"] is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert listed["ended_at"] is not None and listed["bytes"] > 0
+        return listed if listed["ended_at"] is not None else None
+
+    # The last one out closes the room (and the file) after leaving.
+    listed = await eventually(ended, "the recording to end with the room")
+    assert listed["bytes"] > 0
     assert booked.booking_id not in client.app[keys.ROOMS].rooms
     [file] = list((settings.recordings_path / str(booked.booking_id)).iterdir())
     _, candidate_colour = _video_colours(file)
@@ -279,7 +281,7 @@ async def test_the_organisation_deletes_a_recording_once_it_has_ended(
     assert status == 409 and "in progress" in body["detail"]  # nothing deleted mid-interview
     recorder = client.app[keys.ROOMS].rooms[booked.booking_id].recorder
     assert recorder is not None
-    await wait_for(lambda: min(recorder.frames.values()) >= 15, "something recorded")
+    await eventually(lambda: min(recorder.frames.values()) >= 15, "something recorded")
 
     await evaluator_tab.send(type="end", outcome="interrupted")
     await candidate_tab.state(lambda s: s["recording"] is False)
@@ -437,9 +439,9 @@ async def test_a_participant_without_camera_and_a_camera_that_changes_size(
     recorder.attach("evaluator", "video", ColourTrack(RED, 320, 240))
     recorder.attach("evaluator", "audio", ToneTrack(440))
     recorder.attach("candidate", "audio", ToneTrack(1000))
-    await wait_for(lambda: recorder.frames["evaluator", "video"] >= 20, "the small picture")
+    await eventually(lambda: recorder.frames["evaluator", "video"] >= 20, "the small picture")
     recorder.attach("evaluator", "video", ColourTrack(BLUE, 640, 360))
-    await wait_for(lambda: recorder.frames["evaluator", "video"] >= 40, "the larger picture")
+    await eventually(lambda: recorder.frames["evaluator", "video"] >= 40, "the larger picture")
     await recorder.stop()
     await worker.close()
 
@@ -467,7 +469,7 @@ async def test_a_recording_stopped_before_both_cameras_arrived_ends_cleanly(
     await recorder.start()
     recorder.attach("evaluator", "video", ColourTrack(RED, 320, 240))
     recorder.attach("evaluator", "audio", ToneTrack(440))
-    await wait_for(lambda: recorder.frames["evaluator", "video"] >= 5, "a few frames")
+    await eventually(lambda: recorder.frames["evaluator", "video"] >= 5, "a few frames")
     with caplog.at_level("WARNING", logger="viva.rooms"):
         await recorder.stop()
         await recorder.stop()  # twice: the room's close after the interview's end

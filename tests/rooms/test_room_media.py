@@ -9,7 +9,6 @@ These tests are about media, not storage: they run on SQLite only (`db_url` belo
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -25,9 +24,10 @@ from tests.rooms.room_support import (
     Tab,
     inside_window,
     join,
+    lobby_media,
     no_pending_tasks,
-    wait_for,
 )
+from tests.support.polling import eventually
 from tests.support.synthetic import BLUE, RED, SyntheticParticipant, close_to
 
 pytestmark = pytest.mark.slow
@@ -60,17 +60,17 @@ async def test_nothing_passes_in_the_lobby_then_each_sees_and_hears_the_other(
     candidate = SyntheticParticipant(BLUE, CANDIDATE_HZ)
     evaluator_tab = await join(client, booked.evaluator_token, evaluator)
     candidate_tab = await join(client, booked.candidate_token, candidate, trickle=True)
-    await wait_for(
+    await eventually(
         lambda: evaluator.pc.connectionState == candidate.pc.connectionState == "connected",
         "both peer connections up (the candidate's over trickled candidates)",
     )
     room = client.app[keys.ROOMS].rooms[booked.booking_id]
     source = room.bridge.source("candidate", "video")
     assert source is not None
-    await wait_for(lambda: source.stats.frames >= 15, "the candidate's camera at the server")
+    await eventually(lambda: source.stats.frames >= 15, "the candidate's camera at the server")
 
-    # The lobby: the server receives the candidate's camera and passes nothing on.
-    await asyncio.sleep(0.5)
+    # The lobby: the server receives both cameras and passes nothing on.
+    await lobby_media(room)
     assert (evaluator.video_frames, evaluator.audio_frames) == (0, 0)
     assert (candidate.video_frames, candidate.audio_frames) == (0, 0)
     for role in ("evaluator", "candidate"):
@@ -78,7 +78,7 @@ async def test_nothing_passes_in_the_lobby_then_each_sees_and_hears_the_other(
             assert room.bridge.outlet(role, kind).packets == 0
 
     await evaluator_tab.send(type="admit")
-    await wait_for(
+    await eventually(
         lambda: (
             min(evaluator.video_frames, candidate.video_frames) >= 15
             and min(evaluator.audio_frames, candidate.audio_frames) >= 25
@@ -109,7 +109,7 @@ async def test_reconnection_and_a_second_tab_leave_the_other_side_untouched(
     first = SyntheticParticipant(BLUE, CANDIDATE_HZ)
     first_tab = await join(client, booked.candidate_token, first)
     await evaluator_tab.send(type="admit")
-    await wait_for(lambda: sees(evaluator, BLUE) and sees(first, RED), "media both ways")
+    await eventually(lambda: sees(evaluator, BLUE) and sees(first, RED), "media both ways")
     room = client.app[keys.ROOMS].rooms[booked.booking_id]
     evaluator_peer = room.bridge.peer("evaluator")
 
@@ -120,17 +120,17 @@ async def test_reconnection_and_a_second_tab_leave_the_other_side_untouched(
     second = SyntheticParticipant(GREEN, 700)
     second_tab = await join(client, booked.candidate_token, second)
     assert second_tab.hello is not None and second_tab.hello["room"]["phase"] == "admitted"
-    await wait_for(lambda: sees(evaluator, GREEN), "the returning candidate at the evaluator")
-    await wait_for(lambda: sees(second, RED) and hears(second, EVALUATOR_HZ), "media back")
+    await eventually(lambda: sees(evaluator, GREEN), "the returning candidate at the evaluator")
+    await eventually(lambda: sees(second, RED) and hears(second, EVALUATOR_HZ), "media back")
 
     # A second tab with the same link takes over; the first is told and closed.
     third = SyntheticParticipant(YELLOW, 1300)
     third_tab = await join(client, booked.candidate_token, third)
     await second_tab.expect("replaced")
     assert await second_tab.closed() == CloseCode.REPLACED
-    await wait_for(lambda: sees(evaluator, YELLOW), "the second tab at the evaluator")
-    await wait_for(lambda: hears(evaluator, 1300), "the second tab's microphone")
-    await wait_for(lambda: sees(third, RED), "the evaluator in the second tab")
+    await eventually(lambda: sees(evaluator, YELLOW), "the second tab at the evaluator")
+    await eventually(lambda: hears(evaluator, 1300), "the second tab's microphone")
+    await eventually(lambda: sees(third, RED), "the evaluator in the second tab")
 
     # All along, the evaluator kept one peer connection and was never asked to renegotiate.
     assert room.bridge.peer("evaluator") is evaluator_peer
@@ -167,7 +167,7 @@ async def test_the_connection_test_returns_ones_own_media_any_day(
     offer = await tab.expect("offer")
     answer = await me.answer({"type": "offer", "sdp": offer["sdp"]})
     await tab.send(type="answer", sdp=answer["sdp"])
-    await wait_for(lambda: sees(me, GREEN) and hears(me, 700), "my own camera and microphone")
+    await eventually(lambda: sees(me, GREEN) and hears(me, 700), "my own camera and microphone")
     await tab.send(type="leave")
     assert await tab.closed() == CloseCode.NORMAL
     await me.close()

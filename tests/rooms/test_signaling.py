@@ -26,6 +26,7 @@ from tests.rooms.room_support import (
     inside_window,
     no_pending_tasks,
 )
+from tests.support.polling import eventually
 
 
 async def enter(client: TestClient, booked: Booked, role: str) -> Tab:
@@ -43,12 +44,13 @@ async def room_row(booked: Booked, connected: int = 0) -> dict[str, Any]:
     A tab learns of its close before the server's handler has written the departure, so
     this waits (briefly) for the rows of the tabs the test closed.
     """
-    async with asyncio.timeout(10):
-        while True:
-            room: dict[str, Any] = (await booked.report())["room"]
-            if sum(1 for a in room["attendance"] if a["left_at"] is None) == connected:
-                return room
-            await asyncio.sleep(0.02)
+
+    async def settled() -> dict[str, Any] | None:
+        room: dict[str, Any] = (await booked.report())["room"]
+        still_in = sum(1 for a in room["attendance"] if a["left_at"] is None)
+        return room if still_in == connected else None
+
+    return await eventually(settled, f"{connected} attendance rows left open", within=10)
 
 
 def utc(moment: datetime) -> str:

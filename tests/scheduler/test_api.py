@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from scheduler.web.api import ENDPOINTS, PREFIX
+from tests.conftest import token_of
 
 PROBLEM = "application/problem+json"
 
@@ -130,7 +131,7 @@ async def test_evaluator_with_interviews_ahead_cannot_be_removed(make_org) -> No
     org = await make_org()
     ev = await org.make_evaluator()
     cand = await org.make_candidate()
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     slots = await (await org.client.get(f"/c/{token}/slots")).json()
     resp = await org.client.post(f"/c/{token}/booking", json={"start": slots["slots"][0]["start"]})
     assert resp.status == 201
@@ -196,7 +197,7 @@ async def test_tenant_isolation(make_org) -> None:
     bob = await make_org("Org B", "b@b.example")
     ev = await alice.make_evaluator()
     cand = await alice.make_candidate()
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     slots = await (await alice.client.get(f"/c/{token}/slots")).json()
     booked = await alice.client.post(
         f"/c/{token}/booking", json={"start": slots["slots"][0]["start"]}
@@ -232,7 +233,7 @@ async def test_bookings_list_and_detail(make_org) -> None:
     org = await make_org()
     ev = await org.make_evaluator()
     cand = await org.make_candidate()
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     slots = await (await org.client.get(f"/c/{token}/slots")).json()
     resp = await org.client.post(f"/c/{token}/booking", json={"start": slots["slots"][0]["start"]})
     booking = await resp.json()

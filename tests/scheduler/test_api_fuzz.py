@@ -40,7 +40,7 @@ from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.config import load_settings
 from scheduler.orgs import create_organisation
-from tests.conftest import T0, app_environ
+from tests.conftest import T0, app_environ, token_of
 
 # Generated requests per operation, per kind of id (random, real) and per mode (valid,
 # invalid input); the whole test stays under a minute on two busy cores.
@@ -152,7 +152,7 @@ def _seed(server: LiveServer) -> None:
         assert cand.status_code == 201, cand.text
         server.ids.setdefault("candidate", cand.json()["id"])
         link = cand.json()["link"]
-    token = link.rsplit("/", 1)[1]
+    token = token_of(link)
     slots = requests.get(f"{server.base}/c/{token}/slots").json()["slots"]
     booked = requests.post(f"{server.base}/c/{token}/booking", json={"start": slots[-1]["start"]})
     assert booked.status_code == 201, booked.text
@@ -185,6 +185,7 @@ def _describe(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_every_response_is_the_documented_one(live_server: LiveServer) -> None:
     schema = schemathesis.openapi.from_url(f"{live_server.base}/api/v1/openapi.json")
     schema.config.update(base_url=live_server.base)

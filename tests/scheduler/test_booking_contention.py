@@ -142,6 +142,7 @@ def _candidate(org_id: uuid.UUID, cid: uuid.UUID, name: str) -> dict[str, object
     )
 
 
+@pytest.mark.slow
 async def test_crowds_through_three_apps_get_201_or_409_never_5xx(
     aiohttp_client: Callable[..., Awaitable[TestClient]], pg_url: str, tmp_path: Path
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import icalendar
@@ -12,17 +10,11 @@ import vobject
 from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.config import Settings
-from tests.conftest import Org
+from tests.conftest import Org, token_of
 from tests.mailer.mailer_support import SmtpServer
+from tests.support.polling import eventually
 
 PARIS_NINE = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # 09:00 in Paris, 03:00 in New York
-
-
-async def _wait_for(predicate: Callable[[], bool]) -> None:
-    """Poll until the worker has delivered; a generous bound, never a timing assertion."""
-    async with asyncio.timeout(20):
-        while not predicate():  # noqa: ASYNC110 - the SMTP server runs in its own thread
-            await asyncio.sleep(0.05)
 
 
 async def test_booking_sends_candidate_and_evaluator_invitations(
@@ -43,12 +35,12 @@ async def test_booking_sends_candidate_and_evaluator_invitations(
     cand = await org.make_candidate(
         name="Sarah Johnson", email="sarah@example.test", locale="en", timezone="America/New_York"
     )
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     resp = await client.post(f"/c/{token}/booking", json={"start": "2026-12-01T09:00:00+01:00"})
     assert resp.status == 201
     booking = await resp.json()
 
-    await _wait_for(lambda: len(smtp_server.received) == 2)
+    await eventually(lambda: len(smtp_server.received) == 2, "both invitations delivered")
     by_rcpt = {r.rcpt_tos[0]: r.message for r in smtp_server.received}
     assert set(by_rcpt) == {"sarah@example.test", "hugo@cci.test"}
 

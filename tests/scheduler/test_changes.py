@@ -12,7 +12,7 @@ import pytest
 
 from mailer.outbox import booking_messages
 from scheduler import keys
-from tests.conftest import Org
+from tests.conftest import Org, token_of
 
 PARIS_DEC_2 = "2026-12-02T09:00:00+01:00"  # 08:00Z, well outside the lock on 2026-11-30
 PARIS_DEC_3 = "2026-12-03T10:00:00+01:00"
@@ -20,7 +20,7 @@ PARIS_DEC_3 = "2026-12-03T10:00:00+01:00"
 
 async def _booked(org: Org, start: str = PARIS_DEC_2, **cand: object) -> tuple[str, dict, dict]:
     candidate = await org.make_candidate(**cand)
-    token = candidate["link"].rsplit("/", 1)[1]
+    token = token_of(candidate["link"])
     resp = await org.client.post(f"/c/{token}/booking", json={"start": start})
     assert resp.status == 201, await resp.text()
     return token, candidate, await resp.json()
@@ -172,7 +172,7 @@ async def test_force_majeure_inside_the_lock_moves_and_keeps_the_reason(make_org
     # tests/rooms/test_link_revocation.py); the candidate's is kept.
     assert moved["rooms"]["candidate"] == booking_evaluator["rooms"]["candidate"]
     assert moved["rooms"]["evaluator"] != booking_evaluator["rooms"]["evaluator"]
-    old_link = booking_evaluator["rooms"]["evaluator"].rsplit("/", 1)[1]
+    old_link = token_of(booking_evaluator["rooms"]["evaluator"])
     assert (await org.client.get(f"/r/{old_link}/info")).status == 404
 
     history = (await org.ok("GET", f"/bookings/{booking['id']}/history"))["events"]
@@ -254,7 +254,7 @@ async def test_reschedule_racing_another_candidates_booking(make_org) -> None:
     await org.make_evaluator()
     token, _, mine = await _booked(org, start="2026-12-02T09:00:00+01:00")
     rival = await org.make_candidate()
-    rival_token = rival["link"].rsplit("/", 1)[1]
+    rival_token = token_of(rival["link"])
     wanted = "2026-12-03T09:00:00+01:00"
     move, take = await asyncio.gather(
         org.client.put(f"/c/{token}/booking", json={"start": wanted}),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scheduler.app import create_app
 from scheduler.config import load_settings
-from tests.conftest import app_environ
+from tests.conftest import app_environ, token_of
 
 
 async def test_production_root_names_the_organisation_and_no_secret(client, make_org) -> None:
@@ -19,7 +19,7 @@ async def test_production_root_names_the_organisation_and_no_secret(client, make
     page = await resp.text()
     assert "Entretiens oraux de CCI Formation" in page
     # Nothing secret: no personal link, no token, no API key, no developer tool.
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     assert token not in page and "/c/" not in page
     assert org.api_key not in page and "viva_" not in page
     assert "/dev/mail" not in page and "Mode développement" not in page

@@ -11,7 +11,6 @@ can still be matched.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -26,7 +25,8 @@ import aiohttp
 import pytest
 
 from scheduler.logs import fingerprint
-from tests.conftest import SECRET
+from tests.conftest import SECRET, token_of
+from tests.support.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_LINK = "AQGSK8DTeOxOCrTyqzi5K-LR0Qe8lsZuf-k8HwvxnoCgyw"
@@ -105,16 +105,15 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 async def until_healthy(http: aiohttp.ClientSession, served: Served) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            assert served.proc is not None and served.proc.poll() is None, "viva serve exited"
-            try:
-                async with http.get("/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
+    async def healthy() -> bool:
+        assert served.proc is not None and served.proc.poll() is None, "viva serve exited"
+        try:
+            async with http.get("/healthz") as resp:
+                return resp.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await eventually(healthy, "viva serve to answer /healthz", within=60, interval=0.1)
 
 
 async def call(http: aiohttp.ClientSession, method: str, path: str, key: str, **kw: Any) -> Any:
@@ -131,10 +130,7 @@ async def hello_of(http: aiohttp.ClientSession, path: str) -> dict[str, Any]:
     return message
 
 
-def last_part(url: str) -> str:
-    return url.rsplit("/", 1)[1]
-
-
+@pytest.mark.slow
 async def test_no_link_or_key_in_anything_the_server_writes(served: Served) -> None:
     created = json.loads(served.viva("org", "create", "--name", "Logs", "--email", "o@logs.test"))
     api_key = created["api_key"]
@@ -178,7 +174,7 @@ async def test_no_link_or_key_in_anything_the_server_writes(served: Served) -> N
                 "timezone": "UTC",
             },
         )
-        link = last_part(cand["link"])
+        link = token_of(cand["link"])
 
         # The candidate books through the pages: calendar, confirm step, the form.
         async with http.get(f"/c/{link}") as resp:
@@ -195,7 +191,7 @@ async def test_no_link_or_key_in_anything_the_server_writes(served: Served) -> N
             assert resp.status == 200
         booking = (await call(http, "GET", f"/candidates/{cand['id']}", api_key))["booking"]
         rooms = (await call(http, "GET", f"/bookings/{booking['id']}", api_key))["rooms"]
-        room_tokens = [last_part(rooms["candidate"]), last_part(rooms["evaluator"])]
+        room_tokens = [token_of(rooms["candidate"]), token_of(rooms["evaluator"])]
 
         # Both participants open their room: the page, /info, the WebSocket, the echo test.
         for token in room_tokens:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from rooms.models import record_join
 from scheduler import keys
+from tests.conftest import token_of
 
 START = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)  # 09:00 in Paris
 
@@ -15,7 +16,7 @@ async def _booking(make_org) -> tuple[object, dict]:
     org = await make_org()
     await org.make_evaluator()
     cand = await org.make_candidate()
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     resp = await org.client.post(f"/c/{token}/booking", json={"start": START.isoformat()})
     assert resp.status == 201
     return org, await resp.json()
@@ -50,7 +51,7 @@ async def test_a_moved_booking_moves_its_no_show_mark(make_org, clock) -> None:
     org, booking = await _booking(make_org)
     token_owner = (await org.ok("GET", f"/bookings/{booking['id']}"))["candidate_id"]
     cand = await org.ok("GET", f"/candidates/{token_owner}")
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     later = START + timedelta(days=1)
     assert (
         await org.client.put(f"/c/{token}/booking", json={"start": later.isoformat()})
@@ -70,7 +71,7 @@ async def test_after_a_no_show_the_candidate_cannot_book_again_alone(make_org, c
     await org.client.app[keys.TIMERS].run_due()
     detail = await org.ok("GET", f"/bookings/{booking['id']}")
     cand = await org.ok("GET", f"/candidates/{detail['candidate_id']}")
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     page = await org.client.get(f"/c/{token}?lang=en")
     assert page.status == 200
     text = await page.text()

@@ -6,32 +6,19 @@ A real aiosmtpd server, down while the invitations fail for good, then up again 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from scheduler import keys
 from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.config import load_settings
 from scheduler.orgs import create_organisation
-from tests.conftest import Org, app_environ
+from tests.conftest import Org, app_environ, token_of
 from tests.mailer.mailer_support import SmtpServer
 from tests.mailer.test_leases import SlowHandler
-
-
-async def _until(condition: Callable[[], object], what: str, within: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if await condition():  # type: ignore[misc]
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
+from tests.support.polling import eventually
 
 
 async def _org(client, clock: FrozenClock, name: str) -> Org:
@@ -63,7 +50,7 @@ async def test_a_message_failed_for_good_can_be_resent(
     other = await _org(client, clock, "Elsewhere")
     await org.make_evaluator()
     cand = await org.make_candidate()
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     with caplog.at_level(logging.ERROR, logger="viva.mailer"):
         resp = await client.post(f"/c/{token}/booking", json={"start": "2026-12-01T09:00:00+01:00"})
         assert resp.status == 201
@@ -76,7 +63,7 @@ async def test_a_message_failed_for_good_can_be_resent(
             found = await messages()
             return len(found) == 2 and all(m["status"] == "failed" for m in found)
 
-        await _until(all_failed, "both invitations to fail for good")
+        await eventually(all_failed, "both invitations to fail for good")
     first, _second = await messages()
     assert first["attempts"] == 1 and "cannot connect" in first["last_error"]
     assert first["next_attempt_at"] is None
@@ -97,10 +84,7 @@ async def test_a_message_failed_for_good_can_be_resent(
         assert status == 202, body
         assert (body["id"], body["status"], body["attempts"]) == (first["id"], "pending", 0)
 
-        async def on_the_wire() -> bool:
-            return handler.arrived.is_set()
-
-        await _until(on_the_wire, "the resent message to reach the server")
+        await eventually(handler.arrived.is_set, "the resent message to reach the server")
         assert (await messages())[0]["status"] == "sending"
         status, body = await org.call("POST", path)  # queued or sending: not twice
         assert status == 409, body
@@ -111,7 +95,7 @@ async def test_a_message_failed_for_good_can_be_resent(
         async def sent() -> bool:
             return (await messages())[0]["status"] == "sent"
 
-        await _until(sent, "the resent message to be sent")
+        await eventually(sent, "the resent message to be sent")
     finally:
         handler.gate.set()
         server.stop()

@@ -627,6 +627,7 @@ def inside_local_hours(cal: EvaluatorCalendar, start: datetime, end: datetime) -
 PROPERTY = settings(max_examples=200, deadline=None, database=None)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(scenarios())
 def test_property_slots_never_collide_with_bookings(scenario: Scenario) -> None:
@@ -639,6 +640,7 @@ def test_property_slots_never_collide_with_bookings(scenario: Scenario) -> None:
                 assert not (slot.start < booking_end + buffer and booking_start < slot.end + buffer)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(scenarios())
 def test_property_slots_lie_in_local_availability(scenario: Scenario) -> None:
@@ -652,6 +654,7 @@ def test_property_slots_lie_in_local_availability(scenario: Scenario) -> None:
             assert inside_local_hours(by_id[evaluator], slot.start, slot.end)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(scenarios(), st.lists(st.floats(0, 1, exclude_max=True), max_size=5))
 def test_property_is_free_agrees_with_find_slots(scenario: Scenario, where: list[float]) -> None:
@@ -671,6 +674,7 @@ def test_property_is_free_agrees_with_find_slots(scenario: Scenario, where: list
                 assert is_free(cal, s.policy, s.now, start, s.deadline)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(scenarios())
 def test_property_matches_a_naive_reference(scenario: Scenario) -> None:

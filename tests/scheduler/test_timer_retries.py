@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from scheduler import keys
 from scheduler.models import Timer
 from scheduler.timers import deadline, retry_delay
+from tests.conftest import token_of
 
 START = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)  # 09:00 in Paris
 LOCK_AT = START - timedelta(hours=24)
@@ -26,7 +27,7 @@ async def _booking(make_org) -> tuple[object, str]:
     org = await make_org()
     await org.make_evaluator()
     cand = await org.make_candidate()
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     resp = await org.client.post(f"/c/{token}/booking", json={"start": START.isoformat()})
     assert resp.status == 201
     return org, (await resp.json())["id"]

@@ -13,7 +13,6 @@ import functools
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
@@ -39,8 +38,9 @@ from scheduler.orgs import create_organisation
 from scheduler.policy import Policy
 from scheduler.timers import LOCK, NO_SHOW, TimerService, plan, reminder_kind
 from scheduler.timers import replan as replan_timers
-from tests.conftest import SECRET, T0, Org
+from tests.conftest import SECRET, T0, Org, token_of
 from tests.mailer.mailer_support import SmtpServer
+from tests.support.polling import eventually
 
 # Thursday 3 December 2026, 09:00 in Paris: inside the default evaluator's hours.
 NO_SHOW_AFTER = timedelta(minutes=10)  # [rooms] no_show_after_minutes
@@ -70,7 +70,7 @@ async def _org(client: TestClient, clock: FrozenClock | ShiftedClock) -> Org:
 
 async def _book(org: Org, start: str = START_TEXT, **candidate: object) -> tuple[dict, dict]:
     cand = await org.make_candidate(**candidate)
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     resp = await org.client.post(f"/c/{token}/booking", json={"start": start})
     assert resp.status == 201, await resp.text()
     return cand, await resp.json()
@@ -132,13 +132,6 @@ def _text(raw: bytes) -> str:
 def _has_calendar(raw: bytes) -> bool:
     message = email.message_from_bytes(raw, policy=default)
     return any(p.get_content_type() == "text/calendar" for p in message.walk())
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:
-    """Poll until `check` holds; a generous bound for slow machines, never a timing claim."""
-    async with asyncio.timeout(seconds):
-        while not await check():  # noqa: ASYNC110 - the state is in the database
-            await asyncio.sleep(0.05)
 
 
 class ShiftedClock:
@@ -361,7 +354,7 @@ async def test_cancelling_removes_pending_reminders(client, make_org, clock) -> 
     held_before = {t.id for t in await _timers(app[keys.DB], booking["id"])} & service.held
     assert len(held_before) == 1 and "reminder_48h" in pending
 
-    token = cand["link"].rsplit("/", 1)[1]
+    token = token_of(cand["link"])
     resp = await client.delete(f"/c/{token}/booking")
     assert resp.status in (200, 204), await resp.text()
     await _plan(app, booking["id"])
@@ -442,7 +435,8 @@ async def test_stopped_before_a_reminder_and_started_after_sends_it_once(
         async def reminded(app: web.Application = again.app) -> bool:
             return len(await _reminders(app, booking["id"])) > 0
 
-        await _eventually(reminded)  # the start-up pass, without anyone calling run_due
+        # The start-up pass, without anyone calling run_due.
+        await eventually(reminded, "the start-up pass's reminder")
         assert await again.app[keys.TIMERS].run_due() == 0
         (reminder,) = await _reminders(again.app, booking["id"])
         assert reminder.recipient == "sarah@example.test"
@@ -469,7 +463,7 @@ async def test_missed_reminders_that_no_longer_make_sense_are_dropped_and_logged
     async def caught_up() -> bool:
         return await _pending(second.app[keys.DB], booking["id"]) == {"reminder_1h": R1}
 
-    await _eventually(caught_up)
+    await eventually(caught_up, "the second process to catch up on the missed reminders")
     (late,) = await _reminders(second.app, booking["id"])
     assert late.recipient == "sarah@example.test"  # the evaluator gets only the 1 h one
     assert cand["link"] not in _text(late.raw) and booking["room"] in _text(late.raw)
@@ -487,7 +481,7 @@ async def test_missed_reminders_that_no_longer_make_sense_are_dropped_and_logged
     async def settled() -> bool:
         return not await _pending(third.app[keys.DB], booking["id"])
 
-    await _eventually(settled)
+    await eventually(settled, "every timer of the booking done")
     assert len(await _reminders(third.app, booking["id"])) == 1
     outcomes = {
         t.kind: t.outcome
@@ -504,6 +498,7 @@ async def test_missed_reminders_that_no_longer_make_sense_are_dropped_and_logged
 # --- two processes on one database -----------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_two_processes_on_one_database_send_each_reminder_exactly_once(
     aiohttp_client, mail_settings: Settings, clock: FrozenClock, smtp_server: SmtpServer
 ) -> None:
@@ -546,14 +541,15 @@ async def test_two_processes_on_one_database_send_each_reminder_exactly_once(
     try:
         # Connected before the race, so that neither has a head start.
         assert await asyncio.gather(*(t.run_due() for _, t, _ in processes)) == [0, 0]
-        await _eventually(outbox_settled)  # the confirmations, sent by the app's own worker
+        # The confirmations, sent by the app's own worker.
+        await eventually(outbox_settled, "the outbox to settle")
         for moment in (R48, LOCK_AT, R1):
             clock.set(moment)
             for _ in range(3):  # several rounds: nobody acts on a row twice
                 claimed = await asyncio.gather(*(t.run_due() for _, t, _ in processes))
             assert sum(claimed) == 0
             await asyncio.gather(*(o.deliver_due() for _, _, o in processes))
-            await _eventually(outbox_settled)
+            await eventually(outbox_settled, "the outbox to settle")
 
         def reminders_received() -> Counter[tuple[str, str]]:
             subjects = [
@@ -568,7 +564,7 @@ async def test_two_processes_on_one_database_send_each_reminder_exactly_once(
         async def all_delivered() -> bool:
             return sum(reminders_received().values()) >= 18
 
-        await _eventually(all_delivered)
+        await eventually(all_delivered, "all 18 reminders delivered")
         received = reminders_received()
         expected = Counter(
             {(f"cand{i}@example.test", "Reminder: your oral interview"): 2 for i in range(6)}
@@ -648,7 +644,8 @@ async def test_apscheduler_fires_a_lock_a_few_seconds_ahead_in_real_time(
     async def locked() -> bool:
         return (await org.ok("GET", f"/bookings/{booking['id']}"))["status"] == "locked"
 
-    await _eventually(locked)  # nobody calls run_due: APScheduler's job did
+    # Nobody calls run_due: APScheduler's job did.
+    await eventually(locked, "APScheduler's job to lock the booking")
     assert service.scheduler.get_job(str(lock_id)) is None
     assert {t.kind: t.outcome for t in await _timers(client.app[keys.DB], booking["id"])}[
         LOCK
