@@ -16,6 +16,7 @@ from scheduler.confirmations import confirmations_sweeper
 from scheduler.contention import Contention
 from scheduler.db import Database
 from scheduler.effects import AfterCommit, MailAndTimers
+from scheduler.free_times import FreeTimes
 from scheduler.i18n import TEMPLATES, Catalogs, create_env
 from scheduler.links import Links
 from scheduler.mail_worker import mail_worker
@@ -98,6 +99,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         contention=app[keys.CONTENTION],
     )
     app[keys.DB] = db
+    app[keys.FREE_TIMES] = FreeTimes(db, app[keys.POLICY])
     yield
     await db.dispose()
 

@@ -48,6 +48,10 @@ class Database:
         busy_timeout: float = 5.0,
         contention: Contention | None = None,
     ) -> None:
+        # Installs the hook that raises an organisation's calendar version in every
+        # transaction changing its slots; imported here because every write opens a Database.
+        import scheduler.calendar_versions  # noqa: F401
+
         self.url = url
         self.sqlite = is_sqlite(url)
         # Retried conflicts and turned-away writers, counted where the app can read them.

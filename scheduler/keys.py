@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from scheduler.config import Settings
     from scheduler.contention import Contention
     from scheduler.db import Database
+    from scheduler.free_times import FreeTimes
     from scheduler.i18n import Catalogs
     from scheduler.links import Links
     from scheduler.mail_worker import MailWorker
@@ -43,6 +44,8 @@ NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
 MAIL: web.AppKey[MailWorker] = web.AppKey("mail")
 # Every booking change goes through it.
 BOOKINGS: web.AppKey[BookingService] = web.AppKey("bookings")
+# The free times this process computed, keyed by each organisation's calendar version.
+FREE_TIMES: web.AppKey[FreeTimes] = web.AppKey("free_times")
 TIMERS: web.AppKey[TimerService] = web.AppKey("timers")
 ROOMS: web.AppKey[RoomServer] = web.AppKey("rooms")
 ROOM_TICKETS: web.AppKey[BookingTickets] = web.AppKey("room_tickets")

@@ -6,7 +6,19 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Table, Text, Uuid, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from rooms.tokens import new_nonce
@@ -46,6 +58,9 @@ class Organisation(Base):
     # Whether its interviews are recorded (rooms.recording); candidates are told before
     # joining. Off until the organisation turns it on.
     recording: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # Raised in every transaction that may change its slots (scheduler.calendar_versions):
+    # the key under which each process caches the free times it computed.
+    calendar_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class ApiKey(Base):

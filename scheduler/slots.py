@@ -25,11 +25,14 @@ from scheduler.policy import Policy
 
 __all__ = [
     "EvaluatorCalendar",
+    "FreeStarts",
     "Slot",
     "choose_evaluator",
     "find_slots",
+    "free_starts",
     "is_free",
     "week_bounds",
+    "window",
 ]
 
 _US_PER_MINUTE = 60_000_000
@@ -221,22 +224,27 @@ def _sweep_grid(
         s = origin - (origin - highs[zone]) // step * step
 
 
-def find_slots(
-    calendars: Iterable[EvaluatorCalendar],
-    policy: Policy,
-    now: datetime,
-    start: datetime,
-    end: datetime,
-    deadline: datetime | None = None,
-) -> list[Slot]:
-    """All starts in [start, end) where at least one evaluator is free, sorted by time.
+@dataclass(frozen=True, slots=True)
+class FreeStarts:
+    """Every start in a window at which some evaluator is free, before anyone's own limits.
 
-    Rules, per evaluator: the interview fits in one availability block and starts on that
-    block's step grid; min notice, horizon and the optional deadline (the interview must be
-    over by then); the buffer around every active booking; and fewer than the daily maximum of
-    bookings on the evaluator's local date.
+    Parallel lists, `starts` ascending (integer microseconds since the epoch) and for each the
+    free evaluators ordered by str(id): no per-slot object, so one computation can be kept and
+    sliced for every candidate who asks (scheduler.free_times). Freedom of a start does not
+    depend on the window it was searched in (the grid is aligned on availability blocks, the
+    buffers and daily caps on bookings), so a slice equals a search of the smaller window.
     """
-    rules = _Rules.of(policy, now, start, end, deadline)
+
+    starts: list[int]
+    evaluators: list[tuple[uuid.UUID, ...]]
+
+    def between(self, low: int, high: int) -> tuple[int, int]:
+        """The index range of the starts in [low, high)."""
+        first = bisect_left(self.starts, low)
+        return first, max(first, bisect_left(self.starts, high, first))
+
+
+def _merge(calendars: Iterable[EvaluatorCalendar], rules: _Rules) -> FreeStarts:
     ordered = sorted(calendars, key=lambda calendar: str(calendar.id))
     if len({calendar.id for calendar in ordered}) != len(ordered):
         raise ValueError("each evaluator may appear only once")
@@ -252,11 +260,62 @@ def find_slots(
                 evaluators_at[s] = [calendar.id]
             else:
                 ids.append(calendar.id)
+    starts = sorted(evaluators_at)
+    return FreeStarts(starts, [tuple(evaluators_at[s]) for s in starts])
+
+
+def free_starts(
+    calendars: Iterable[EvaluatorCalendar], policy: Policy, start: datetime, end: datetime
+) -> FreeStarts:
+    """The starts in [start, end) where some evaluator is free, ignoring notice, horizon and
+    deadlines: those belong to who asks and when (`window`)."""
+    for name, value in (("start", start), ("end", end)):
+        if value.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware")
+    rules = _Rules(
+        interview=policy.interview_minutes * _US_PER_MINUTE,
+        buffer=policy.buffer_minutes * _US_PER_MINUTE,
+        step=policy.slot_step_minutes * _US_PER_MINUTE,
+        daily_cap=policy.max_interviews_per_evaluator_per_day,
+        low=to_us(start),
+        high=to_us(end),
+    )
+    return _merge(calendars, rules)
+
+
+def window(
+    policy: Policy,
+    now: datetime,
+    start: datetime,
+    end: datetime,
+    deadline: datetime | None = None,
+) -> tuple[int, int]:
+    """[low, high) in microseconds: the starts find_slots would admit for this request."""
+    rules = _Rules.of(policy, now, start, end, deadline)
+    return rules.low, rules.high
+
+
+def find_slots(
+    calendars: Iterable[EvaluatorCalendar],
+    policy: Policy,
+    now: datetime,
+    start: datetime,
+    end: datetime,
+    deadline: datetime | None = None,
+) -> list[Slot]:
+    """All starts in [start, end) where at least one evaluator is free, sorted by time.
+
+    Rules, per evaluator: the interview fits in one availability block and starts on that
+    block's step grid; min notice, horizon and the optional deadline (the interview must be
+    over by then); the buffer around every active booking; and fewer than the daily maximum of
+    bookings on the evaluator's local date.
+    """
+    found = _merge(calendars, _Rules.of(policy, now, start, end, deadline))
     interview = policy.interview
     slots: list[Slot] = []
-    for s in sorted(evaluators_at):
+    for s, ids in zip(found.starts, found.evaluators, strict=True):
         slot_start = from_us(s)
-        slots.append(Slot(slot_start, slot_start + interview, tuple(evaluators_at[s])))
+        slots.append(Slot(slot_start, slot_start + interview, ids))
     return slots
 
 

@@ -15,11 +15,11 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import keys
+from scheduler.availability import from_us
 from scheduler.bookings import (
     SlotView,
     active_booking,
     booking_closed,
-    candidate_slots,
     held_booking,
 )
 from scheduler.errors import NotFound, SlotTaken
@@ -67,10 +67,20 @@ async def state(request: web.Request, session: AsyncSession) -> Portal:
 async def slots_between(
     request: web.Request, session: AsyncSession, candidate: Candidate, lo: datetime, hi: datetime
 ) -> list[SlotView]:
+    """The candidate's slots in [lo, hi): the process's shared free times (scheduler.free_times)
+    cut to this candidate's notice, horizon and deadline."""
     app = request.app
-    return await candidate_slots(
-        session, candidate, app[keys.POLICY], app[keys.CLOCK].now(), lo, hi
+    offer = await app[keys.FREE_TIMES].offer(
+        session,
+        candidate.organisation_id,
+        candidate.language,
+        app[keys.CLOCK].now(),
+        lo,
+        hi,
+        candidate.book_by,
     )
+    interview = app[keys.POLICY].interview
+    return [SlotView(start, start + interview) for start in map(from_us, offer.starts())]
 
 
 def local_today(request: web.Request, tz: ZoneInfo) -> date:
