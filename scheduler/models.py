@@ -60,7 +60,8 @@ class Organisation(Base):
     recording: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     # Raised in every transaction that may change its slots (scheduler.calendar_versions):
     # the key under which each process caches the free times it computed.
-    calendar_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    # Only a server default, so that inserts written for older schemas leave it out.
+    calendar_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class ApiKey(Base):

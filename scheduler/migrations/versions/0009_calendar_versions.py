@@ -15,12 +15,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('organisations') as batch:
-        batch.add_column(
-            sa.Column('calendar_version', sa.BigInteger(), server_default=sa.text('0'), nullable=False)
-        )
+    # A plain ADD COLUMN, not a batch: SQLite would copy `organisations`, and dropping the
+    # old copy fails while every other table's foreign keys point at it.
+    op.add_column(
+        'organisations',
+        sa.Column('calendar_version', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('organisations') as batch:
-        batch.drop_column('calendar_version')
+    op.drop_column('organisations', 'calendar_version')  # SQLite >= 3.35 drops in place
