@@ -99,7 +99,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         contention=app[keys.CONTENTION],
     )
     app[keys.DB] = db
-    app[keys.FREE_TIMES] = FreeTimes(db, app[keys.POLICY])
+    app[keys.FREE_TIMES] = FreeTimes(app[keys.POLICY])
     yield
     await db.dispose()
 

@@ -10,8 +10,8 @@ request of every process: no slot a committed booking took is offered again.
 
 Ranges are widened to whole UTC days so that "from now to the horizon", asked afresh every
 second, keeps hitting one entry all day. When an entry goes stale, the first request
-recomputes it and the others asking at the same moment wait for that one computation rather
-than each running their own.
+recomputes it (in its own session) and the others asking at the same moment wait for that
+one computation rather than each running their own.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.calendar_versions import read_version
 from scheduler.calendars import load_calendars
-from scheduler.db import Database
 from scheduler.policy import Policy
 from scheduler.slots import FreeStarts, free_starts, window
 
@@ -58,12 +57,11 @@ class Offer:
 class FreeTimes:
     """The cache; one per app (process), sized in entries (organisation x language x range)."""
 
-    def __init__(self, db: Database, policy: Policy, size: int = 256) -> None:
-        self._db = db
+    def __init__(self, policy: Policy, size: int = 256) -> None:
         self._policy = policy
         self._size = size
         self._entries: OrderedDict[_Key, tuple[int, FreeStarts]] = OrderedDict()
-        self._running: dict[tuple[_Key, int], asyncio.Task[FreeStarts]] = {}
+        self._running: dict[tuple[_Key, int], asyncio.Future[FreeStarts]] = {}
         # Computations run, for tests and the benchmark's cold/warm split.
         self.computed = 0
 
@@ -85,26 +83,41 @@ class FreeTimes:
         after_last = _day_floor(end - timedelta(microseconds=1)) + _ONE_DAY
         key = (organisation_id, language, first_day, after_last)
         version = await read_version(session, organisation_id)  # before any row it covers
-        free = await self._free(key, version)
+        free = await self._free(session, key, version)
         return Offer(free, *free.between(low, high))
 
-    async def _free(self, key: _Key, version: int) -> FreeStarts:
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] == version:
-            self._entries.move_to_end(key)
-            return entry[1]
-        task = self._running.get((key, version))
-        if task is None:
-            task = asyncio.create_task(self._compute(key, version))
-            self._running[(key, version)] = task
-            task.add_done_callback(lambda _: self._running.pop((key, version), None))
-        # Shielded: one asker giving up must not cancel the computation the others await.
-        return await asyncio.shield(task)
+    async def _free(self, session: AsyncSession, key: _Key, version: int) -> FreeStarts:
+        while True:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == version:
+                self._entries.move_to_end(key)
+                return entry[1]
+            running = self._running.get((key, version))
+            if running is None:
+                break
+            try:
+                # Shielded: this asker giving up must not cancel the computation of another.
+                return await asyncio.shield(running)
+            except _Abandoned:
+                continue  # its asker gave up or failed: look again, maybe compute ourselves
+        # Computed in the asker's own session, after its version read: a separate session
+        # would need a second pooled connection while the crowd holds them all.
+        future: asyncio.Future[FreeStarts] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._running[(key, version)] = future
+        try:
+            free = await self._compute(session, key, version)
+        except BaseException:
+            future.set_exception(_Abandoned())
+            raise
+        finally:
+            self._running.pop((key, version), None)
+        future.set_result(free)
+        return free
 
-    async def _compute(self, key: _Key, version: int) -> FreeStarts:
+    async def _compute(self, session: AsyncSession, key: _Key, version: int) -> FreeStarts:
         organisation_id, language, start, end = key
-        async with self._db.read() as session:
-            calendars = await load_calendars(session, organisation_id, language, start, end)
+        calendars = await load_calendars(session, organisation_id, language, start, end)
         free = free_starts(calendars, self._policy, start, end)
         self.computed += 1
         current = self._entries.get(key)
@@ -114,3 +127,7 @@ class FreeTimes:
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
         return free
+
+
+class _Abandoned(Exception):
+    """The asker computing an entry gave up or failed; those waiting on it look again."""
