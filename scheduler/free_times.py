@@ -20,6 +20,7 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +33,8 @@ __all__ = ["FreeTimes", "Offer"]
 
 # (organisation, language, first UTC day, day after the last)
 _Key = tuple[uuid.UUID, str, datetime, datetime]
+# A computed entry and the memo its offers share (`Offer.memo`).
+_Shared = tuple[FreeStarts, dict[str, Any]]
 _ONE_DAY = timedelta(days=1)
 
 
@@ -40,12 +43,20 @@ def _day_floor(moment: datetime) -> datetime:
 
 
 class Offer:
-    """The starts offered to one candidate: a slice of a shared `FreeStarts`, not a copy."""
+    """The starts offered to one candidate: a slice of a shared `FreeStarts`, not a copy.
 
-    __slots__ = ("first", "free", "last")
+    `memo` is shared by every offer cut from one entry, and dies with it: the web layer keeps
+    there what it derives from the whole entry (each start rendered in a time zone), so a
+    crowd's answers are slices of text rendered once.
+    """
 
-    def __init__(self, free: FreeStarts, first: int, last: int) -> None:
+    __slots__ = ("first", "free", "last", "memo")
+
+    def __init__(
+        self, free: FreeStarts, first: int, last: int, memo: dict[str, Any] | None = None
+    ) -> None:
         self.free, self.first, self.last = free, first, last
+        self.memo: dict[str, Any] = {} if memo is None else memo
 
     def starts(self) -> list[int]:
         return self.free.starts[self.first : self.last]
@@ -60,8 +71,8 @@ class FreeTimes:
     def __init__(self, policy: Policy, size: int = 256) -> None:
         self._policy = policy
         self._size = size
-        self._entries: OrderedDict[_Key, tuple[int, FreeStarts]] = OrderedDict()
-        self._running: dict[tuple[_Key, int], asyncio.Future[FreeStarts]] = {}
+        self._entries: OrderedDict[_Key, tuple[int, FreeStarts, dict[str, Any]]] = OrderedDict()
+        self._running: dict[tuple[_Key, int], asyncio.Future[_Shared]] = {}
         # Computations run, for tests and the benchmark's cold/warm split.
         self.computed = 0
 
@@ -83,15 +94,15 @@ class FreeTimes:
         after_last = _day_floor(end - timedelta(microseconds=1)) + _ONE_DAY
         key = (organisation_id, language, first_day, after_last)
         version = await read_version(session, organisation_id)  # before any row it covers
-        free = await self._free(session, key, version)
-        return Offer(free, *free.between(low, high))
+        free, memo = await self._free(session, key, version)
+        return Offer(free, *free.between(low, high), memo)
 
-    async def _free(self, session: AsyncSession, key: _Key, version: int) -> FreeStarts:
+    async def _free(self, session: AsyncSession, key: _Key, version: int) -> _Shared:
         while True:
             entry = self._entries.get(key)
             if entry is not None and entry[0] == version:
                 self._entries.move_to_end(key)
-                return entry[1]
+                return entry[1], entry[2]
             running = self._running.get((key, version))
             if running is None:
                 break
@@ -102,7 +113,7 @@ class FreeTimes:
                 continue  # its asker gave up or failed: look again, maybe compute ourselves
         # Computed in the asker's own session, after its version read: a separate session
         # would need a second pooled connection while the crowd holds them all.
-        future: asyncio.Future[FreeStarts] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[_Shared] = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._running[(key, version)] = future
         try:
@@ -115,18 +126,19 @@ class FreeTimes:
         future.set_result(free)
         return free
 
-    async def _compute(self, session: AsyncSession, key: _Key, version: int) -> FreeStarts:
+    async def _compute(self, session: AsyncSession, key: _Key, version: int) -> _Shared:
         organisation_id, language, start, end = key
         calendars = await load_calendars(session, organisation_id, language, start, end)
         free = free_starts(calendars, self._policy, start, end)
         self.computed += 1
+        memo: dict[str, Any] = {}
         current = self._entries.get(key)
         if current is None or current[0] <= version:
-            self._entries[key] = (version, free)
+            self._entries[key] = (version, free, memo)
             self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
-        return free
+        return free, memo
 
 
 class _Abandoned(Exception):

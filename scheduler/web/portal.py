@@ -6,6 +6,7 @@ and an integrator's script see the same slots and the same booking rules.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from scheduler.bookings import (
     held_booking,
 )
 from scheduler.errors import NotFound, SlotTaken
+from scheduler.free_times import Offer
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate
 from scheduler.policy import lock_time
 from scheduler.web import throttle
@@ -64,13 +66,13 @@ async def state(request: web.Request, session: AsyncSession) -> Portal:
     )
 
 
-async def slots_between(
+async def offer_between(
     request: web.Request, session: AsyncSession, candidate: Candidate, lo: datetime, hi: datetime
-) -> list[SlotView]:
-    """The candidate's slots in [lo, hi): the process's shared free times (scheduler.free_times)
-    cut to this candidate's notice, horizon and deadline."""
+) -> Offer:
+    """The candidate's starts in [lo, hi): the process's shared free times
+    (scheduler.free_times) cut to this candidate's notice, horizon and deadline."""
     app = request.app
-    offer = await app[keys.FREE_TIMES].offer(
+    return await app[keys.FREE_TIMES].offer(
         session,
         candidate.organisation_id,
         candidate.language,
@@ -79,12 +81,49 @@ async def slots_between(
         hi,
         candidate.book_by,
     )
-    interview = app[keys.POLICY].interview
+
+
+async def slots_between(
+    request: web.Request, session: AsyncSession, candidate: Candidate, lo: datetime, hi: datetime
+) -> list[SlotView]:
+    offer = await offer_between(request, session, candidate, lo, hi)
+    interview = request.app[keys.POLICY].interview
     return [SlotView(start, start + interview) for start in map(from_us, offer.starts())]
 
 
 def local_today(request: web.Request, tz: ZoneInfo) -> date:
     return request.app[keys.CLOCK].now().astimezone(tz).date()
+
+
+# Time zones whose renderings one cache entry keeps; a crowd uses one or two.
+_RENDERED_ZONES = 8
+
+
+def _rendered(offer: Offer, tz: str, interview: timedelta) -> list[str]:
+    """Each start of the offer's whole entry as its JSON object in `tz`, rendered once per
+    entry and zone: formatting times was most of a warm answer's CPU."""
+    key = f"slots_json:{tz}"
+    fragments: list[str] | None = offer.memo.get(key)
+    if fragments is None:
+        zone = ZoneInfo(tz)
+        fragments = [
+            json.dumps(
+                {
+                    "start": s.astimezone(zone).isoformat(),
+                    "end": (s + interview).astimezone(zone).isoformat(),
+                }
+            )
+            for s in map(from_us, offer.free.starts)
+        ]
+        if sum(k.startswith("slots_json:") for k in offer.memo) < _RENDERED_ZONES:
+            offer.memo[key] = fragments
+    return fragments
+
+
+def offer_json(offer: Offer, tz: str, interview: timedelta) -> str:
+    """The text `json.dumps(slots_json(...))` gives for the same slots, cut from the memo."""
+    slots = ", ".join(_rendered(offer, tz, interview)[offer.first : offer.last])
+    return f'{{"timezone": {json.dumps(tz)}, "slots": [{slots}]}}'
 
 
 def slots_json(slots: list[SlotView], tz: str) -> dict[str, Any]:
@@ -148,8 +187,9 @@ async def get_slots(request: web.Request) -> web.Response:
         start = q.from_ or local_today(request, zone)
         end = q.to or start + timedelta(days=DEFAULT_DAYS - 1)
         lo, hi = day_range(start, end, zone)
-        slots = await slots_between(request, session, candidate, lo, hi)
-    return web.json_response(slots_json(slots, tz))
+        offer = await offer_between(request, session, candidate, lo, hi)
+    body = offer_json(offer, tz, request.app[keys.POLICY].interview)
+    return web.Response(text=body, content_type="application/json")
 
 
 async def _with_fresh_slots(
