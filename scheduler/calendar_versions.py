@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
 from scheduler.models import Booking, Evaluator, Organisation
 
@@ -61,12 +61,17 @@ def _before_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> 
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint's release (scheduler.evaluator_choice): the outer commit raises
     session.flush()  # what is still pending marks its organisation too
     orgs = session.info.pop(_MARKED, None)
     if orgs:
         session.connection().execute(_RAISE, {"orgs": sorted(orgs, key=str)})
 
 
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_MARKED, None)
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    # Only the outermost transaction forgets: a savepoint rolled back may leave marks of what
+    # its transaction still holds, and an extra raise costs one recomputation, never a slot.
+    if transaction.parent is None:
+        session.info.pop(_MARKED, None)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from mailer.outbox import StoredMessage, booking_messages, requeue
 from rooms.models import Recording, forget_recording, recordings, room_report
 from scheduler import history, keys
-from scheduler.calendars import load_calendars
+from scheduler.availability import from_us
 from scheduler.errors import (
     Conflict,
     NotFound,
@@ -23,7 +23,6 @@ from scheduler.models import (
     ACTIVE_STATUSES,
     Booking,
 )
-from scheduler.slots import find_slots
 from scheduler.web.api.routing import (
     PREFIX,
     Call,
@@ -60,11 +59,17 @@ async def org_slots(call: Call) -> SlotsOut:
     tz = ZoneInfo(q.timezone)
     lo, hi = day_range(q.from_, q.to, tz)
     app = call.request.app
-    calendars = await load_calendars(call.session, call.org.id, q.language, lo, hi)
-    slots = find_slots(calendars, app[keys.POLICY], app[keys.CLOCK].now(), lo, hi)
+    # The same shared free times as the candidates' calendars (scheduler.free_times).
+    offer = await app[keys.FREE_TIMES].offer(
+        call.session, call.org.id, q.language, app[keys.CLOCK].now(), lo, hi, None
+    )
+    interview = app[keys.POLICY].interview
     return SlotsOut(
         timezone=q.timezone,
-        slots=[SlotOut(start=s.start.astimezone(tz), end=s.end.astimezone(tz)) for s in slots],
+        slots=[
+            SlotOut(start=s.astimezone(tz), end=(s + interview).astimezone(tz))
+            for s in map(from_us, offer.starts())
+        ],
     )
 
 
