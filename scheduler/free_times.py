@@ -85,15 +85,20 @@ class FreeTimes:
         start: datetime,
         end: datetime,
         deadline: datetime | None,
+        version: int | None = None,
     ) -> Offer:
-        """The free starts in [start, end) this candidate may book, as find_slots would give."""
+        """The free starts in [start, end) this candidate may book, as find_slots would give.
+
+        `version` is the organisation's calendar version if the caller read it already, in
+        this session and before anything else the answer covers; else it is read here."""
         low, high = window(self._policy, now, start, end, deadline)
         if low >= high:
             return Offer(FreeStarts([], []), 0, 0)
         first_day = _day_floor(start)
         after_last = _day_floor(end - timedelta(microseconds=1)) + _ONE_DAY
         key = (organisation_id, language, first_day, after_last)
-        version = await read_version(session, organisation_id)  # before any row it covers
+        if version is None:
+            version = await read_version(session, organisation_id)  # before any row it covers
         free, memo = await self._free(session, key, version)
         return Offer(free, *free.between(low, high), memo)
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.tokens import LinkKind, LinkSigner, parse_link
-from scheduler.models import Booking, Candidate
+from scheduler.models import Booking, Candidate, Organisation
+
+# The candidate and their organisation's calendar version (scheduler.calendar_versions) in
+# one round trip, for the slots answer that needs both; built once, like the hot queries.
+_CANDIDATE_AND_VERSION = (
+    select(Candidate, Organisation.calendar_version)
+    .join(Organisation, Organisation.id == Candidate.organisation_id)
+    .where(Candidate.id == bindparam("candidate_id"))
+)
 
 
 def room_nonce(booking: Booking, role: str) -> str:
@@ -39,3 +48,16 @@ class Links:
         if candidate is None or not self.signer.verify(link, candidate.link_nonce):
             return None
         return candidate
+
+    async def resolve_candidate_and_version(
+        self, session: AsyncSession, token: str
+    ) -> tuple[Candidate, int] | None:
+        """`resolve_candidate`, plus the organisation's calendar version read in the same
+        statement: read before the slots it covers, as scheduler.free_times requires."""
+        link = parse_link(token, LinkKind.CANDIDATE)
+        if link is None:
+            return None
+        row = (await session.execute(_CANDIDATE_AND_VERSION, {"candidate_id": link.ident})).first()
+        if row is None or not self.signer.verify(link, row[0].link_nonce):
+            return None
+        return row[0], row[1]

@@ -55,6 +55,17 @@ async def resolve(request: web.Request, session: AsyncSession) -> Candidate:
     return candidate
 
 
+async def resolve_and_version(request: web.Request, session: AsyncSession) -> tuple[Candidate, int]:
+    """`resolve`, with the organisation's calendar version from the same statement."""
+    found = await request.app[keys.LINKS].resolve_candidate_and_version(
+        session, request.match_info["token"]
+    )
+    if found is None:
+        await throttle.lookup_failed()
+        raise NotFound("this link is not valid")
+    return found
+
+
 async def state(request: web.Request, session: AsyncSession) -> Portal:
     candidate = await resolve(request, session)
     now = request.app[keys.CLOCK].now()
@@ -67,7 +78,12 @@ async def state(request: web.Request, session: AsyncSession) -> Portal:
 
 
 async def offer_between(
-    request: web.Request, session: AsyncSession, candidate: Candidate, lo: datetime, hi: datetime
+    request: web.Request,
+    session: AsyncSession,
+    candidate: Candidate,
+    lo: datetime,
+    hi: datetime,
+    version: int | None = None,
 ) -> Offer:
     """The candidate's starts in [lo, hi): the process's shared free times
     (scheduler.free_times) cut to this candidate's notice, horizon and deadline."""
@@ -80,6 +96,7 @@ async def offer_between(
         lo,
         hi,
         candidate.book_by,
+        version,
     )
 
 
@@ -181,13 +198,13 @@ def booking_json(request: web.Request, booking: Booking, tz: str) -> dict[str, A
 async def get_slots(request: web.Request) -> web.Response:
     q: CandidateSlotsQuery = parse(CandidateSlotsQuery, dict(request.query))
     async with request.app[keys.DB].read() as session:
-        candidate = await resolve(request, session)
+        candidate, version = await resolve_and_version(request, session)
         tz = q.tz or candidate.timezone
         zone = ZoneInfo(tz)
         start = q.from_ or local_today(request, zone)
         end = q.to or start + timedelta(days=DEFAULT_DAYS - 1)
         lo, hi = day_range(start, end, zone)
-        offer = await offer_between(request, session, candidate, lo, hi)
+        offer = await offer_between(request, session, candidate, lo, hi, version)
     body = offer_json(offer, tz, request.app[keys.POLICY].interview)
     return web.Response(text=body, content_type="application/json")
 
