@@ -7,7 +7,7 @@ changed or removed. Rather than trust each write path to remember it, one sessio
 watches what every flush writes: a flushed `Booking` or `Evaluator` marks its organisation,
 and just before the commit the marked organisations' versions are raised. A write path added
 later is covered without knowing about caches; a bulk Core UPDATE of those tables would not
-be, which is why none exists (tests/scheduler/test_free_times.py proves the main paths).
+be: such a write calls `touch` (tests/scheduler/test_free_times.py proves the main paths).
 
 The raise is the transaction's last statement: on PostgreSQL it takes the organisation's row
 lock, and holding it only over the commit keeps concurrent bookings of one organisation from
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
 from scheduler.models import Booking, Evaluator, Organisation
 
-__all__ = ["read_version"]
+__all__ = ["read_version", "touch"]
 
 _MARKED = "viva.calendar_orgs"
 _WATCHED = (Booking, Evaluator)
@@ -42,6 +42,12 @@ _RAISE = (
 async def read_version(session: AsyncSession, organisation_id: uuid.UUID) -> int:
     """The organisation's current calendar version (0 for an unknown organisation)."""
     return (await session.scalar(_READ, {"org": organisation_id})) or 0
+
+
+def touch(session: AsyncSession, organisation_id: uuid.UUID) -> None:
+    """For a write the hook cannot see (a Core UPDATE or DELETE of bookings or evaluators):
+    the organisation's version is raised at this transaction's commit all the same."""
+    session.sync_session.info.setdefault(_MARKED, set()).add(organisation_id)
 
 
 def _mark(session: Session, objects: Any) -> None:
