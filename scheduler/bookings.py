@@ -27,7 +27,6 @@ from rooms.tokens import new_nonce
 from scheduler import history
 from scheduler.calendars import (
     busy_intervals,
-    load_calendars,
 )
 from scheduler.db import Database
 from scheduler.errors import (
@@ -45,7 +44,6 @@ from scheduler.evaluator_choice import free_evaluator, lock_evaluator
 from scheduler.history import Actor
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator
 from scheduler.policy import Policy, is_locked
-from scheduler.slots import find_slots
 
 
 @dataclass(frozen=True)
@@ -141,21 +139,6 @@ def booking_closed(candidate: Candidate, policy: Policy, now: datetime) -> bool:
     return candidate.book_by is not None and now + policy.min_notice + policy.interview > (
         candidate.book_by
     )
-
-
-async def candidate_slots(
-    session: AsyncSession,
-    candidate: Candidate,
-    policy: Policy,
-    now: datetime,
-    start: datetime,
-    end: datetime,
-) -> list[SlotView]:
-    calendars = await load_calendars(
-        session, candidate.organisation_id, candidate.language, start, end
-    )
-    slots = find_slots(calendars, policy, now, start, end, candidate.book_by)
-    return [SlotView(s.start, s.end) for s in slots]
 
 
 async def _evaluator_for(
