@@ -89,6 +89,9 @@ class Candidate(Base):
     # Rotating it revokes the personal link (see rooms.tokens).
     link_nonce: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    # Set when their personal data was erased on request (scheduler.privacy): the row is
+    # kept, anonymous, because their bookings still point at it; the API no longer finds it.
+    erased_at: Mapped[datetime | None]
 
 
 class Booking(Base):

@@ -459,3 +459,81 @@ class OrganisationPatch(_Patch):
         if value is None:
             raise ValueError("cannot be null; leave the field out to keep its value")
         return value
+
+
+# --- a candidate's data on request (scheduler.privacy) ----------------------------------
+
+
+class ErasureIn(_In):
+    mode: Literal["erase"] = Field(
+        description="`erase`: remove or anonymise every personal field of the candidate "
+        "everywhere (their bookings stay as anonymous rows). The only mode today."
+    )
+
+
+class CandidateProfile(_Out):
+    id: uuid.UUID
+    name: str
+    email: str
+    language: str
+    locale: str
+    timezone: str
+    book_by: datetime | None
+    created_at: datetime
+
+
+class MessagePartOut(_Out):
+    content_type: str = Field(examples=["text/plain"])
+    text: str
+
+
+class MessageCopyOut(BaseModel):
+    """One e-mail sent (or to be sent) to the candidate, as sent."""
+
+    id: uuid.UUID
+    kind: str
+    status: Literal["pending", "sending", "sent", "failed"]
+    created_at: datetime
+    sent_at: datetime | None
+    headers: list[tuple[str, str]] = Field(description="Every header, in order.")
+    parts: list[MessagePartOut] = Field(
+        description="The readable parts: the text, the HTML, the calendar invitation."
+    )
+
+
+class BookingExport(BaseModel):
+    id: uuid.UUID
+    evaluator_id: uuid.UUID
+    start: datetime
+    end: datetime
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    cancel_reason: str | None
+    history: list[EventOut]
+    messages: list[MessageCopyOut]
+    room: RoomReport = Field(
+        description="Attendance, ID check, outcome; recordings as links (GET with the API key)."
+    )
+    evaluator_notes: str = Field(description="The evaluator's notes on the interview.")
+
+
+class CandidateExport(BaseModel):
+    """Everything Viva holds about one candidate (docs/privacy.md)."""
+
+    exported_at: datetime
+    organisation_id: uuid.UUID
+    profile: CandidateProfile
+    bookings: list[BookingExport]
+    other_messages: list[MessageCopyOut] = Field(
+        description="Messages to the candidate's address outside their bookings."
+    )
+
+
+class ErasureOut(BaseModel):
+    """What the erasure touched: counts, never the erased data."""
+
+    erased_at: datetime
+    bookings: int = Field(description="Bookings kept as anonymous rows.")
+    messages: int = Field(description="Messages whose subject, body and address were dropped.")
+    recordings: int = Field(description="Recordings deleted, files and entries.")

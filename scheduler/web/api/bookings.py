@@ -158,6 +158,8 @@ async def resend_message(call: Call) -> MessageOut:
         stored, queued = await requeue(session, message_id, booking_id=b.id, now=now)
         if stored is None:
             raise NotFound("no such message")
+        if not stored.raw:
+            raise Conflict("this message was erased with its candidate's data")
         if not queued:
             raise Conflict(f"this message is already {stored.status}; wait for its outcome")
         await history.record(
