@@ -115,6 +115,9 @@ class Booking(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # Null: recorded if the organisation records. False: the organisation turned recording
+    # off for this booking (a participant does not consent to it).
+    recording: Mapped[bool | None]
 
     __table_args__ = (
         Index("ix_bookings_evaluator_start", "evaluator_id", "start_at"),

@@ -90,7 +90,7 @@ async def _ticket(
         locale=me.locale,
         timezone=me.timezone,
         language=candidate.language,
-        recording=organisation.recording,
+        recording=organisation.recording and booking.recording is not False,
         held=booking.status if booking.status in HELD_STATUSES else None,
         organisation_id=organisation.id,
     )

@@ -342,11 +342,31 @@ class BookingOut(_Out):
     sequence: int
     created_at: datetime
     updated_at: datetime
+    recording: bool = Field(
+        description="Whether its room records: the organisation records and has not turned "
+        "recording off for this booking (PATCH)."
+    )
     rooms: RoomLinks | None = None
     messages: list[MessageOut] | None = None
     room: RoomReport | None = Field(
         None, description="Attendance, ID check and outcome (GET /bookings/{id} only)."
     )
+
+
+class BookingPatch(_Patch):
+    recording: bool | None = Field(
+        None,
+        description="`false`: this booking's room is not recorded, whatever the "
+        "organisation's setting (a participant does not consent to it); `true`: it follows "
+        "the organisation's setting again. From the next room session on.",
+    )
+
+    @field_validator("recording", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
 
 
 class BookingList(BaseModel):

@@ -477,3 +477,36 @@ async def test_a_recording_stopped_before_both_cameras_arrived_ends_cleanly(
     assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
     if recorder.path.exists():  # whatever was written is a file players can open
         assert [kind for kind, _ in _streams(recorder.path)] == ["video", "audio"] * 2
+
+
+async def test_the_organisation_turns_recording_off_for_one_booking(
+    client: TestClient, booked: Booked
+) -> None:
+    """A participant who does not consent: their booking's room is not recorded, while the
+    organisation's other interviews are."""
+    org = booked.org
+    await org.ok("PATCH", "/organisation", json={"recording": True})
+    assert (await org.ok("GET", f"/bookings/{booked.booking_id}"))["recording"] is True
+
+    off = await org.ok("PATCH", f"/bookings/{booked.booking_id}", json={"recording": False})
+
+    assert off["recording"] is False
+    assert (await _info(client, booked.candidate_token))["recording"] is False
+    assert (await _info(client, booked.evaluator_token))["recording"] is False
+    history = (await org.ok("GET", f"/bookings/{booked.booking_id}/history"))["events"]
+    assert (history[-1]["action"], history[-1]["actor"]) == ("recording_off", "organisation")
+    # Sent again, nothing changes and nothing is added to the history.
+    await org.ok("PATCH", f"/bookings/{booked.booking_id}", json={"recording": False})
+    again = (await org.ok("GET", f"/bookings/{booked.booking_id}/history"))["events"]
+    assert len(again) == len(history)
+    status, body = await org.call(
+        "PATCH", f"/bookings/{booked.booking_id}", json={"recording": None}
+    )
+    assert status == 422 and body["errors"][0]["field"] == "recording"
+
+    back = await org.ok("PATCH", f"/bookings/{booked.booking_id}", json={"recording": True})
+    assert back["recording"] is True
+    assert (await _info(client, booked.candidate_token))["recording"] is True
+    # The organisation's own choice still governs a booking that follows it.
+    await org.ok("PATCH", "/organisation", json={"recording": False})
+    assert (await org.ok("GET", f"/bookings/{booked.booking_id}"))["recording"] is False

@@ -26,6 +26,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "AvailabilityDoc": {"weekly": []},
     "ForceMajeureIn": {"action": "cancel", "reason": "Mallory says so."},
     "ErasureIn": {"mode": "erase"},
+    "BookingPatch": {"recording": False},
 }
 
 

@@ -33,6 +33,7 @@ from scheduler.web.api.routing import (
 from scheduler.web.schemas import (
     BookingList,
     BookingOut,
+    BookingPatch,
     EventOut,
     ForceMajeureIn,
     HistoryOut,
@@ -85,6 +86,7 @@ def booking_out(call: Call, b: Booking, *, detail: bool = False) -> BookingOut:
         sequence=b.sequence,
         created_at=b.created_at,
         updated_at=b.updated_at,
+        recording=call.org.recording and b.recording is not False,
         rooms=rooms,
     )
 
@@ -119,6 +121,33 @@ async def get_booking(call: Call) -> BookingOut:
     for recording in out.room.recordings:
         recording.download = f"{PREFIX}/bookings/{b.id}/recordings/{recording.id}"
     return out
+
+
+@endpoint(
+    "PATCH",
+    "/bookings/{id}",
+    "Change a booking's settings: `recording` false to leave its room unrecorded (a "
+    "participant does not consent), true to follow the organisation's setting again",
+    body=BookingPatch,
+    response=BookingOut,
+    write=True,
+)
+async def patch_booking(call: Call) -> BookingOut:
+    b = await call.owned(Booking, "booking")
+    data: BookingPatch = call.body
+    if "recording" in data.model_fields_set and (b.recording is not False) != data.recording:
+        now = call.request.app[keys.CLOCK].now()
+        # False, or null again: null follows the organisation's setting, whatever it becomes.
+        b.recording = None if data.recording else False
+        b.updated_at = now
+        await history.record(
+            call.session,
+            b,
+            actor=Actor("organisation", call.key_name),
+            action="recording_on" if data.recording else "recording_off",
+            now=now,
+        )
+    return booking_out(call, b, detail=True)
 
 
 def message_out(m: StoredMessage) -> MessageOut:
