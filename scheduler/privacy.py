@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailer.models import outbox_messages as outbox
 from mailer.store import StoredMessage
 from rooms.models import (
+    RoomConsent,
     RoomRecord,
     RoomRecording,
     RoomReport,
@@ -224,6 +225,12 @@ async def erase_candidate(
         )
         await session.execute(
             update(Timer).where(Timer.booking_id.in_(ids)).values(last_error=None)
+        )
+        # Who consented stays known as a role (the recording's lawful basis); not the name.
+        await session.execute(
+            update(RoomConsent)
+            .where(RoomConsent.booking_id.in_(ids), RoomConsent.role == "candidate")
+            .values(name=ERASED_ACTOR)
         )
     for b in bookings:
         b.cancel_reason = None

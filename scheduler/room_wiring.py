@@ -17,6 +17,7 @@ from datetime import datetime
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rooms.models import consented
 from rooms.relay import Role
 from rooms.room import Schedule, Ticket
 from rooms.signaling import RoomServer
@@ -91,6 +92,7 @@ async def _ticket(
         timezone=me.timezone,
         language=candidate.language,
         recording=organisation.recording and booking.recording is not False,
+        consented=await consented(session, booking.id, role),
         held=booking.status if booking.status in HELD_STATUSES else None,
         organisation_id=organisation.id,
     )

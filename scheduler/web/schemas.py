@@ -309,12 +309,27 @@ class RecordingOut(_Out):
     )
 
 
+class ConsentOut(_Out):
+    """A participant's consent to the recording, given on their room page."""
+
+    role: Literal["candidate", "evaluator"]
+    name: str = Field(description="The participant's name when they consented.")
+    notice: str = Field(
+        description="The SHA-256 (hex) of the notice text they were shown and agreed to."
+    )
+    consented_at: datetime
+
+
 class RoomReport(_Out):
     """What happened in the booking's video room (docs/rooms.md)."""
 
     attendance: list[AttendanceOut]
     recordings: list[RecordingOut] = Field(
         description="The room's recordings, when the organisation records its interviews."
+    )
+    consents: list[ConsentOut] = Field(
+        description="Consents to the recording: a recorded room seats a participant only "
+        "once theirs is stored, and records only once both are."
     )
     admitted_at: datetime | None = Field(description="When the evaluator admitted the candidate.")
     id_checked_at: datetime | None = Field(description="When the evaluator checked the ID.")

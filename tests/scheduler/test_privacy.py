@@ -24,6 +24,7 @@ from rooms.models import (
 from scheduler import keys
 from scheduler.migrate import target_metadata
 from tests.conftest import Org, token_of
+from tests.rooms.room_support import consent
 
 NAME = "Zoltan Quixworth"
 EMAIL = "zoltan.quixworth@example.org"
@@ -78,8 +79,8 @@ def _folder_hits(folder: Path, needles: list[str]) -> set[tuple[str, str]]:
 
 async def _interviewed(org: Org, clock: Any, *, finished: bool = True) -> dict[str, Any]:
     """A candidate with one of everything: a booking, its history and mails, attendance,
-    the evaluator's notes and a recording on disk (which names them, as a file's metadata
-    may)."""
+    their consent to recording, the evaluator's notes and a recording on disk (which
+    names them, as a file's metadata may)."""
     app = org.client.app
     await org.make_evaluator()
     cand = await org.make_candidate(name=NAME, email=EMAIL)
@@ -92,6 +93,7 @@ async def _interviewed(org: Org, clock: Any, *, finished: bool = True) -> dict[s
     booking_id = uuid.UUID((await booked.json())["id"])
     detail = await org.ok("GET", f"/bookings/{booking_id}")
     room_token = token_of(detail["rooms"]["candidate"])
+    await consent(org.client, room_token)
     folder = app[keys.SETTINGS].recordings_path
     (folder / str(booking_id)).mkdir(parents=True)
     (folder / str(booking_id) / "take.mkv").write_bytes(f"title={NAME}".encode())
@@ -125,6 +127,8 @@ async def test_an_export_holds_each_kind_of_data(make_org, clock) -> None:
     assert EMAIL in headers["To"] and headers["Subject"]
     assert any(p["content_type"] == "text/plain" and p["text"].strip() for p in mail["parts"])
     assert booking["room"]["attendance"][0]["role"] == "candidate"
+    [consented] = booking["room"]["consents"]
+    assert (consented["role"], consented["name"]) == ("candidate", NAME)
     [recording] = booking["room"]["recordings"]
     assert (
         recording["download"] == f"/api/v1/bookings/{got['booking']}/recordings/{recording['id']}"
