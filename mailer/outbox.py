@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -125,6 +126,14 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _without_address(error: str, recipient: str) -> str:
+    """An SMTP error often quotes the address it refused. Logs name a message by its
+    Message-ID, never its recipient: the outbox row says who it was for for as long as it
+    exists, and an erased candidate's row stops saying it (scheduler.privacy), which a log
+    line kept elsewhere could not."""
+    return re.sub(re.escape(recipient), "<recipient>", error, flags=re.IGNORECASE)
 
 
 def _is_permanent(exc: BaseException) -> bool:
@@ -276,11 +285,10 @@ class Outbox:
     async def _mark_sent(self, row: _Claimed, how: str) -> bool:
         recorded = await self._finish(row, status="sent", sent_at=self._now(), last_error=None)
         logger.info(
-            "mail %s: message_id=%s recipient=%s",
+            "mail %s: message_id=%s",
             how,
             row.message_id,
-            row.recipient,
-            extra={"message_id": row.message_id, "recipient": row.recipient},
+            extra={"message_id": row.message_id},
         )
         return recorded
 
@@ -290,12 +298,11 @@ class Outbox:
         if self._on_failed is not None:
             self._on_failed()
         logger.error(
-            "mail failed for good: message_id=%s recipient=%s attempts=%d error=%s",
+            "mail failed for good: message_id=%s attempts=%d error=%s",
             row.message_id,
-            row.recipient,
             row.attempts,
-            error,
-            extra={"message_id": row.message_id, "recipient": row.recipient},
+            _without_address(error, row.recipient),
+            extra={"message_id": row.message_id},
         )
 
     async def _retry_later(self, row: _Claimed, error: str) -> None:
@@ -306,13 +313,12 @@ class Outbox:
         retry_at = self._now() + delay
         await self._finish(row, status="pending", next_attempt_at=retry_at, last_error=error)
         logger.warning(
-            "mail delayed: message_id=%s recipient=%s attempt=%d retry_at=%s error=%s",
+            "mail delayed: message_id=%s attempt=%d retry_at=%s error=%s",
             row.message_id,
-            row.recipient,
             row.attempts,
             retry_at.isoformat(),
-            error,
-            extra={"message_id": row.message_id, "recipient": row.recipient},
+            _without_address(error, row.recipient),
+            extra={"message_id": row.message_id},
         )
 
     # -- SMTP ------------------------------------------------------------------------------

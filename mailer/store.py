@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any
 
-from sqlalchemy import CursorResult, Result, Select, insert, select, update
+from sqlalchemy import CursorResult, Result, Select, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.message import MailContent, message_id_for, validate_address
@@ -188,6 +188,8 @@ async def requeue(
             t.c.id == id,
             t.c.booking_id == booking_id,
             t.c.status.in_(("failed", "sent")),
+            # An erased message (scheduler.privacy) has no body left to send.
+            func.length(t.c.raw) > 0,
         )
         .values(status="pending", attempts=0, next_attempt_at=now, sent_at=None, claimed_by=None)
     )

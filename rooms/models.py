@@ -37,8 +37,10 @@ from mailer.primitives import UTCDateTime
 
 __all__ = [
     "Attendance",
+    "Consent",
     "Recording",
     "RoomAttendance",
+    "RoomConsent",
     "RoomHost",
     "RoomRecord",
     "RoomRecording",
@@ -48,9 +50,12 @@ __all__ = [
     "attendance",
     "candidate_joined_before",
     "claim_host",
+    "consented",
+    "consents",
     "forget_recording",
     "load_state",
     "metadata",
+    "record_consent",
     "record_join",
     "record_leave",
     "recording_finished",
@@ -130,6 +135,25 @@ class RoomRecording(_Base):
     bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class RoomConsent(_Base):
+    """A participant's consent to the recording of a booking's room: who, when, and to
+    which notice (the SHA-256 of the text they were shown), so that a changed notice asks
+    again. Recording starts only once both participants' consents are stored."""
+
+    __tablename__ = "room_consents"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    booking_id: Mapped[uuid.UUID]
+    role: Mapped[str] = mapped_column(String(16))
+    # The participant's name when they consented (an erasure anonymises it).
+    name: Mapped[str] = mapped_column(String(200))
+    notice: Mapped[str] = mapped_column(String(64))
+    consented_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("uq_room_consents_booking_role_notice", "booking_id", "role", "notice", unique=True),
+    )
+
+
 class RoomHost(_Base):
     """Which process holds a booking's live room, when several serve `/r/` (a lease).
 
@@ -183,12 +207,21 @@ class Recording:
 
 
 @dataclass(frozen=True)
+class Consent:
+    role: str
+    name: str
+    notice: str
+    consented_at: datetime
+
+
+@dataclass(frozen=True)
 class RoomReport:
     """What the organisation sees of a room: attendance, the interview's milestones and
     its recordings."""
 
     attendance: list[Attendance]
     recordings: list[Recording]
+    consents: list[Consent]
     admitted_at: datetime | None
     id_checked_at: datetime | None
     interview_started_at: datetime | None
@@ -300,6 +333,7 @@ async def room_report(session: AsyncSession, booking_id: uuid.UUID) -> RoomRepor
     return RoomReport(
         attendance=await attendance(session, booking_id),
         recordings=await recordings(session, booking_id),
+        consents=await consents(session, booking_id),
         admitted_at=state.admitted_at,
         id_checked_at=state.id_checked_at,
         interview_started_at=state.interview_started_at,
@@ -307,6 +341,50 @@ async def room_report(session: AsyncSession, booking_id: uuid.UUID) -> RoomRepor
         ended_at=state.ended_at,
         outcome=state.outcome,
     )
+
+
+async def record_consent(
+    session: AsyncSession, booking_id: uuid.UUID, role: str, name: str, notice: str, at: datetime
+) -> None:
+    """Store a consent, once per notice: consenting again to the same text changes nothing."""
+    found = await session.scalar(
+        select(RoomConsent.id).where(
+            RoomConsent.booking_id == booking_id,
+            RoomConsent.role == role,
+            RoomConsent.notice == notice,
+        )
+    )
+    if found is None:
+        session.add(
+            RoomConsent(
+                id=uuid.uuid4(),
+                booking_id=booking_id,
+                role=role,
+                name=name,
+                notice=notice,
+                consented_at=at,
+            )
+        )
+        await session.flush()
+
+
+async def consented(session: AsyncSession, booking_id: uuid.UUID, role: str) -> bool:
+    """Whether this participant's consent to the booking's recording is stored."""
+    found = await session.scalar(
+        select(RoomConsent.id)
+        .where(RoomConsent.booking_id == booking_id, RoomConsent.role == role)
+        .limit(1)
+    )
+    return found is not None
+
+
+async def consents(session: AsyncSession, booking_id: uuid.UUID) -> list[Consent]:
+    rows = await session.scalars(
+        select(RoomConsent)
+        .where(RoomConsent.booking_id == booking_id)
+        .order_by(RoomConsent.consented_at, RoomConsent.id)
+    )
+    return [Consent(r.role, r.name, r.notice, r.consented_at) for r in rows]
 
 
 async def recording_started(

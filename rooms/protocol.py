@@ -84,6 +84,7 @@ class CloseCode(IntEnum):
     TIME_LIMIT = 4408
     REPLACED = 4409
     TOO_LATE = 4410
+    CONSENT_REQUIRED = 4451
     TOO_EARLY = 4425
 
 

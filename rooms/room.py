@@ -75,6 +75,9 @@ class Ticket:
     language: str
     # Whether the organisation records its interviews (the candidate is told before joining).
     recording: bool = False
+    # Whether this participant's consent to the recording is stored (rooms.models.RoomConsent):
+    # a recorded room seats nobody without it.
+    consented: bool = False
     # "no_show" or "completed" once the booking is over: the candidate's link then says so
     # (and no longer opens the room); the evaluator's still does, to finish the notes.
     held: str | None = None
@@ -281,6 +284,8 @@ class Room(Generic[C]):
         # Decided once per room session, from the ticket that opened it: a change of the
         # organisation's choice applies from the next session, never behind anyone's back.
         self.recording = recorded(ticket, settings)
+        # Who has consented to it, among those seated this session (their tickets say so).
+        self.consented: set[Role] = set()
         self.recorder: RoomRecorder | None = None
         # Called with the recorder once it has stopped (the signaling writes the database).
         self.on_recording_stopped: Callable[[RoomRecorder], Awaitable[None]] | None = None
@@ -308,10 +313,12 @@ class Room(Generic[C]):
         }
 
     def should_record(self) -> bool:
-        """Recording runs from admission to the end of the interview, if the room records."""
+        """Recording runs from admission to the end of the interview, if the room records
+        and both participants' consents are stored."""
         state = self.state
         return (
             self.recording
+            and self.consented >= set(ROLES)
             and not self.closed
             and state.admitted_at is not None
             and state.ended_at is None

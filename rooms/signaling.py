@@ -53,6 +53,12 @@ from rooms.recordings import Recordings
 from rooms.room import Clock, Room, Sessions, Ticket, TicketResolver, iso, write_notes
 from rooms.settings import RoomsSettings
 
+# The page asks for consent before it connects; a client that skipped it is told why.
+NO_CONSENT = (
+    "this interview is recorded: consent to the recording on the room page before joining, "
+    "or ask the organisation to turn recording off for it"
+)
+
 __all__ = [
     "COUNTED_ERRORS",
     "LEASE_SECONDS",
@@ -266,6 +272,8 @@ class RoomServer:
                 if refusal is None:
                     first = not room.connections
                     room.connections[ticket.role] = connection
+                    if ticket.consented:
+                        room.consented.add(ticket.role)
                     room.changed()
                     await self.recordings.sync(room)
                     if first:
@@ -319,6 +327,8 @@ class RoomServer:
                 room.state.ended_at is not None or ticket.held is not None
             ):
                 return ("ended", "the interview has ended", CloseCode.ENDED, {})
+            if room.recording and not ticket.consented:
+                return ("consent_required", NO_CONSENT, CloseCode.CONSENT_REQUIRED, {})
             async with self._sessions.write() as session:
                 connection.attendance_id = await record_join(
                     session, ticket.booking_id, ticket.role, self.clock.now()

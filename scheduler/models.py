@@ -105,6 +105,9 @@ class Candidate(Base):
     # Rotating it revokes the personal link (see rooms.tokens).
     link_nonce: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    # Set when their personal data was erased on request (scheduler.privacy): the row is
+    # kept, anonymous, because their bookings still point at it; the API no longer finds it.
+    erased_at: Mapped[datetime | None]
 
 
 class Booking(Base):
@@ -128,6 +131,9 @@ class Booking(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # Null: recorded if the organisation records. False: the organisation turned recording
+    # off for this booking (a participant does not consent to it).
+    recording: Mapped[bool | None]
 
     __table_args__ = (
         Index("ix_bookings_evaluator_start", "evaluator_id", "start_at"),

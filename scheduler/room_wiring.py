@@ -17,6 +17,7 @@ from datetime import datetime
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rooms.models import consented
 from rooms.relay import Role
 from rooms.room import Schedule, Ticket
 from rooms.signaling import RoomServer
@@ -90,7 +91,8 @@ async def _ticket(
         locale=me.locale,
         timezone=me.timezone,
         language=candidate.language,
-        recording=organisation.recording,
+        recording=organisation.recording and booking.recording is not False,
+        consented=await consented(session, booking.id, role),
         held=booking.status if booking.status in HELD_STATUSES else None,
         organisation_id=organisation.id,
     )

@@ -108,6 +108,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "list_bookings": {
         "query": {"from": "2026-12-01", "to": "2026-12-31", "evaluator_id": _EVALUATOR_ID}
     },
+    "erase_candidate_data": {"body": {"mode": "erase"}},
+    "patch_booking": {"body": {"recording": False}},
     "force_majeure_booking": {
         "bodies": {
             "move": {

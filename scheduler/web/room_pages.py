@@ -22,6 +22,7 @@ ones the script shows, which travel in a JSON data block (no inline script: the 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from rooms.models import load_state
+from rooms.models import load_state, record_consent
 from rooms.room import Ticket
 from rooms.signaling import room_info
 from scheduler import keys
@@ -68,6 +69,48 @@ async def _ended(app: web.Application, ticket: Ticket) -> bool:
         log.exception("could not read the room state of a booking")
         return False
     return state.ended_at is not None
+
+
+# The recording notice a participant consents to, as the room page shows it.
+NOTICE = (
+    "This interview is recorded.",
+    "The video and sound of both participants are recorded from the moment the candidate "
+    "is let in.",
+)
+
+
+def notice_version(app: web.Application, locale: str) -> str:
+    """The SHA-256 of the notice in `locale`: what a consent row says was agreed to, so a
+    changed text is told apart from the one a participant saw."""
+    catalog = app[keys.CATALOGS].get(locale)
+    text = " ".join(catalog.gettext(sentence) for sentence in NOTICE)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def consent_handler(request: web.Request) -> web.Response:
+    """`POST /r/{token}/consent` `{"notice": "<version>"}`: the page's checkbox, stored
+    before the page connects (a recorded room seats nobody without it)."""
+    app = request.app
+    ticket = await app[keys.ROOM_TICKETS].resolve(request.match_info["token"])
+    if ticket is None:
+        return problem(404, "This link is not valid.")
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    notice = body.get("notice") if isinstance(body, dict) else None
+    if notice not in {notice_version(app, locale) for locale in LOCALES}:
+        return problem(422, "Consent to the notice shown on the room page (`notice`).")
+    async with app[keys.DB].write() as session:
+        await record_consent(
+            session,
+            ticket.booking_id,
+            ticket.role,
+            ticket.display_name,
+            notice,
+            app[keys.CLOCK].now(),
+        )
+    return web.Response(status=204)
 
 
 def _minutes(start: datetime, end: datetime) -> int:
@@ -111,6 +154,7 @@ async def room_page(request: web.Request) -> web.Response:
         "window": window,
         "interview": info["interview"],
         "recording": info["recording"],
+        "notice": notice_version(app, reader.locale),
         # "relay": the browser uses TURN relays only (RTCConfiguration.iceTransportPolicy).
         "ice_transport_policy": "relay" if relay_only else "all",
         "name": ticket.display_name,
@@ -123,6 +167,7 @@ async def room_page(request: web.Request) -> web.Response:
             "websocket": info["websocket"],
             # The connection test: the server sends the page's own media back.
             "echo": f"{page_path}/echo",
+            "consent": f"{page_path}/consent",
         },
     }
     context = {
@@ -177,3 +222,4 @@ async def room_info_handler(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.router.add_get("/r/{token}", room_page, name=ROOM_PAGE)
     app.router.add_get("/r/{token}/info", room_info_handler, name="room.info")
+    app.router.add_post("/r/{token}/consent", consent_handler, name="room.consent")

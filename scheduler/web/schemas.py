@@ -309,12 +309,27 @@ class RecordingOut(_Out):
     )
 
 
+class ConsentOut(_Out):
+    """A participant's consent to the recording, given on their room page."""
+
+    role: Literal["candidate", "evaluator"]
+    name: str = Field(description="The participant's name when they consented.")
+    notice: str = Field(
+        description="The SHA-256 (hex) of the notice text they were shown and agreed to."
+    )
+    consented_at: datetime
+
+
 class RoomReport(_Out):
     """What happened in the booking's video room (docs/rooms.md)."""
 
     attendance: list[AttendanceOut]
     recordings: list[RecordingOut] = Field(
         description="The room's recordings, when the organisation records its interviews."
+    )
+    consents: list[ConsentOut] = Field(
+        description="Consents to the recording: a recorded room seats a participant only "
+        "once theirs is stored, and records only once both are."
     )
     admitted_at: datetime | None = Field(description="When the evaluator admitted the candidate.")
     id_checked_at: datetime | None = Field(description="When the evaluator checked the ID.")
@@ -342,11 +357,31 @@ class BookingOut(_Out):
     sequence: int
     created_at: datetime
     updated_at: datetime
+    recording: bool = Field(
+        description="Whether its room records: the organisation records and has not turned "
+        "recording off for this booking (PATCH)."
+    )
     rooms: RoomLinks | None = None
     messages: list[MessageOut] | None = None
     room: RoomReport | None = Field(
         None, description="Attendance, ID check and outcome (GET /bookings/{id} only)."
     )
+
+
+class BookingPatch(_Patch):
+    recording: bool | None = Field(
+        None,
+        description="`false`: this booking's room is not recorded, whatever the "
+        "organisation's setting (a participant does not consent to it); `true`: it follows "
+        "the organisation's setting again. From the next room session on.",
+    )
+
+    @field_validator("recording", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
 
 
 class BookingList(BaseModel):
@@ -459,3 +494,81 @@ class OrganisationPatch(_Patch):
         if value is None:
             raise ValueError("cannot be null; leave the field out to keep its value")
         return value
+
+
+# --- a candidate's data on request (scheduler.privacy) ----------------------------------
+
+
+class ErasureIn(_In):
+    mode: Literal["erase"] = Field(
+        description="`erase`: remove or anonymise every personal field of the candidate "
+        "everywhere (their bookings stay as anonymous rows). The only mode today."
+    )
+
+
+class CandidateProfile(_Out):
+    id: uuid.UUID
+    name: str
+    email: str
+    language: str
+    locale: str
+    timezone: str
+    book_by: datetime | None
+    created_at: datetime
+
+
+class MessagePartOut(_Out):
+    content_type: str = Field(examples=["text/plain"])
+    text: str
+
+
+class MessageCopyOut(BaseModel):
+    """One e-mail sent (or to be sent) to the candidate, as sent."""
+
+    id: uuid.UUID
+    kind: str
+    status: Literal["pending", "sending", "sent", "failed"]
+    created_at: datetime
+    sent_at: datetime | None
+    headers: list[tuple[str, str]] = Field(description="Every header, in order.")
+    parts: list[MessagePartOut] = Field(
+        description="The readable parts: the text, the HTML, the calendar invitation."
+    )
+
+
+class BookingExport(BaseModel):
+    id: uuid.UUID
+    evaluator_id: uuid.UUID
+    start: datetime
+    end: datetime
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    cancel_reason: str | None
+    history: list[EventOut]
+    messages: list[MessageCopyOut]
+    room: RoomReport = Field(
+        description="Attendance, ID check, outcome; recordings as links (GET with the API key)."
+    )
+    evaluator_notes: str = Field(description="The evaluator's notes on the interview.")
+
+
+class CandidateExport(BaseModel):
+    """Everything Viva holds about one candidate (docs/privacy.md)."""
+
+    exported_at: datetime
+    organisation_id: uuid.UUID
+    profile: CandidateProfile
+    bookings: list[BookingExport]
+    other_messages: list[MessageCopyOut] = Field(
+        description="Messages to the candidate's address outside their bookings."
+    )
+
+
+class ErasureOut(BaseModel):
+    """What the erasure touched: counts, never the erased data."""
+
+    erased_at: datetime
+    bookings: int = Field(description="Bookings kept as anonymous rows.")
+    messages: int = Field(description="Messages whose subject, body and address were dropped.")
+    recordings: int = Field(description="Recordings deleted, files and entries.")

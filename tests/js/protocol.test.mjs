@@ -39,6 +39,7 @@ test("each close code of docs/rooms.md gets what the table says", () => {
     4409: "over:replaced",
     4410: "over:room_closed",
     4425: "too_early",
+    4451: "over:consent_required",
   };
   for (const [code, expected] of Object.entries(table)) {
     assert.equal(kind(Number(code)), expected, code);
@@ -56,6 +57,7 @@ test("a refusal before the close decides as its code does", () => {
     revoked: "over:not_found",
     too_late: "over:room_closed",
     too_early: "too_early",
+    consent_required: "over:consent_required",
   };
   for (const [code, expected] of Object.entries(table)) {
     assert.equal(kind(1006, { code }), expected, code);

@@ -191,6 +191,15 @@ async def join(
     return tab
 
 
+async def consent(client: TestClient, token: str, locale: str = "en") -> None:
+    """What the room page does when its box is ticked: store the consent to the recording."""
+    from scheduler.web.room_pages import notice_version
+
+    notice = notice_version(client.app, locale)
+    response = await client.post(f"/r/{token}/consent", json={"notice": notice})
+    assert response.status == 204, await response.text()
+
+
 async def lobby_media(room: Any, frames: int = 15) -> None:
     """Wait until `frames` more of each camera (half a second) reached the server in the lobby.
 

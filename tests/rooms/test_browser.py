@@ -126,12 +126,17 @@ async def served(browser_settings: Settings) -> AsyncIterator[Served]:
 
     clock = FrozenClock(T0)
     app = create_app(browser_settings, clock=clock)
+    # The pages are served here, not at the configured base URL: their own POSTs (the
+    # consent to recording) come from this origin, which must count as the site's own.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    app[keys.ORIGINS] = app[keys.ORIGINS] | {base}
     runner = web.AppRunner(app, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    host, port = runner.addresses[0][:2]
-    base = f"http://{host}:{port}"
     session = aiohttp.ClientSession(base_url=base)
     async with app[keys.DB].write() as db:
         new = await create_organisation(
@@ -561,8 +566,11 @@ async def test_a_recorded_interview_is_announced_shown_and_kept(served: Served, 
     # Told before joining: the notice comes before the join button.
     assert await candidate.page.is_visible("#recording-notice")
     assert "This interview is recorded." in await candidate.page.inner_text("#recording-notice")
+    # Joining waits for the participant's explicit consent, which the server then holds.
+    assert await candidate.page.is_disabled("#join")
 
     for tab in (evaluator, candidate):
+        await tab.page.check("#consent")
         await tab.page.click("#join")
         await tab.until("() => document.getElementById('call').dataset.phase === 'lobby'", "in")
     assert await candidate.page.is_hidden("#rec-badge"), "the lobby is not recorded"
@@ -579,7 +587,9 @@ async def test_a_recorded_interview_is_announced_shown_and_kept(served: Served, 
     await evaluator.page.click("#end")
     await evaluator.page.click("#end-confirm")
     await evaluator.until("() => document.getElementById('rec-badge').hidden", "REC over")
-    [recording] = (await served.org.ok("GET", f"/bookings/{booking['id']}"))["room"]["recordings"]
+    report = (await served.org.ok("GET", f"/bookings/{booking['id']}"))["room"]
+    assert sorted(c["role"] for c in report["consents"]) == ["candidate", "evaluator"]
+    [recording] = report["recordings"]
     assert recording["ended_at"] is not None and recording["bytes"] > 0
     async with served.session.get(recording["download"], headers=served.org.headers) as r:
         assert r.status == 200

@@ -22,7 +22,7 @@ from av import AudioFrame, VideoFrame
 from rooms.recording import RecordingWorker, _Feed
 from scheduler import keys
 from scheduler.config import Settings
-from tests.rooms.room_support import Booked, Tab, join, lobby_media, no_pending_tasks
+from tests.rooms.room_support import Booked, Tab, consent, join, lobby_media, no_pending_tasks
 from tests.support.polling import eventually
 from tests.support.synthetic import BLUE, RED, SyntheticParticipant, close_to, mean_rgb
 
@@ -49,6 +49,8 @@ async def _interview(
 ) -> tuple[Tab, Tab, SyntheticParticipant, SyntheticParticipant]:
     evaluator = SyntheticParticipant(RED, 440)
     candidate = SyntheticParticipant(BLUE, 1000)
+    for token in (booked.evaluator_token, booked.candidate_token):
+        await consent(client, token)
     evaluator_tab = await join(client, booked.evaluator_token, evaluator)
     candidate_tab = await join(client, booked.candidate_token, candidate)
     await eventually(
@@ -477,3 +479,78 @@ async def test_a_recording_stopped_before_both_cameras_arrived_ends_cleanly(
     assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
     if recorder.path.exists():  # whatever was written is a file players can open
         assert [kind for kind, _ in _streams(recorder.path)] == ["video", "audio"] * 2
+
+
+async def test_the_organisation_turns_recording_off_for_one_booking(
+    client: TestClient, booked: Booked
+) -> None:
+    """A participant who does not consent: their booking's room is not recorded, while the
+    organisation's other interviews are."""
+    org = booked.org
+    await org.ok("PATCH", "/organisation", json={"recording": True})
+    assert (await org.ok("GET", f"/bookings/{booked.booking_id}"))["recording"] is True
+
+    off = await org.ok("PATCH", f"/bookings/{booked.booking_id}", json={"recording": False})
+
+    assert off["recording"] is False
+    assert (await _info(client, booked.candidate_token))["recording"] is False
+    assert (await _info(client, booked.evaluator_token))["recording"] is False
+    history = (await org.ok("GET", f"/bookings/{booked.booking_id}/history"))["events"]
+    assert (history[-1]["action"], history[-1]["actor"]) == ("recording_off", "organisation")
+    # Sent again, nothing changes and nothing is added to the history.
+    await org.ok("PATCH", f"/bookings/{booked.booking_id}", json={"recording": False})
+    again = (await org.ok("GET", f"/bookings/{booked.booking_id}/history"))["events"]
+    assert len(again) == len(history)
+    status, body = await org.call(
+        "PATCH", f"/bookings/{booked.booking_id}", json={"recording": None}
+    )
+    assert status == 422 and body["errors"][0]["field"] == "recording"
+
+    back = await org.ok("PATCH", f"/bookings/{booked.booking_id}", json={"recording": True})
+    assert back["recording"] is True
+    assert (await _info(client, booked.candidate_token))["recording"] is True
+    # The organisation's own choice still governs a booking that follows it.
+    await org.ok("PATCH", "/organisation", json={"recording": False})
+    assert (await org.ok("GET", f"/bookings/{booked.booking_id}"))["recording"] is False
+
+
+async def test_a_recorded_room_seats_no_one_without_consent_and_records_once_both_consented(
+    client: TestClient, booked: Booked
+) -> None:
+    from rooms.protocol import CloseCode
+    from scheduler.web.room_pages import notice_version
+
+    org = booked.org
+    await org.ok("PATCH", "/organisation", json={"recording": True})
+    # No consent stored: the page would not have connected; a client that does is refused.
+    error, code = await (await Tab.open(client, booked.candidate_token)).refused()
+    assert (error["code"], code) == ("consent_required", CloseCode.CONSENT_REQUIRED)
+    assert "recording" in error["message"]
+    # Consent is to the notice shown: another text (or none) is refused.
+    refused = await client.post(f"/r/{booked.candidate_token}/consent", json={"notice": "x"})
+    assert refused.status == 422
+    assert (await client.post("/r/not-a-token/consent", json={"notice": "x"})).status == 404
+    assert (await booked.report())["room"]["consents"] == []
+
+    evaluator_tab, candidate_tab, evaluator, candidate = await _interview(client, booked)
+
+    consents = (await booked.report())["room"]["consents"]
+    assert sorted((c["role"], c["name"], c["notice"]) for c in consents) == [
+        ("candidate", "Camille Candidate", notice_version(client.app, "en")),
+        ("evaluator", "Évelyne Examinatrice", notice_version(client.app, "en")),
+    ]
+    assert all(c["consented_at"] for c in consents)
+    await consent(client, booked.candidate_token)  # the same notice again: still one row
+    assert len((await booked.report())["room"]["consents"]) == 2
+    room = client.app[keys.ROOMS].rooms[booked.booking_id]
+    assert room.consented == {"candidate", "evaluator"}
+    await evaluator_tab.send(type="admit")
+    await candidate_tab.state(lambda s: s["recording"] is True)
+    # Without the evaluator's consent the same admitted room would not record.
+    room.consented.discard("evaluator")
+    assert not room.should_record()
+    room.consented.add("evaluator")
+    for tab in (candidate_tab, evaluator_tab):
+        await tab.send(type="leave")
+    for participant in (candidate, evaluator):
+        await participant.close()

@@ -292,6 +292,10 @@ async def test_the_candidate_is_told_before_joining_when_interviews_are_recorded
     assert "This interview is recorded." in page.text
     assert page.source.index("recording-notice") < page.source.index('id="join"')
     assert page.json_blocks["room-data"]["recording"] is True
+    # Asked, not only told: a box to tick, and what to do without consenting.
+    assert "consent" in page.ids and "consent-hint" in page.ids
+    assert page.source.index('id="consent"') < page.source.index('id="join"')
+    assert len(page.json_blocks["room-data"]["notice"]) == 64
 
 
 async def test_after_the_window_the_room_is_closed(

@@ -25,6 +25,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "EvaluatorPatch": {"name": "Mallory"},
     "AvailabilityDoc": {"weekly": []},
     "ForceMajeureIn": {"action": "cancel", "reason": "Mallory says so."},
+    "ErasureIn": {"mode": "erase"},
+    "BookingPatch": {"recording": False},
 }
 
 

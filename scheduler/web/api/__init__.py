@@ -1,8 +1,8 @@
 """The organisation REST API under /api/v1 (JSON, `Authorization: Bearer <api key>`).
 
-One module per resource (organisation and keys, people, bookings), on the machinery of
-`routing`. Importing this package declares every endpoint, in the order the OpenAPI
-document lists them.
+One module per resource (organisation and keys, people, a candidate's data, bookings), on
+the machinery of `routing`. Importing this package declares every endpoint, in the order
+the OpenAPI document lists them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 # isort: off
 from scheduler.web.api import organisation  # noqa: F401
 from scheduler.web.api import people  # noqa: F401
+from scheduler.web.api import privacy  # noqa: F401
 from scheduler.web.api import bookings  # noqa: F401
 
 # isort: on

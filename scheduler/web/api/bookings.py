@@ -32,6 +32,7 @@ from scheduler.web.api.routing import (
 from scheduler.web.schemas import (
     BookingList,
     BookingOut,
+    BookingPatch,
     EventOut,
     ForceMajeureIn,
     HistoryOut,
@@ -90,6 +91,7 @@ def booking_out(call: Call, b: Booking, *, detail: bool = False) -> BookingOut:
         sequence=b.sequence,
         created_at=b.created_at,
         updated_at=b.updated_at,
+        recording=call.org.recording and b.recording is not False,
         rooms=rooms,
     )
 
@@ -124,6 +126,33 @@ async def get_booking(call: Call) -> BookingOut:
     for recording in out.room.recordings:
         recording.download = f"{PREFIX}/bookings/{b.id}/recordings/{recording.id}"
     return out
+
+
+@endpoint(
+    "PATCH",
+    "/bookings/{id}",
+    "Change a booking's settings: `recording` false to leave its room unrecorded (a "
+    "participant does not consent), true to follow the organisation's setting again",
+    body=BookingPatch,
+    response=BookingOut,
+    write=True,
+)
+async def patch_booking(call: Call) -> BookingOut:
+    b = await call.owned(Booking, "booking")
+    data: BookingPatch = call.body
+    if "recording" in data.model_fields_set and (b.recording is not False) != data.recording:
+        now = call.request.app[keys.CLOCK].now()
+        # False, or null again: null follows the organisation's setting, whatever it becomes.
+        b.recording = None if data.recording else False
+        b.updated_at = now
+        await history.record(
+            call.session,
+            b,
+            actor=Actor("organisation", call.key_name),
+            action="recording_on" if data.recording else "recording_off",
+            now=now,
+        )
+    return booking_out(call, b, detail=True)
 
 
 def message_out(m: StoredMessage) -> MessageOut:
@@ -163,6 +192,8 @@ async def resend_message(call: Call) -> MessageOut:
         stored, queued = await requeue(session, message_id, booking_id=b.id, now=now)
         if stored is None:
             raise NotFound("no such message")
+        if not stored.raw:
+            raise Conflict("this message was erased with its candidate's data")
         if not queued:
             raise Conflict(f"this message is already {stored.status}; wait for its outcome")
         await history.record(

@@ -222,7 +222,9 @@ async def create_candidate(call: Call) -> CandidateOut:
 async def list_candidates(call: Call) -> CandidateList:
     q: CandidatesQuery = call.query
     examined = await examined_languages(call.session, call.org.id)
-    stmt = select(Candidate).where(Candidate.organisation_id == call.org.id)
+    stmt = select(Candidate).where(
+        Candidate.organisation_id == call.org.id, Candidate.erased_at.is_(None)
+    )
     if q.unservable is True:
         stmt = stmt.where(Candidate.language.not_in(examined))
     elif q.unservable is False:

@@ -77,15 +77,16 @@ class Call:
         """The `model` row the path's `name` names, if it is the caller's organisation's.
 
         The one ownership check of the API: another organisation's object, a removed one
-        (`deleted_at`) and an id that never existed all answer the same 404, so a caller
-        learns nothing about other organisations. `session`: a handler's own write
-        transaction, when it does not use the call's.
+        (`deleted_at`), an erased candidate (`erased_at`) and an id that never existed all
+        answer the same 404, so a caller learns nothing about other organisations.
+        `session`: a handler's own write transaction, when it does not use the call's.
         """
         row = await (session or self.session).get(model, self.path_id(name))
         if (
             row is None
             or row.organisation_id != self.org.id
             or getattr(row, "deleted_at", None) is not None
+            or getattr(row, "erased_at", None) is not None
         ):
             raise NotFound(f"no such {what}")
         return row

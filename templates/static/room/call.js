@@ -151,9 +151,37 @@ export function createCall(page) {
     }
   }
 
+  // A recorded room seats nobody without consent: the ticked box is stored before the
+  // page connects. Unticked (a reload back into the call), the consent stored before
+  // stands, and without one the server refuses with `consent_required`.
+  async function consent() {
+    const box = $("consent");
+    if (!data.recording || !box || !box.checked) {
+      return true;
+    }
+    try {
+      const response = await fetch(data.urls.consent, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ notice: data.notice }),
+        credentials: "same-origin",
+      });
+      if (response.ok) {
+        return true;
+      }
+    } catch (error) {
+      console.warn("consent not saved", error);
+    }
+    const hint = $("join-hint");
+    if (hint) {
+      hint.textContent = t("consent_failed");
+    }
+    return false;
+  }
+
   async function join() {
     const section = $("call");
-    if (!section || !machine.go("joining", "join")) {
+    if (!section || !(await consent()) || !machine.go("joining", "join")) {
       return;
     }
     const button = $("join");

@@ -57,6 +57,9 @@ export function closeAction(t, code, refusal, { isEvaluator, hops, opensAt }) {
   if (code === 4404 || code === 4403 || ["not_found", "revoked"].includes(why.code)) {
     return over(t("not_found"));
   }
+  if (code === 4451 || why.code === "consent_required") {
+    return over(t("consent_required"), "reload", t("reload"));
+  }
   if (code === 4410 || why.code === "too_late") {
     return over(t("room_closed"));
   }

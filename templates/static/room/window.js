@@ -112,6 +112,15 @@ export function createWindow({ data, t, clock, unit, onCallArrived, join }) {
     if (button) {
       button.addEventListener("click", () => join());
     }
+    // A recorded interview: joining waits for the box that says the participant agrees.
+    const box = $("consent");
+    if (button && box) {
+      const sync = () => {
+        button.disabled = !box.checked;
+      };
+      box.addEventListener("change", sync);
+      sync();
+    }
   }
 
   // The interview was cancelled while the page was open: nothing is left to wait for.
