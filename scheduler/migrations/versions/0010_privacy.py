@@ -2,7 +2,7 @@
 not recorded), room_consents (consent to recording)
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 
 A candidate's row stays after erasure (their bookings keep pointing at it, anonymous, for
 the organisation's statistics); `erased_at` says it was erased, and the API answers 404
@@ -18,7 +18,7 @@ import mailer.models
 
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
