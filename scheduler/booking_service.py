@@ -48,37 +48,44 @@ class BookingService:
         self,
         change: Callable[[AsyncSession], Awaitable[T]],
         integrity: Callable[[IntegrityError], Exception] | None = None,
+        *,
+        what: str,
     ) -> T:
-        """`change` in one write transaction, committed on return. A race the row locks
-        did not catch but the schema did (at a flush or at the commit) becomes the domain
-        error `integrity` names."""
-        try:
-            async with self.db.write() as session:
-                return await change(session)
-        except IntegrityError as exc:
-            if integrity is None:
-                raise
-            raise integrity(exc) from exc
+        """`change` in one write transaction, committed on return, and run again whole when
+        PostgreSQL refuses it as a deadlock or a serialization failure: every change takes
+        row locks (the booking, the evaluator, the organisation's calendar version at the
+        commit), so any of them can meet another transaction's locks in the other order,
+        and a refused change is the database's problem, not the caller's. A race the row
+        locks did not catch but the schema did (at a flush or at the commit) becomes the
+        domain error `integrity` names."""
+
+        async def attempt() -> T:
+            try:
+                async with self.db.write() as session:
+                    return await change(session)
+            except IntegrityError as exc:
+                if integrity is None:
+                    raise
+                raise integrity(exc) from exc
+
+        return await retry_conflicts(self.db.contention, attempt, what=what)
 
     async def book(self, candidate_id: uuid.UUID, start: datetime) -> tuple[Booking, Candidate]:
         """The candidate books `start`. The confirmations are written after the commit, so
         the evaluator's lock is not held while they are composed (scheduler.confirmations
         sweeps up after a process that died in between)."""
         now = self.clock.now()
-        booking, candidate = await retry_conflicts(
-            self.db.contention,
-            lambda: self._write(
-                lambda session: bookings.book(
-                    self.db,
-                    session,
-                    candidate_id=candidate_id,
-                    start=start,
-                    policy=self.policy,
-                    now=now,
-                    effects=self.effects,
-                ),
-                bookings.integrity_error,
+        booking, candidate = await self._write(
+            lambda session: bookings.book(
+                self.db,
+                session,
+                candidate_id=candidate_id,
+                start=start,
+                policy=self.policy,
+                now=now,
+                effects=self.effects,
             ),
+            bookings.integrity_error,
             what="booking",
         )
         await self.effects.confirm(self.db, booking, candidate, now)
@@ -100,6 +107,7 @@ class BookingService:
                 effects=self.effects,
             ),
             bookings.integrity_error,
+            what="reschedule",
         )
         await self.after_commit.bookings_changed([booking.id], changed=[booking])
         return booking, candidate
@@ -113,7 +121,8 @@ class BookingService:
                 policy=self.policy,
                 now=now,
                 effects=self.effects,
-            )
+            ),
+            what="cancel",
         )
         await self.after_commit.bookings_changed([booking.id], changed=[booking])
         return booking, candidate
@@ -146,6 +155,7 @@ class BookingService:
                 effects=self.effects,
             ),
             bookings.force_majeure_integrity,
+            what="force majeure",
         )
         await self.after_commit.bookings_changed([booking.id], changed=[booking])
         return booking
@@ -164,7 +174,8 @@ class BookingService:
                 candidate_id=candidate_id,
                 now=now,
                 effects=self.effects,
-            )
+            ),
+            what="link reissue",
         )
         await self.after_commit.links_changed(booking.id if booking is not None else None)
         return candidate, booking
