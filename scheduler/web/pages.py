@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -403,13 +403,31 @@ async def _form(request: web.Request) -> Mapping[str, Any]:
     return await request.post() if request.content_type in _FORM_TYPES else {}
 
 
-async def book_form(request: web.Request) -> web.Response:
-    app = request.app
-    async with app[keys.DB].read() as session:
+@dataclass(frozen=True)
+class _Posted:
+    """What every form handler starts from: who posted, their organisation, their active
+    booking (when the form acts on it), the form, and the reader's choices in it."""
+
+    candidate: Candidate
+    org: Organisation | None
+    booking: Booking | None
+    form: Mapping[str, Any]
+    reader: Reader
+
+
+async def _posted(request: web.Request, *, with_booking: bool) -> _Posted:
+    async with request.app[keys.DB].read() as session:
         candidate = await portal.resolve(request, session)
         org = await _organisation(session, candidate)
+        booking = await active_booking(session, candidate.id) if with_booking else None
     form = await _form(request)
     reader = read_choices(form, candidate.locale, candidate.timezone)
+    return _Posted(candidate, org, booking, form, reader)
+
+
+async def book_form(request: web.Request) -> web.Response:
+    posted = await _posted(request, with_booking=False)
+    candidate, org, form, reader = posted.candidate, posted.org, posted.form, posted.reader
     calendar_url = _link(request, PAGE, reader)
     start = parse_start(form.get("start"))
     if start is None:
@@ -433,16 +451,12 @@ async def reschedule_form(request: web.Request) -> web.Response:
     """Move the booking. The new time is secured before the old one is released (one
     transaction in scheduler.bookings), so every refusal leaves the booking as it was."""
     app = request.app
-    async with app[keys.DB].read() as session:
-        candidate = await portal.resolve(request, session)
-        org = await _organisation(session, candidate)
-        booking = await active_booking(session, candidate.id)
-    form = await _form(request)
-    reader = read_choices(form, candidate.locale, candidate.timezone)
+    posted = await _posted(request, with_booking=True)
+    candidate, org, booking, reader = posted.candidate, posted.org, posted.booking, posted.reader
     page_url = _link(request, PAGE, reader)
     if booking is None:
         raise web.HTTPSeeOther(page_url)  # nothing to move: the page offers the calendar
-    start = parse_start(form.get("start"))
+    start = parse_start(posted.form.get("start"))
     if start is None:
         calendar_url = _link(request, PAGE, _changing(reader))
         return error_page(request, 400, "bad_request", reader, org=org, calendar_url=calendar_url)
@@ -497,13 +511,8 @@ async def cancel_page(request: web.Request) -> web.Response:
 
 
 async def cancel_form(request: web.Request) -> web.Response:
-    app = request.app
-    async with app[keys.DB].read() as session:
-        candidate = await portal.resolve(request, session)
-        org = await _organisation(session, candidate)
-        booking = await active_booking(session, candidate.id)
-    form = await _form(request)
-    reader = read_choices(form, candidate.locale, candidate.timezone)
+    posted = await _posted(request, with_booking=True)
+    candidate, org, booking, reader = posted.candidate, posted.org, posted.booking, posted.reader
     page_url = _link(request, PAGE, reader)
     try:
         await portal.cancel_booking(request, candidate)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from scheduler import keys
-from tests.conftest import Org, token_of
+from tests.conftest import Org, _run, _truncate, token_of
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.postgres
@@ -28,8 +28,6 @@ START = "2026-12-02T09:00:00+01:00"  # outside the lock at the test clock's time
 @pytest.fixture
 def db_url(postgres_url: str) -> str:
     """PostgreSQL only: SQLite has one writer at a time, so it cannot deadlock."""
-    from tests.conftest import _run, _truncate
-
     _run(_truncate(postgres_url))
     return postgres_url
 
