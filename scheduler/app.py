@@ -25,6 +25,7 @@ from scheduler.notify import Notifier
 from scheduler.timers import replanner, timers_ctx
 from scheduler.web import (
     api,
+    assessment_pages,
     health,
     home,
     metrics,
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     pages.setup(app)
     room_wiring.setup(app, on_miss=throttle.lookup_failed)
     room_pages.setup(app)
+    assessment_pages.setup(app)
     home.setup(app)
     return app
 
