@@ -187,6 +187,11 @@ class ApiWarning(BaseModel):
     message: str = Field(description="For people.")
 
 
+class HoldOut(_Out):
+    reason: str
+    since: datetime
+
+
 class CandidateOut(_Out):
     id: uuid.UUID
     name: str
@@ -198,6 +203,9 @@ class CandidateOut(_Out):
     link: str = Field(description="The candidate's personal link, to book and see the booking.")
     booking: BookingSummary | None = None
     created_at: datetime
+    hold: HoldOut | None = Field(
+        None, description="A legal hold: retention spares them and erasure is refused."
+    )
     warnings: list[ApiWarning] = Field(
         default_factory=list,
         description="Empty when all is well. `no_evaluator_for_language`: no evaluator "

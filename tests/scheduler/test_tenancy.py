@@ -27,6 +27,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "ForceMajeureIn": {"action": "cancel", "reason": "Mallory says so."},
     "ErasureIn": {"mode": "erase"},
     "BookingPatch": {"recording": False},
+    "HoldIn": {"reason": "Mallory appeals."},
+    "EvaluatorErasureIn": {"mode": "erase"},
 }
 
 

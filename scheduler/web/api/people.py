@@ -38,6 +38,7 @@ from scheduler.web.schemas import (
     EvaluatorList,
     EvaluatorOut,
     EvaluatorPatch,
+    HoldOut,
 )
 
 # --- evaluators ----------------------------------------------------------------------------
@@ -183,6 +184,9 @@ async def candidate_out(
         book_by=cand.book_by,
         link=links.candidate_url(cand),
         created_at=cand.created_at,
+        hold=HoldOut(reason=cand.hold_reason, since=cand.held_at)
+        if cand.hold_reason is not None and cand.held_at is not None
+        else None,
         booking=BookingSummary(
             id=booking.id,
             evaluator_id=booking.evaluator_id,
