@@ -77,12 +77,6 @@ class EvaluatorErasureIn(BaseModel):
     )
 
 
-class EvaluatorErasureOut(BaseModel):
-    erased_at: datetime
-    bookings: int = Field(description="Their interviews, kept with an anonymous evaluator.")
-    messages: int = Field(description="Messages to them whose subject, body and address went.")
-
-
 # --- the recording notice ----------------------------------------------------------------
 
 _Notice = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
