@@ -25,7 +25,9 @@ async def test_after_erasure_nothing_names_the_evaluator(make_org: Any, clock: A
     cand = await org.make_candidate(name="Camille Candidate")
     token = token_of(cand["link"])
     slots = await (await org.client.get(f"/c/{token}/slots")).json()
-    booked = await org.client.post(f"/c/{token}/booking", json={"start": slots["slots"][0]["start"]})
+    booked = await org.client.post(
+        f"/c/{token}/booking", json={"start": slots["slots"][0]["start"]}
+    )
     assert booked.status == 201, await booked.text()
     booking_id = (await booked.json())["id"]
     detail = await org.ok("GET", f"/bookings/{booking_id}")
