@@ -30,7 +30,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +47,8 @@ __all__ = ["RetentionJob", "RunDone", "next_due", "retention_ctx"]
 log = logging.getLogger("viva.retention")
 _r = RetentionRun.__table__
 _JOB = "viva-retention"
+# Finished runs older than this are deleted when the organisation's next run finishes.
+RUNS_KEPT = timedelta(days=90)
 
 
 def next_due(now: datetime, hour: int) -> datetime:
@@ -203,6 +205,10 @@ class RetentionJob:
                 .values(finished_at=now, lease_until=None, counts=dict(counts), last_error=None)
             )
             await _plan_one(session, org_id, next_due(now, self.settings.run_at_hour))
+            # The runs' own record is kept for a while, not for ever.
+            await session.execute(
+                delete(_r).where(_r.c.organisation_id == org_id, _r.c.finished_at < now - RUNS_KEPT)
+            )
 
     async def _failed(self, run_id: uuid.UUID, counts: dict[str, int], exc: Exception) -> None:
         """The row stays pending; its lease now says when to try again."""
