@@ -20,6 +20,8 @@ lease (the error is kept on the row and logged).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -30,6 +32,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
+from apscheduler.jobstores.base import JobLookupError
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -93,6 +96,9 @@ class RetentionJob:
         # Who holds a claim: the host, the process, and a nonce (a restarted process with
         # the same pid is someone else).
         self.name = (name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")[:64]
+        # Set when the app stops: a run in progress ends after its current batch (its row
+        # stays claimed until the lease lapses, then any process finishes it).
+        self.stopping = False
 
     @property
     def _lease(self) -> timedelta:
@@ -102,7 +108,7 @@ class RetentionJob:
         """Plan what is missing, then claim and run every due run, one at a time."""
         await self.plan()
         done = []
-        while (claimed := await self._claim()) is not None:
+        while not self.stopping and (claimed := await self._claim()) is not None:
             finished = await self._run(*claimed)
             if finished is not None:
                 done.append(finished)
@@ -169,6 +175,8 @@ class RetentionJob:
                         return None
                     # Until a batch finds nothing: each one removes what it did, or sets
                     # aside what it could not, so the loop ends.
+                    if self.stopping:
+                        return None
                     if n == 0 and len(scope.skipped) == skipped:
                         break
                 if scope.skipped:
@@ -270,22 +278,30 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
     )
     app[keys.RETENTION] = job
+    running: set[asyncio.Task[None]] = set()
+
+    async def check() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            await job.run_due()
+        except Exception:
+            # The next check tries again; the rows say what is left.
+            log.exception("retention check failed")
+        finally:
+            running.discard(task)
+
     app[keys.TIMERS].scheduler.add_job(
-        _checked(job),
+        check,
         "interval",
         minutes=settings.retention.check_minutes,
         id=_JOB,
         replace_existing=True,
     )
     yield
-
-
-def _checked(job: RetentionJob) -> Any:
-    async def check() -> None:
-        try:
-            await job.run_due()
-        except Exception:
-            # The next check tries again; the rows say what is left.
-            log.exception("retention check failed")
-
-    return check
+    # Before the timers and the database stop: let a batch in progress commit.
+    job.stopping = True
+    with contextlib.suppress(JobLookupError):
+        app[keys.TIMERS].scheduler.remove_job(_JOB)
+    await asyncio.gather(*running, return_exceptions=True)
