@@ -523,6 +523,8 @@ class CandidateProfile(_Out):
     timezone: str
     book_by: datetime | None
     created_at: datetime
+    hold_reason: str | None = Field(None, description="A legal hold's reason, if any.")
+    held_at: datetime | None = None
 
 
 class MessagePartOut(_Out):

@@ -59,6 +59,7 @@ async def test_after_erasure_nothing_names_the_evaluator(make_org: Any, clock: A
     assert {n for _, _, n in await _database_hits(app, needles)} == before
 
     clock.set(datetime.fromisoformat(detail["end"]) + timedelta(days=1))
+    assert (await org.client.get(f"/r/{room_token}/info")).status == 200, "the link works"
     status, _ = await org.call("DELETE", f"/evaluators/{ev['id']}", json={"mode": "erase"})
     assert status == 204
 

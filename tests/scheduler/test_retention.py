@@ -193,6 +193,8 @@ async def test_a_legal_hold_refuses_erasure(make_org: Any, clock: FrozenClock) -
     assert held["hold"]["reason"] == "Appeal lodged."
     assert datetime.fromisoformat(held["hold"]["since"]) == clock.now()
     assert (await org.ok("GET", f"/candidates/{cand['id']}"))["hold"]["reason"] == "Appeal lodged."
+    export = await org.ok("GET", f"/candidates/{cand['id']}/export")
+    assert export["profile"]["hold_reason"] == "Appeal lodged."
 
     status, problem = await org.call("DELETE", f"/candidates/{cand['id']}", json={"mode": "erase"})
     assert status == 409 and "legal hold" in problem["detail"]
