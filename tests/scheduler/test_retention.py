@@ -277,3 +277,36 @@ async def test_two_processes_never_run_one_organisations_run_twice(
     finally:
         for db in dbs:
             await db.dispose()
+
+
+async def test_a_run_whose_process_died_is_taken_over_after_its_lease(
+    settings: Settings, clock: FrozenClock, tmp_path: Any
+) -> None:
+    from scheduler.privacy import RecordingFiles
+
+    db = Database(settings.database.url)
+    try:
+        async with db.write() as session:
+            await create_organisation(
+                session,
+                name="Org",
+                contact_email="o@example.org",
+                contact_phone=None,
+                now=clock.now(),
+            )
+        files = RecordingFiles(tmp_path, lambda _: False, timedelta(minutes=30))
+        dead, alive = (
+            RetentionJob(db, clock=clock, settings=settings.retention, files=files, name=n)
+            for n in ("dead", "alive")
+        )
+        await dead.plan()
+        clock.set(clock.now() + timedelta(days=1))
+        assert await dead._claim() is not None  # ...and the process dies holding it
+        assert await alive.run_due() == [], "the claim holds while its lease runs"
+        clock.set(clock.now() + timedelta(minutes=settings.retention.lease_minutes + 1))
+        [run] = await alive.run_due()
+        async with db.read() as session:
+            row = await session.get(RetentionRun, run.id)
+        assert row is not None and row.claimed_by == "alive" and row.finished_at is not None
+    finally:
+        await db.dispose()
