@@ -262,7 +262,10 @@ async def test_two_processes_never_run_one_organisations_run_twice(
             RetentionJob(db, clock=clock, settings=settings.retention, files=files, name=f"p{i}")
             for i, db in enumerate(dbs)
         ]
-        await jobs[0].plan()
+        # Both plan at once: one pending run per organisation all the same.
+        await asyncio.gather(*(job.plan() for job in jobs))
+        async with dbs[0].read() as session:
+            assert await session.scalar(select(func.count()).select_from(RetentionRun)) == 6
         clock.set(clock.now() + timedelta(days=1))
         runs = await asyncio.gather(*(job.run_due() for job in jobs))
         done = [r.organisation_id for batch in runs for r in batch]
