@@ -15,6 +15,7 @@ database never stamps times itself.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -368,13 +369,20 @@ async def record_consent(
         await session.flush()
 
 
-async def consented(session: AsyncSession, booking_id: uuid.UUID, role: str) -> bool:
-    """Whether this participant's consent to the booking's recording is stored."""
-    found = await session.scalar(
-        select(RoomConsent.id)
-        .where(RoomConsent.booking_id == booking_id, RoomConsent.role == role)
-        .limit(1)
+async def consented(
+    session: AsyncSession,
+    booking_id: uuid.UUID,
+    role: str,
+    notices: Collection[str] | None = None,
+) -> bool:
+    """Whether this participant's consent to the booking's recording is stored; with
+    `notices`, a consent to one of those versions (an older text asks again)."""
+    stmt = select(RoomConsent.id).where(
+        RoomConsent.booking_id == booking_id, RoomConsent.role == role
     )
+    if notices is not None:
+        stmt = stmt.where(RoomConsent.notice.in_(list(notices)))
+    found = await session.scalar(stmt.limit(1))
     return found is not None
 
 

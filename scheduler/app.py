@@ -22,6 +22,7 @@ from scheduler.links import Links
 from scheduler.mail_worker import mail_worker
 from scheduler.metrics import Metrics
 from scheduler.notify import Notifier
+from scheduler.retention_runs import retention_ctx
 from scheduler.timers import replanner, timers_ctx
 from scheduler.web import (
     api,
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(mail_worker)
     app.cleanup_ctx.append(confirmations_sweeper)
     app.cleanup_ctx.append(timers_ctx)
+    app.cleanup_ctx.append(retention_ctx)
     app.cleanup_ctx.append(_booking_service)
     if settings.server.dev_mode:
         setup_dev_mailbox(app)

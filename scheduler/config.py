@@ -151,6 +151,36 @@ class MetricsSettings(_Section):
         return value
 
 
+class RetentionSettings(_Section):
+    """How long personal data is kept by default, in days after the interview (0: for
+    ever), and how the daily retention run goes (scheduler.retention, retention_runs).
+
+    One `<kind>_days` per kind of scheduler.retention.KINDS (a test checks they agree); an
+    organisation overrides them through `PUT /api/v1/organisation/retention`.
+    """
+
+    recordings_days: int = Field(30, ge=0, le=36500)
+    private_notes_days: int = Field(365, ge=0, le=36500)
+    assessments_days: int = Field(1095, ge=0, le=36500)
+    attendance_days: int = Field(365, ge=0, le=36500)
+    outbox_bodies_days: int = Field(90, ge=0, le=36500)
+    candidates_days: int = Field(730, ge=0, le=36500)
+    # The hour (UTC) of each organisation's daily run.
+    run_at_hour: int = Field(3, ge=0, le=23)
+    # Items deleted per transaction: small enough that no lock is held long.
+    batch_size: int = Field(200, ge=1, le=10000)
+    # How often each process looks for a run that is due (and takes over a crashed one).
+    check_minutes: float = Field(10.0, gt=0, le=24 * 60)
+    # A run's claim lasts this long past its last batch; a process that died holding it is
+    # replaced once it lapses.
+    lease_minutes: float = Field(15.0, gt=0, le=24 * 60)
+
+    def days(self, kind: str) -> int:
+        value = getattr(self, f"{kind}_days")
+        assert isinstance(value, int)
+        return value
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -160,6 +190,7 @@ class Settings(_Section):
     rooms: RoomsSettings = RoomsSettings()
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @property
     def data_path(self) -> Path:

@@ -57,7 +57,9 @@ class Database:
         # Retried conflicts and turned-away writers, counted where the app can read them.
         self.contention = contention or Contention()
         self.busy_timeout = busy_timeout
-        kwargs: dict[str, Any] = {"echo": echo}
+        # An error's message would otherwise quote the statement's parameters (names, e-mail
+        # addresses) into the log: the statement and the error are enough to debug.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.sqlite:
             kwargs["connect_args"] = {"timeout": busy_timeout}
         else:

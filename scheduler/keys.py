@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from scheduler.metrics import Metrics
     from scheduler.notify import Notifier
     from scheduler.policy import Policy
+    from scheduler.retention_runs import RetentionJob
     from scheduler.room_wiring import BookingTickets
     from scheduler.timers import TimerService
     from scheduler.web.throttle import Throttle
@@ -54,3 +55,5 @@ THROTTLE: web.AppKey[Throttle] = web.AppKey("throttle")
 # The app's Prometheus figures; other modules count through it,
 # e.g. `app[keys.METRICS].bookings.labels(outcome="booked").inc()`.
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+# The daily retention runs (scheduler.retention_runs); tests call `run_due` on it.
+RETENTION: web.AppKey[RetentionJob] = web.AppKey("retention")

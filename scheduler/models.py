@@ -67,6 +67,15 @@ class Organisation(Base):
     assessment_scheme: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+    # How many days each kind of personal data is kept ({kind: days}, 0: for ever), over
+    # the server's defaults ([retention] in config.toml; scheduler.retention). Null: all
+    # defaults.
+    retention: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    # The recording notice, its own text per language ({"fr": ..., "en": ...}); a language
+    # left out shows Viva's text (templates). A changed text asks for consent again.
+    consent_notices: Mapped[dict[str, str] | None] = mapped_column(JSON)
+
+
 class ApiKey(Base):
     """Only a SHA-256 of the key is kept: keys are 256-bit random, so no slow hash is needed."""
 
@@ -93,6 +102,9 @@ class Evaluator(Base):
     availability: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+    # Set when their personal data was erased on request (scheduler.privacy_evaluators):
+    # the row stays, anonymous, as the evaluator of their past interviews.
+    erased_at: Mapped[datetime | None]
 
 
 class Candidate(Base):
@@ -111,6 +123,10 @@ class Candidate(Base):
     # Set when their personal data was erased on request (scheduler.privacy): the row is
     # kept, anonymous, because their bookings still point at it; the API no longer finds it.
     erased_at: Mapped[datetime | None]
+    # A legal hold (an appeal): while `hold_reason` is set, retention deletes nothing of
+    # theirs and an erasure is refused (scheduler.privacy).
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    held_at: Mapped[datetime | None]
 
 
 class Booking(Base):
@@ -226,3 +242,38 @@ class Assessment(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     submitted_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+
+
+class RetentionRun(Base):
+    """One organisation's retention run (scheduler.retention_runs): planned, claimed, done.
+
+    Rows are the truth, like timers: the pending row (`finished_at` null, one per
+    organisation) says when the next run is due; a process claims it with a lease (a
+    crashed run is taken over once the lease lapses), adds its counts after every batch,
+    and on finishing plans the next day's row in the same transaction.
+    """
+
+    __tablename__ = "retention_runs"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    due_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # {kind: items deleted or anonymised}, also {"skipped": n} (e.g. a candidate whose
+    # recording is still being written).
+    counts: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_retention_runs_org_due", "organisation_id", "due_at"),
+        # One pending run per organisation, whichever processes plan it.
+        Index(
+            "uq_retention_runs_pending",
+            "organisation_id",
+            unique=True,
+            sqlite_where=text("finished_at IS NULL"),
+            postgresql_where=text("finished_at IS NULL"),
+        ),
+    )

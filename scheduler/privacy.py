@@ -208,12 +208,17 @@ async def erase_candidate(
 ) -> Erasure:
     """Anonymise everything about `candidate`, in the caller's transaction.
 
-    Refused while they have an interview ahead (cancel it first: the cancellation mails
-    are owed) or a recording of theirs may still be written. Each booking's history gets a
-    `candidate_erased` event that names no one; the candidate's own history entries keep
-    what happened and when, with an anonymous actor, and every free-text reason of their
-    bookings is dropped (it may name them).
+    Refused under a legal hold (an appeal), while they have an interview ahead (cancel it
+    first: the cancellation mails are owed) or a recording of theirs may still be written.
+    Each booking's history gets a `candidate_erased` event that names no one; the
+    candidate's own history entries keep what happened and when, with an anonymous actor,
+    and every free-text reason of their bookings is dropped (it may name them).
     """
+    if candidate.hold_reason is not None:
+        raise Conflict(
+            "this candidate is under a legal hold; lift it first "
+            "(DELETE /api/v1/candidates/{id}/hold), then erase"
+        )
     bookings = await _bookings(session, candidate)
     if any(b.status in ACTIVE_STATUSES and b.end_at > now for b in bookings):
         raise Conflict("this candidate has an interview ahead; cancel it first, then erase")
@@ -317,7 +322,23 @@ async def _delete_recordings(
         open_room = row.ended_at is None and now < ends[row.booking_id] + files.room_closes_after
         if open_room or files.in_progress(row.id):
             raise Conflict("a recording of this candidate is in progress; erase once it ended")
-    folder = files.folder.resolve()
+    await delete_recordings(session, rows, files.folder)
+    return len(rows)
+
+
+async def delete_recordings(session: AsyncSession, rows: list[RoomRecording], folder: Path) -> None:
+    """Each file, then the rows (in the caller's transaction): an erasure's and a
+    retention run's way, like a single recording's deletion. A failure between the two
+    leaves rows whose file is gone, which the next attempt deletes."""
+    _unlink(rows, folder)
+    if rows:
+        await session.execute(
+            delete(RoomRecording).where(RoomRecording.id.in_([r.id for r in rows]))
+        )
+
+
+def _unlink(rows: list[RoomRecording], folder: Path) -> None:
+    folder = folder.resolve()
     for row in rows:
         path = (folder / row.file).resolve()
         if not path.is_relative_to(folder):
@@ -325,8 +346,3 @@ async def _delete_recordings(
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             path.parent.rmdir()  # the booking's folder, once empty
-    if rows:
-        await session.execute(
-            delete(RoomRecording).where(RoomRecording.id.in_([r.id for r in rows]))
-        )
-    return len(rows)

@@ -26,9 +26,11 @@ from scheduler import history, keys
 from scheduler.bookings import HELD_STATUSES
 from scheduler.db import Database, is_sqlite
 from scheduler.history import Actor
+from scheduler.i18n import Catalogs
 from scheduler.leases import lease_clock
 from scheduler.links import room_nonce
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
+from scheduler.notices import current_versions
 
 __all__ = ["BookingTickets", "setup", "ticket_for"]
 
@@ -50,7 +52,9 @@ _NO_NONCE = new_nonce()
 _RESOLVING = (*ACTIVE_STATUSES, *HELD_STATUSES)
 
 
-async def ticket_for(session: AsyncSession, signer: LinkSigner, token: str) -> Ticket | None:
+async def ticket_for(
+    session: AsyncSession, signer: LinkSigner, token: str, catalogs: Catalogs | None = None
+) -> Ticket | None:
     """The ticket behind a room token, or None, whatever the reason.
 
     Unknown, forged, revoked (the nonce was rotated), cancelled or otherwise not in
@@ -61,12 +65,16 @@ async def ticket_for(session: AsyncSession, signer: LinkSigner, token: str) -> T
     for kind, role in _KINDS:
         link = parse_link(token, kind)
         if link is not None:
-            return await _ticket(session, signer, link, role)
+            return await _ticket(session, signer, link, role, catalogs)
     return None
 
 
 async def _ticket(
-    session: AsyncSession, signer: LinkSigner, link: ParsedLink, role: Role
+    session: AsyncSession,
+    signer: LinkSigner,
+    link: ParsedLink,
+    role: Role,
+    catalogs: Catalogs | None,
 ) -> Ticket | None:
     booking = await session.get(Booking, link.ident)
     # The role's own nonce: a replaced evaluator's link (or a candidate's re-issued one) no
@@ -92,7 +100,14 @@ async def _ticket(
         timezone=me.timezone,
         language=candidate.language,
         recording=organisation.recording and booking.recording is not False,
-        consented=await consented(session, booking.id, role),
+        # A consent to the organisation's current notice (any language) counts; one to a
+        # text it has since changed asks again. Without catalogs (a migration's test), any.
+        consented=await consented(
+            session,
+            booking.id,
+            role,
+            current_versions(organisation.consent_notices, catalogs) if catalogs else None,
+        ),
         held=booking.status if booking.status in HELD_STATUSES else None,
         organisation_id=organisation.id,
     )
@@ -130,14 +145,17 @@ async def interview_ended(
 class BookingTickets:
     """`rooms.room.TicketResolver` over the bookings table; also for the room page's handler."""
 
-    def __init__(self, db: Database, signer: LinkSigner, *, on_miss: OnMiss) -> None:
+    def __init__(
+        self, db: Database, signer: LinkSigner, *, on_miss: OnMiss, catalogs: Catalogs
+    ) -> None:
         self._db = db
         self._signer = signer
         self._on_miss = on_miss
+        self._catalogs = catalogs
 
     async def resolve(self, token: str) -> Ticket | None:
         async with self._db.read() as session:
-            ticket = await ticket_for(session, self._signer, token)
+            ticket = await ticket_for(session, self._signer, token, self._catalogs)
         if ticket is None:
             await self._on_miss()  # the page, /info, /ws and /echo alike
         return ticket
@@ -171,7 +189,9 @@ def setup(app: web.Application, *, on_miss: OnMiss) -> None:
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         """Take participants once the database is up; close every peer connection last."""
         db = app[keys.DB]
-        tickets = BookingTickets(db, app[keys.LINKS].signer, on_miss=on_miss)
+        tickets = BookingTickets(
+            db, app[keys.LINKS].signer, on_miss=on_miss, catalogs=app[keys.CATALOGS]
+        )
         app[keys.ROOM_TICKETS] = tickets
         server.start(tickets, db, on_ended=interview_ended)
         yield

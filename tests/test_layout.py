@@ -88,6 +88,7 @@ AIOHTTP_ALLOWED = {
     "scheduler/confirmations.py": "its sweeper is a cleanup_ctx of the app",
     "scheduler/mail_worker.py": "the mail worker is a cleanup_ctx of the app",
     "scheduler/timers/wiring.py": "the timer service is a cleanup_ctx of the app",
+    "scheduler/retention_runs.py": "the retention job is a cleanup_ctx of the app",
     "scheduler/room_wiring.py": "starts the room server with the app, adds its routes",
 }
 

@@ -109,6 +109,19 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "query": {"from": "2026-12-01", "to": "2026-12-31", "evaluator_id": _EVALUATOR_ID}
     },
     "erase_candidate_data": {"body": {"mode": "erase"}},
+    "delete_evaluator": {"body": {"mode": "erase"}},
+    "put_retention": {"body": {"recordings": 14, "candidates": 365}},
+    "hold_candidate": {"body": {"reason": "Appeal lodged on 2026-12-04 (case 2026-117)."}},
+    "put_privacy": {
+        "body": {
+            "consent_notices": {
+                "en": "This interview is recorded for the certification's appeals; the "
+                "recording is deleted after 30 days.",
+                "fr": "Cet entretien est enregistré pour les recours de la certification ; "
+                "l'enregistrement est supprimé après 30 jours.",
+            }
+        }
+    },
     "patch_booking": {"body": {"recording": False}},
     "put_assessment_scheme": {
         "body": {
@@ -274,7 +287,10 @@ def document(base_url: str) -> dict[str, Any]:
                 media["example"] = example["body"]
             if "bodies" in example:
                 media["examples"] = example["bodies"]
-            op["requestBody"] = {"required": True, "content": {"application/json": media}}
+            op["requestBody"] = {
+                "required": not ep.body_optional,
+                "content": {"application/json": media},
+            }
         ok: dict[str, Any] = {"description": "OK"}
         if ep.media_type is not None:
             ok["content"] = {ep.media_type: {"schema": {"type": "string", "format": "binary"}}}

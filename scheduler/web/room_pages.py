@@ -22,7 +22,6 @@ ones the script shows, which travel in a JSON data block (no inline script: the 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -33,8 +32,9 @@ from aiohttp import web
 from rooms.models import load_state, record_consent
 from rooms.room import Ticket
 from rooms.signaling import room_info
-from scheduler import keys
+from scheduler import keys, notices
 from scheduler.i18n import LOCALES, zone_label
+from scheduler.models import Organisation
 from scheduler.web import pages, security
 from scheduler.web.calendar_view import LANGUAGE_NAMES, read_choices
 from scheduler.web.problems import problem
@@ -71,20 +71,19 @@ async def _ended(app: web.Application, ticket: Ticket) -> bool:
     return state.ended_at is not None
 
 
-# The recording notice a participant consents to, as the room page shows it.
-NOTICE = (
-    "This interview is recorded.",
-    "The video and sound of both participants are recorded from the moment the candidate "
-    "is let in.",
-)
-
-
 def notice_version(app: web.Application, locale: str) -> str:
-    """The SHA-256 of the notice in `locale`: what a consent row says was agreed to, so a
-    changed text is told apart from the one a participant saw."""
-    catalog = app[keys.CATALOGS].get(locale)
-    text = " ".join(catalog.gettext(sentence) for sentence in NOTICE)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The version of Viva's own notice in `locale` (an organisation without its own text
+    shows it): what a consent row says was agreed to."""
+    return notices.version(notices.default_text(app[keys.CATALOGS], locale))
+
+
+async def _own_notices(app: web.Application, ticket: Ticket) -> dict[str, str] | None:
+    """The organisation's own notice texts, by language (None: Viva's everywhere)."""
+    if ticket.organisation_id is None:
+        return None
+    async with app[keys.DB].read() as session:
+        org = await session.get(Organisation, ticket.organisation_id)
+    return org.consent_notices if org is not None else None
 
 
 async def consent_handler(request: web.Request) -> web.Response:
@@ -99,7 +98,8 @@ async def consent_handler(request: web.Request) -> web.Response:
     except ValueError:
         body = None
     notice = body.get("notice") if isinstance(body, dict) else None
-    if notice not in {notice_version(app, locale) for locale in LOCALES}:
+    # Only a text the page shows today, in one of its languages: a consent names it.
+    if notice not in notices.current_versions(await _own_notices(app, ticket), app[keys.CATALOGS]):
         return problem(422, "Consent to the notice shown on the room page (`notice`).")
     async with app[keys.DB].write() as session:
         await record_consent(
@@ -149,12 +149,16 @@ async def room_page(request: web.Request) -> web.Response:
         elif ticket.held is not None or await _ended(app, ticket):
             window = "ended"
     page_path = str(app.router[ROOM_PAGE].url_for(token=token))
+    # The exact text shown, in the reader's language; its SHA-256 is what a consent names.
+    notice, own_notice = notices.notice_text(
+        await _own_notices(app, ticket), app[keys.CATALOGS], reader.locale
+    )
     data = {
         **{key: info[key] for key in ("role", "start", "end", "opens_at", "closes_at", "now")},
         "window": window,
         "interview": info["interview"],
         "recording": info["recording"],
-        "notice": notice_version(app, reader.locale),
+        "notice": notices.version(notice),
         # "relay": the browser uses TURN relays only (RTCConfiguration.iceTransportPolicy).
         "ice_transport_policy": "relay" if relay_only else "all",
         "name": ticket.display_name,
@@ -196,6 +200,7 @@ async def room_page(request: web.Request) -> web.Response:
         "open_before": settings.open_before_minutes,
         "target_minutes": settings.interview_target_minutes,
         "recording": info["recording"],
+        "own_notice": notice if own_notice else None,
         "steps": info["interview"]["steps"],
         "data": data,
     }

@@ -188,6 +188,11 @@ class ApiWarning(BaseModel):
     message: str = Field(description="For people.")
 
 
+class HoldOut(_Out):
+    reason: str
+    since: datetime
+
+
 class CandidateOut(_Out):
     id: uuid.UUID
     name: str
@@ -199,6 +204,9 @@ class CandidateOut(_Out):
     link: str = Field(description="The candidate's personal link, to book and see the booking.")
     booking: BookingSummary | None = None
     created_at: datetime
+    hold: HoldOut | None = Field(
+        None, description="A legal hold: retention spares them and erasure is refused."
+    )
     warnings: list[ApiWarning] = Field(
         default_factory=list,
         description="Empty when all is well. `no_evaluator_for_language`: no evaluator "
@@ -516,6 +524,8 @@ class CandidateProfile(_Out):
     timezone: str
     book_by: datetime | None
     created_at: datetime
+    hold_reason: str | None = Field(None, description="A legal hold's reason, if any.")
+    held_at: datetime | None = None
 
 
 class MessagePartOut(_Out):

@@ -79,13 +79,15 @@ def _folder_hits(folder: Path, needles: list[str]) -> set[tuple[str, str]]:
     return hits
 
 
-async def _interviewed(org: Org, clock: Any, *, finished: bool = True) -> dict[str, Any]:
+async def _interviewed(
+    org: Org, clock: Any, *, finished: bool = True, name: str = NAME, email: str = EMAIL
+) -> dict[str, Any]:
     """A candidate with one of everything: a booking, its history and mails, attendance,
     their consent to recording, the evaluator's notes and a recording on disk (which
     names them, as a file's metadata may)."""
     app = org.client.app
     await org.make_evaluator()
-    cand = await org.make_candidate(name=NAME, email=EMAIL)
+    cand = await org.make_candidate(name=name, email=email)
     token = token_of(cand["link"])
     slots = await (await org.client.get(f"/c/{token}/slots")).json()
     booked = await org.client.post(
@@ -98,11 +100,11 @@ async def _interviewed(org: Org, clock: Any, *, finished: bool = True) -> dict[s
     await consent(org.client, room_token)
     folder = app[keys.SETTINGS].recordings_path
     (folder / str(booking_id)).mkdir(parents=True)
-    (folder / str(booking_id) / "take.mkv").write_bytes(f"title={NAME}".encode())
+    (folder / str(booking_id) / "take.mkv").write_bytes(f"title={name}".encode())
     async with app[keys.DB].write() as session:
         await record_join(session, booking_id, "candidate", clock.now())
         await save_state(
-            session, RoomState(booking_id, notes=f"{NAME} spoke well"), now=clock.now()
+            session, RoomState(booking_id, notes=f"{name} spoke well"), now=clock.now()
         )
         recording = await recording_started(
             session, booking_id, f"{booking_id}/take.mkv", clock.now()

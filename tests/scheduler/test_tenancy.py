@@ -28,6 +28,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "ErasureIn": {"mode": "erase"},
     "BookingPatch": {"recording": False},
     "AssessmentChange": {"overall_level": "C2", "reason": "Mallory says so."},
+    "HoldIn": {"reason": "Mallory appeals."},
+    "EvaluatorErasureIn": {"mode": "erase"},
 }
 
 

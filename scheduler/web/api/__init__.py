@@ -12,6 +12,7 @@ from __future__ import annotations
 from scheduler.web.api import organisation  # noqa: F401
 from scheduler.web.api import people  # noqa: F401
 from scheduler.web.api import privacy  # noqa: F401
+from scheduler.web.api import retention  # noqa: F401
 from scheduler.web.api import bookings  # noqa: F401
 from scheduler.web.api import assessment  # noqa: F401
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from scheduler import keys
+from scheduler import keys, notices
 from scheduler.errors import (
     Conflict,
+    FieldError,
+    ValidationFailed,
 )
+from scheduler.i18n import LOCALES
 from scheduler.orgs import add_key, list_keys, revoke_key
 from scheduler.web.api.routing import (
     Call,
@@ -19,6 +22,7 @@ from scheduler.web.schemas import (
     OrganisationOut,
     OrganisationPatch,
 )
+from scheduler.web.schemas_privacy import NoticeOut, PrivacyIn, PrivacyOut
 
 # --- the organisation ----------------------------------------------------------------------
 
@@ -45,6 +49,54 @@ async def patch_organisation(call: Call) -> OrganisationOut:
         setattr(call.org, name, value)
     await call.session.flush()
     return OrganisationOut.model_validate(call.org)
+
+
+# --- the recording notice ------------------------------------------------------------------
+
+
+def _privacy(call: Call) -> PrivacyOut:
+    catalogs = call.request.app[keys.CATALOGS]
+    shown = []
+    for locale in LOCALES:
+        text, own = notices.notice_text(call.org.consent_notices, catalogs, locale)
+        shown.append(NoticeOut(language=locale, text=text, own=own, version=notices.version(text)))
+    return PrivacyOut(consent_notices=shown)
+
+
+@endpoint(
+    "GET",
+    "/organisation/privacy",
+    "The recording notice the room pages show, per language, and each text's version",
+    response=PrivacyOut,
+    errors=(401,),
+)
+async def get_privacy(call: Call) -> PrivacyOut:
+    return _privacy(call)
+
+
+@endpoint(
+    "PUT",
+    "/organisation/privacy",
+    "Set the organisation's own recording notice per language (a language left out shows "
+    "Viva's). Participants who consented to another text are asked again",
+    body=PrivacyIn,
+    response=PrivacyOut,
+    write=True,
+    errors=(401, 422),
+)
+async def put_privacy(call: Call) -> PrivacyOut:
+    texts: dict[str, str] = call.body.consent_notices
+    unknown = sorted(set(texts) - set(LOCALES))
+    if unknown:
+        raise ValidationFailed(
+            [
+                FieldError(f"consent_notices.{lang}", f"one of {', '.join(LOCALES)}")
+                for lang in unknown
+            ]
+        )
+    call.org.consent_notices = dict(texts) or None
+    await call.session.flush()
+    return _privacy(call)
 
 
 # --- the organisation's API keys -----------------------------------------------------------

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
+from datetime import datetime
+
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import keys
 from scheduler.availability import Availability, AvailabilityError
@@ -12,6 +17,7 @@ from scheduler.errors import (
     FieldError,
     ValidationFailed,
 )
+from scheduler.history import Actor
 from scheduler.models import (
     ACTIVE_STATUSES,
     Booking,
@@ -21,6 +27,7 @@ from scheduler.models import (
 from scheduler.people import NewCandidate, NewEvaluator, examined_languages
 from scheduler.people import create_candidate as create_candidate_row
 from scheduler.people import create_evaluator as create_evaluator_row
+from scheduler.privacy_evaluators import erase_evaluator
 from scheduler.web.api.routing import (
     Call,
     endpoint,
@@ -38,7 +45,11 @@ from scheduler.web.schemas import (
     EvaluatorList,
     EvaluatorOut,
     EvaluatorPatch,
+    HoldOut,
 )
+from scheduler.web.schemas_privacy import EvaluatorErasureIn
+
+log = logging.getLogger(__name__)
 
 # --- evaluators ----------------------------------------------------------------------------
 
@@ -98,18 +109,43 @@ async def patch_evaluator(call: Call) -> EvaluatorOut:
 @endpoint(
     "DELETE",
     "/evaluators/{id}",
-    "Remove an evaluator (refused while they have interviews ahead)",
+    "Remove an evaluator from scheduling (refused while they have interviews ahead). With "
+    '`{"mode": "erase"}`, also erase their personal data everywhere (their right to '
+    "erasure): their past interviews keep an anonymous evaluator, their links stop working",
+    body=EvaluatorErasureIn,
+    body_optional=True,
     status=204,
-    write=True,
-    errors=(401, 404, 409),
+    errors=(401, 404, 409, 422),
 )
 async def delete_evaluator(call: Call) -> None:
-    ev = await _evaluator(call)
-    now = call.request.app[keys.CLOCK].now()
-    ahead = await call.session.scalar(
+    # Its own write transaction (the call's session reads), so that the rooms are told of
+    # the dead links only once the change has committed.
+    app = call.request.app
+    call.path_id()
+    now = app[keys.CLOCK].now()
+    async with app[keys.DB].write() as session:
+        ev = await call.owned(Evaluator, "evaluator", session=session)
+        if call.body is None:
+            await _refuse_interviews_ahead(session, ev.id, now)
+            ev.deleted_at = now
+            return None
+        done = await erase_evaluator(
+            session, ev, actor=Actor("organisation", call.key_name), now=now
+        )
+    # Counts and ids only: the log must not keep what was just erased.
+    log.info("evaluator %s erased: %d bookings, %d messages", ev.id, done.bookings, done.messages)
+    for booking_id in done.booking_ids:
+        await app[keys.BOOKINGS].after_commit.links_changed(booking_id)
+    return None
+
+
+async def _refuse_interviews_ahead(
+    session: AsyncSession, evaluator_id: uuid.UUID, now: datetime
+) -> None:
+    ahead = await session.scalar(
         select(Booking.id)
         .where(
-            Booking.evaluator_id == ev.id,
+            Booking.evaluator_id == evaluator_id,
             Booking.status.in_(ACTIVE_STATUSES),
             Booking.end_at > now,
         )
@@ -117,8 +153,6 @@ async def delete_evaluator(call: Call) -> None:
     )
     if ahead is not None:
         raise Conflict("this evaluator has interviews ahead; move or cancel them first")
-    ev.deleted_at = now
-    return None
 
 
 @endpoint(
@@ -183,6 +217,9 @@ async def candidate_out(
         book_by=cand.book_by,
         link=links.candidate_url(cand),
         created_at=cand.created_at,
+        hold=HoldOut(reason=cand.hold_reason, since=cand.held_at)
+        if cand.hold_reason is not None and cand.held_at is not None
+        else None,
         booking=BookingSummary(
             id=booking.id,
             evaluator_id=booking.evaluator_id,

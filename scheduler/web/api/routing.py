@@ -109,6 +109,8 @@ class Endpoint:
     errors: tuple[int, ...] = field(default=(401, 404, 422))
     # A non-JSON response (a file): the handler returns the web response itself.
     media_type: str | None = None
+    # The body may be left out (no bytes at all): the handler gets `call.body` None.
+    body_optional: bool = False
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -185,7 +187,7 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             query = parse(ep.query, dict(request.query)) if ep.query is not None else None
             body = (
                 parse(ep.body, decode_json(request.content_type, raw_body))
-                if ep.body is not None
+                if ep.body is not None and (raw_body or not ep.body_optional)
                 else None
             )
             result = await ep.handler(
