@@ -66,7 +66,6 @@ class Organisation(Base):
     # API document; null: the default (CEFR levels, the criteria of an oral like CLOE's).
     assessment_scheme: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
-
     # How many days each kind of personal data is kept ({kind: days}, 0: for ever), over
     # the server's defaults ([retention] in config.toml; scheduler.retention). Null: all
     # defaults.

@@ -283,6 +283,20 @@ async def _erase_assessment_comments(session: AsyncSession, ids: list[uuid.UUID]
         event.after = {**event.after, "comment": ""} if event.after else event.after
 
 
+async def delete_assessments(session: AsyncSession, ids: list[uuid.UUID]) -> None:
+    """Retention's end of an assessment: the row goes, and the history keeps that it was
+    submitted or changed, by whom and when, but no longer the levels or the comment."""
+    await session.execute(delete(Assessment).where(Assessment.booking_id.in_(ids)))
+    events = await session.scalars(
+        select(BookingEvent).where(
+            BookingEvent.booking_id.in_(ids), BookingEvent.action.in_(_ASSESSMENT_ACTIONS)
+        )
+    )
+    for event in events:
+        event.before = None
+        event.after = None
+
+
 async def _erase_messages(session: AsyncSession, candidate: Candidate, ids: list[uuid.UUID]) -> int:
     """Drop bodies, subjects and errors; the candidate's address goes too. A message not
     yet sent never will be: an empty body is not a message (mailer.store.requeue refuses

@@ -13,7 +13,7 @@ while the first still works) do the same work at worst, never a wrong one.
 A candidate under a legal hold (`candidates.hold_reason`) is skipped by every kind: their
 bookings' recordings, notes, attendance and mails stay, and so do they.
 
-Adding a kind (assessments, results: other branches) is one `Kind` in `KINDS` and its
+Adding a kind (results, say) is one `Kind` in `KINDS` and its
 default `<name>_days` in `RetentionSettings` (config.py) and config.toml; the API and the
 run follow the registry. When results exist, the candidates' kind also waits for their
 publication: append the condition to `CANDIDATE_IN_USE`.
@@ -35,8 +35,13 @@ from rooms.models import RoomAttendance, RoomRecord, RoomRecording
 from scheduler.config import RetentionSettings
 from scheduler.errors import Conflict
 from scheduler.history import Actor
-from scheduler.models import Booking, Candidate
-from scheduler.privacy import RecordingFiles, delete_recordings, erase_candidate
+from scheduler.models import Assessment, Booking, Candidate
+from scheduler.privacy import (
+    RecordingFiles,
+    delete_assessments,
+    delete_recordings,
+    erase_candidate,
+)
 
 __all__ = [
     "CANDIDATE_IN_USE",
@@ -130,6 +135,21 @@ async def _private_notes(session: AsyncSession, scope: Scope, limit: int) -> int
         await session.execute(
             update(RoomRecord).where(RoomRecord.booking_id.in_(ids)).values(evaluator_notes="")
         )
+    return len(ids)
+
+
+async def _assessments(session: AsyncSession, scope: Scope, limit: int) -> int:
+    """Rows of interviews ended before the cutoff, drafts too, and the levels and comment
+    the history copied (privacy.delete_assessments); the history keeps who did what when."""
+    ids = list(
+        await session.scalars(
+            select(Assessment.booking_id)
+            .where(Assessment.booking_id.in_(_ended_bookings(scope)))
+            .limit(limit)
+        )
+    )
+    if ids:
+        await delete_assessments(session, ids)
     return len(ids)
 
 
@@ -231,8 +251,12 @@ KINDS: tuple[Kind, ...] = (
         "the evaluator's private notes, counted from the interview's end",
         _private_notes,
     ),
-    # "assessments": added with the assessments table (levels and comment emptied or the
-    # row deleted, counted from the interview's end, held candidates' bookings left out).
+    Kind(
+        "assessments",
+        "the evaluator's assessment (levels, comment, and their copies in the history), "
+        "counted from the interview's end",
+        _assessments,
+    ),
     Kind(
         "attendance",
         "who opened the room when, counted from the interview's end",

@@ -21,7 +21,7 @@ from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.config import RetentionSettings, Settings
 from scheduler.db import Database
-from scheduler.models import Candidate, Organisation, RetentionRun
+from scheduler.models import Assessment, BookingEvent, Candidate, Organisation, RetentionRun
 from scheduler.orgs import create_organisation
 from scheduler.retention import KINDS
 from scheduler.retention_runs import RetentionJob
@@ -32,6 +32,7 @@ from tests.support.polling import eventually
 POLICY = {
     "recordings": 10,
     "private_notes": 20,
+    "assessments": 20,
     "attendance": 30,
     "outbox_bodies": 40,
     "candidates": 60,
@@ -79,11 +80,24 @@ async def _state(app: Any, got: dict[str, Any]) -> dict[str, Any]:
         )
         record = await session.get(RoomRecord, booking)
         cand = await session.get(Candidate, uuid.UUID(got["id"]))
+        marks = [
+            e.after
+            for e in await session.scalars(
+                select(BookingEvent).where(
+                    BookingEvent.booking_id == booking,
+                    BookingEvent.action.in_(("assessment_submitted", "assessment_changed")),
+                )
+            )
+        ]
         assert record is not None and cand is not None
         return {
             "recordings": len(files),
             "file": (folder / got["booking"] / "take.mkv").exists(),
             "notes": record.evaluator_notes != "",
+            # the row, and the levels the history copied
+            "assessment": await session.get(Assessment, booking) is not None
+            and len(marks) == 2
+            and all(m and m.get("levels") for m in marks),
             "attendance": await session.scalar(
                 select(func.count()).where(RoomAttendance.booking_id == booking)
             ),
@@ -96,7 +110,14 @@ async def _state(app: Any, got: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-FULL = {"recordings": 1, "file": True, "notes": True, "attendance": 1, "erased": False}
+FULL = {
+    "recordings": 1,
+    "file": True,
+    "notes": True,
+    "assessment": True,
+    "attendance": 1,
+    "erased": False,
+}
 
 
 def _whole(state: dict[str, Any]) -> bool:
@@ -136,12 +157,14 @@ async def test_a_run_removes_what_is_past_its_date_and_nothing_else(
     assert run.counts == {
         "recordings": 1,
         "private_notes": 1,
+        "assessments": 1,
         "attendance": 0,
         "outbox_bodies": 0,
         "candidates": 0,
     }
     state = await _state(app, early)
     assert (state["recordings"], state["file"], state["notes"]) == (0, False, False)
+    assert not state["assessment"]
     assert state["attendance"] == 1 and state["bodies"] > 0 and not state["erased"]
     assert _whole(await _state(app, late)), "its interview is 9 days old"
     assert _whole(await _state(app, held)), "a legal hold spares everything"
@@ -170,6 +193,7 @@ async def test_a_run_removes_what_is_past_its_date_and_nothing_else(
         "recordings": 0,
         "file": False,
         "notes": False,
+        "assessment": False,
         "attendance": 0,
         "bodies": 0,
         "erased": False,
