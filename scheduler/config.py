@@ -151,6 +151,16 @@ class MetricsSettings(_Section):
         return value
 
 
+class CalendarsSettings(_Section):
+    """Evaluators' own calendars, read for busy times (scheduler.external_calendars)."""
+
+    refresh_minutes: int = Field(15, ge=1, le=24 * 60)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    max_bytes: int = Field(5_000_000, ge=10_000, le=100_000_000)
+    max_per_evaluator: int = Field(5, ge=1, le=20)
+    allow_private_networks: bool = False
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -160,6 +170,7 @@ class Settings(_Section):
     rooms: RoomsSettings = RoomsSettings()
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
+    calendars: CalendarsSettings = CalendarsSettings()
 
     @property
     def data_path(self) -> Path:

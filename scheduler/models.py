@@ -90,6 +90,9 @@ class Evaluator(Base):
     availability: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+    # Behind their calendar feed's link (scheduler.feeds): rotating it revokes the link.
+    # Nullable only for rows older than the column; migration 0014 gave those one.
+    feed_nonce: Mapped[str | None] = mapped_column(String(64), default=new_nonce)
 
 
 class Candidate(Base):
@@ -203,3 +206,40 @@ class Timer(Base):
             postgresql_where=text("done_at IS NULL"),
         ),
     )
+
+
+class ExternalCalendar(Base):
+    """One of an evaluator's own calendars, read for busy times (scheduler.external_calendars).
+
+    `secret` is the password encrypted (scheduler.credentials), never the password itself.
+    `due_at` is when the next scheduled fetch may claim it (an atomic UPDATE, so one process
+    fetches it); the last fetch's outcome is kept for the organisation to see.
+    """
+
+    __tablename__ = "external_calendars"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    evaluator_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("evaluators.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # "caldav" or "ics"
+    url: Mapped[str] = mapped_column(Text)
+    username: Mapped[str | None] = mapped_column(String(200))
+    secret: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    last_attempt_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ExternalBusy(Base):
+    """A busy interval read from an external calendar: the last good copy of its fetch."""
+
+    __tablename__ = "external_busy"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    calendar_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("external_calendars.id"), index=True)
+    evaluator_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("evaluators.id"))
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_external_busy_evaluator_start", "evaluator_id", "start_at"),)
