@@ -134,13 +134,19 @@ async def fetch_busy(
     `method` forces one CalDAV REPORT (tests of each path); "auto" is the rule above.
     """
     _literal_host_allowed(source.url, limits)
-    auth = aiohttp.BasicAuth(source.username, source.password or "") if source.username else None
+    headers = (
+        {"Authorization": aiohttp.encode_basic_auth(source.username, source.password or "")}
+        if source.username
+        else {}
+    )
     connector = aiohttp.TCPConnector(
         resolver=None if limits.allow_private else _PublicOnly(), limit=2
     )
     timeout = aiohttp.ClientTimeout(total=limits.timeout)
     try:
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout, auth=auth) as http:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, headers=headers
+        ) as http:
             if source.kind == "ics":
                 body = await _get(http, source.url, limits)
                 return _clip(busy_from_ics([body], start, end, tz), start, end)
@@ -209,13 +215,15 @@ def _calendar_query(start: datetime, end: datetime) -> bytes:
     )
     event = ET.SubElement(calendar, f"{{{_CALDAV}}}comp-filter", name="VEVENT")
     ET.SubElement(event, f"{{{_CALDAV}}}time-range", _range(start, end))
-    return ET.tostring(query, xml_declaration=True, encoding="utf-8")
+    text: bytes = ET.tostring(query, xml_declaration=True, encoding="utf-8")
+    return text
 
 
 def _free_busy_query(start: datetime, end: datetime) -> bytes:
     query = ET.Element(f"{{{_CALDAV}}}free-busy-query")
     ET.SubElement(query, f"{{{_CALDAV}}}time-range", _range(start, end))
-    return ET.tostring(query, xml_declaration=True, encoding="utf-8")
+    text: bytes = ET.tostring(query, xml_declaration=True, encoding="utf-8")
+    return text
 
 
 def _calendar_data(body: bytes) -> list[bytes]:

@@ -27,6 +27,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "ForceMajeureIn": {"action": "cancel", "reason": "Mallory says so."},
     "ErasureIn": {"mode": "erase"},
     "BookingPatch": {"recording": False},
+    "CalendarsIn": {"calendars": [{"type": "ics", "url": "https://mallory.example/cal.ics"}]},
 }
 
 

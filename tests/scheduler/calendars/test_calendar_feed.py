@@ -92,7 +92,7 @@ async def test_conditional_get_answers_304_until_something_changes(make_org) -> 
     ev = await org.make_evaluator()
     path = _feed_path(ev["calendar_feed"])
     token, _ = await _booked(org)
-    status, headers, body = await _feed(org, path)
+    status, headers, _ = await _feed(org, path)
     assert status == 200 and headers["ETag"] and headers["Last-Modified"]
 
     status, again, rest = await _feed(org, path, **{"If-None-Match": headers["ETag"]})
