@@ -31,3 +31,10 @@ async def radicale(tmp_path: Path) -> AsyncIterator[Radicale]:
     await server.make_calendar()
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test with a Radicale child process is slow (left out by `make test-fast`)."""
+    for item in items:
+        if "radicale" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

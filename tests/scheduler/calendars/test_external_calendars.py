@@ -228,6 +228,9 @@ async def test_an_ics_url_is_read_too(make_org, aiohttp_server: Any) -> None:
                 "RRULE:FREQ=DAILY;COUNT=3",
                 "EXDATE;TZID=Europe/Paris:20261202T090000",
             ).replace("\n", "\r\n"),
+            event("called-off", "20261204T090000", "20261204T120000", "STATUS:CANCELLED")
+            .split("END:VTIMEZONE\n", 1)[1]
+            .replace("\n", "\r\n"),
             "END:VCALENDAR",
             "",
         ]
@@ -252,6 +255,7 @@ async def test_an_ics_url_is_read_too(make_org, aiohttp_server: Any) -> None:
     assert await starts_on(org, TUE) == ALL_DAY_STARTS[2:]
     assert await starts_on(org, WED) == ALL_DAY_STARTS  # that occurrence was excluded
     assert await starts_on(org, THU) == ALL_DAY_STARTS[2:]
+    assert await starts_on(org, FRI) == ALL_DAY_STARTS  # a cancelled event is no busy time
 
     # Replacing the calendars drops the old one's busy times at once.
     await org.ok("PUT", f"/evaluators/{ev['id']}/calendars", json={"calendars": []})
