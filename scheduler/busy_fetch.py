@@ -127,11 +127,14 @@ async def fetch_busy(
     limits: Limits,
     *,
     method: Literal["auto", "calendar-query", "free-busy-query"] = "auto",
+    ignore: frozenset[str] = frozenset(),
 ) -> list[Interval]:
     """Busy intervals (UTC, sorted, merged) of `source` overlapping [start, end), clipped.
 
     `tz` is the evaluator's zone: all-day events and floating times are read in it.
     `method` forces one CalDAV REPORT (tests of each path); "auto" is the rule above.
+    `ignore`: UIDs whose events are not busy times (Viva's own interviews, which an
+    evaluator's calendar may hold from the invitations; a free-busy answer names none).
     """
     _literal_host_allowed(source.url, limits)
     headers = (
@@ -149,11 +152,12 @@ async def fetch_busy(
         ) as http:
             if source.kind == "ics":
                 body = await _get(http, source.url, limits)
-                return _clip(busy_from_ics([body], start, end, tz), start, end)
+                return _clip(busy_from_ics([body], start, end, tz, ignore), start, end)
             if method != "free-busy-query":
                 status, body = await _report(http, source.url, _calendar_query(start, end), limits)
                 if status in (200, 207):
-                    return _clip(busy_from_ics(_calendar_data(body), start, end, tz), start, end)
+                    found = busy_from_ics(_calendar_data(body), start, end, tz, ignore)
+                    return _clip(found, start, end)
                 if method == "calendar-query" or status not in _NOT_SUPPORTED:
                     raise FetchError(_status_error("calendar-query", status))
             status, body = await _report(http, source.url, _free_busy_query(start, end), limits)
@@ -261,7 +265,11 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
 
 
 def busy_from_ics(
-    calendars: Iterable[bytes], start: datetime, end: datetime, tz: ZoneInfo
+    calendars: Iterable[bytes],
+    start: datetime,
+    end: datetime,
+    tz: ZoneInfo,
+    ignore: frozenset[str] = frozenset(),
 ) -> list[Interval]:
     """The busy occurrences of the events of some iCalendar texts over [start, end).
 
@@ -278,6 +286,8 @@ def busy_from_ics(
             if str(event.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT":
                 continue
             if str(event.get("STATUS", "")).upper() == "CANCELLED":
+                continue
+            if str(event.get("UID", "")) in ignore:
                 continue
             begin = event.decoded("DTSTART")
             if "DTEND" in event:

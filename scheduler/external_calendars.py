@@ -35,7 +35,7 @@ from scheduler.clock import Clock
 from scheduler.config import CalendarsSettings
 from scheduler.credentials import CredentialBox, InvalidToken
 from scheduler.db import Database
-from scheduler.models import Evaluator, ExternalBusy, ExternalCalendar
+from scheduler.models import Booking, Evaluator, ExternalBusy, ExternalCalendar
 
 __all__ = [
     "CalendarStatus",
@@ -231,17 +231,28 @@ class CalendarSync:
                     .where(ExternalCalendar.id == calendar_id)
                 )
             ).first()
-        if row is None:
-            return  # replaced meanwhile
-        calendar, tz = row
-        now = self.clock.now()
-        start, end = self.window(now)
+            if row is None:
+                return  # replaced meanwhile
+            calendar, tz = row
+            now = self.clock.now()
+            start, end = self.window(now)
+            # Viva's own interviews, if the evaluator's calendar holds them (accepted
+            # invitations): Viva knows them already, and a stale copy of one that moved
+            # must not block its new time.
+            ours = frozenset(
+                str(booking_id)
+                for booking_id in await session.scalars(
+                    select(Booking.id).where(
+                        Booking.evaluator_id == calendar.evaluator_id, Booking.end_at > start
+                    )
+                )
+            )
         busy: list[tuple[datetime, datetime]] | None = None
         error: str | None = None
         try:
             password = self.box.open(calendar.secret) if calendar.secret else None
             source = Source(calendar.kind, calendar.url, calendar.username, password)  # type: ignore[arg-type]
-            busy = await fetch_busy(source, start, end, ZoneInfo(tz), self.limits)
+            busy = await fetch_busy(source, start, end, ZoneInfo(tz), self.limits, ignore=ours)
         except InvalidToken:
             error = "the stored password cannot be read (server.secret_key changed?): set it again"
         except FetchError as exc:

@@ -275,3 +275,23 @@ async def test_bad_calendar_lists_are_refused_and_change_nothing(make_org) -> No
         status, problem = await org.call("PUT", path, json={"calendars": bad})
         assert status == 422, (bad, problem)
     assert (await org.ok("GET", path))["calendars"] == []
+
+
+async def test_vivas_own_interviews_in_the_evaluators_calendar_are_not_busy_times(
+    make_org, radicale: Radicale
+) -> None:
+    org = await make_org()
+    ev = await caldav_evaluator(org, radicale)
+    candidate = await org.make_candidate()
+    resp = await org.client.post(
+        f"/c/{token_of(candidate['link'])}/booking", json={"start": "2026-12-02T09:00:00+01:00"}
+    )
+    booking = await resp.json()
+    # The evaluator accepted the invitation into their calendar, then it was moved by an
+    # hour there too late: Viva must not take its own (stale) interview for another duty.
+    stale = event(booking["id"], "20261202T110000", "20261202T112000")
+    await radicale.put("invitation", stale)
+    await radicale.put("other", event("other", "20261201T090000", "20261201T100000"))
+    (status,) = await refresh(org, ev)
+    assert status["busy_count"] == 1
+    assert "11:00" in await starts_on(org, WED)
