@@ -32,7 +32,7 @@ from aiohttp.resolver import DefaultResolver
 from icalendar import Calendar
 from yarl import URL
 
-__all__ = ["FetchError", "Limits", "Source", "busy_from_ics", "fetch_busy"]
+__all__ = ["FetchError", "Limits", "Source", "busy_from_ics", "client", "fetch_busy"]
 
 Interval = tuple[datetime, datetime]
 _DAV = "DAV:"
@@ -119,6 +119,21 @@ async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(body)
 
 
+def client(source: Source, limits: Limits) -> aiohttp.ClientSession:
+    """An HTTP client for one calendar: its credentials, the bounds, the address check."""
+    _literal_host_allowed(source.url, limits)
+    headers = (
+        {"Authorization": aiohttp.encode_basic_auth(source.username, source.password or "")}
+        if source.username
+        else {}
+    )
+    connector = aiohttp.TCPConnector(
+        resolver=None if limits.allow_private else _PublicOnly(), limit=2
+    )
+    timeout = aiohttp.ClientTimeout(total=limits.timeout)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers)
+
+
 async def fetch_busy(
     source: Source,
     start: datetime,
@@ -136,20 +151,8 @@ async def fetch_busy(
     `ignore`: UIDs whose events are not busy times (Viva's own interviews, which an
     evaluator's calendar may hold from the invitations; a free-busy answer names none).
     """
-    _literal_host_allowed(source.url, limits)
-    headers = (
-        {"Authorization": aiohttp.encode_basic_auth(source.username, source.password or "")}
-        if source.username
-        else {}
-    )
-    connector = aiohttp.TCPConnector(
-        resolver=None if limits.allow_private else _PublicOnly(), limit=2
-    )
-    timeout = aiohttp.ClientTimeout(total=limits.timeout)
     try:
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, headers=headers
-        ) as http:
+        async with client(source, limits) as http:
             if source.kind == "ics":
                 body = await _get(http, source.url, limits)
                 return _clip(busy_from_ics([body], start, end, tz, ignore), start, end)
@@ -159,10 +162,10 @@ async def fetch_busy(
                     found = busy_from_ics(_calendar_data(body), start, end, tz, ignore)
                     return _clip(found, start, end)
                 if method == "calendar-query" or status not in _NOT_SUPPORTED:
-                    raise FetchError(_status_error("calendar-query", status))
+                    raise FetchError(status_error("calendar-query", status))
             status, body = await _report(http, source.url, _free_busy_query(start, end), limits)
             if status != 200:
-                raise FetchError(_status_error("free-busy-query", status))
+                raise FetchError(status_error("free-busy-query", status))
             return _clip(_busy_from_freebusy(body), start, end)
     except FetchError:
         raise
@@ -174,7 +177,7 @@ async def fetch_busy(
         raise FetchError(f"could not read the calendar: {exc}") from exc
 
 
-def _status_error(what: str, status: int) -> str:
+def status_error(what: str, status: int) -> str:
     if status in (401, 403):
         return f"the server refused the credentials ({what}: HTTP {status})"
     if 300 <= status < 400:
@@ -185,7 +188,7 @@ def _status_error(what: str, status: int) -> str:
 async def _get(http: aiohttp.ClientSession, url: str, limits: Limits) -> bytes:
     async with http.get(url, allow_redirects=False, headers={"Accept": "text/calendar"}) as resp:
         if resp.status != 200:
-            raise FetchError(_status_error("GET", resp.status))
+            raise FetchError(status_error("GET", resp.status))
         return await _read(resp, limits.max_bytes)
 
 

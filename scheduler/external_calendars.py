@@ -24,6 +24,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,7 +36,8 @@ from scheduler.clock import Clock
 from scheduler.config import CalendarsSettings
 from scheduler.credentials import CredentialBox, InvalidToken
 from scheduler.db import Database
-from scheduler.models import Booking, Evaluator, ExternalBusy, ExternalCalendar
+from scheduler.models import Booking, Evaluator, ExternalBusy, ExternalCalendar, ExternalPushed
+from scheduler.writeback import Writer
 
 __all__ = [
     "CalendarStatus",
@@ -49,6 +51,8 @@ __all__ = [
 log = logging.getLogger("viva.calendars")
 # A calendar's error as shown to the organisation: enough to act on, never a whole page.
 _MAX_ERROR = 500
+# Calendars one scheduled pass claims and fetches together.
+_BATCH = 50
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class NewCalendar:
     username: str | None = None
     # None: keep the password already stored for the same kind, URL and user, if any.
     password: str | None = None
+    write_back: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class CalendarStatus:
     url: str
     username: str | None
     has_password: bool
+    write_back: bool
     last_attempt_at: datetime | None
     last_success_at: datetime | None
     last_error: str | None
@@ -96,6 +102,8 @@ async def replace_calendars(
         removed = await session.execute(
             delete(ExternalBusy).where(ExternalBusy.calendar_id.in_(ids))
         )
+        # What was written into them stays there; Viva only forgets it wrote it.
+        await session.execute(delete(ExternalPushed).where(ExternalPushed.calendar_id.in_(ids)))
         await session.execute(delete(ExternalCalendar).where(ExternalCalendar.id.in_(ids)))
         if removed.rowcount:  # type: ignore[attr-defined]
             touch(session, evaluator.organisation_id)
@@ -116,6 +124,7 @@ async def replace_calendars(
                 secret=secret,
                 created_at=now,
                 due_at=now,
+                write_back=new.write_back,
             )
         )
 
@@ -139,6 +148,7 @@ async def statuses(session: AsyncSession, evaluator_id: uuid.UUID) -> list[Calen
             url=c.url,
             username=c.username,
             has_password=c.secret is not None,
+            write_back=c.write_back,
             last_attempt_at=c.last_attempt_at,
             last_success_at=c.last_success_at,
             last_error=c.last_error,
@@ -164,8 +174,10 @@ class CalendarSync:
         horizon_days: int,
         *,
         dev_mode: bool = False,
+        writer: Writer | None = None,
     ) -> None:
         self.db = db
+        self.writer = writer
         self.clock = clock
         self.box = box
         self.period = timedelta(minutes=settings.refresh_minutes)
@@ -195,7 +207,7 @@ class CalendarSync:
             )
         await asyncio.gather(*(self.refresh(calendar_id) for calendar_id in ids))
 
-    async def refresh_due(self, limit: int = 50) -> int:
+    async def refresh_due(self, limit: int = _BATCH) -> int:
         """Fetch the calendars whose period is over, each claimed first; how many were."""
         now = self.clock.now()
         async with self.db.read() as session:
@@ -253,6 +265,11 @@ class CalendarSync:
             password = self.box.open(calendar.secret) if calendar.secret else None
             source = Source(calendar.kind, calendar.url, calendar.username, password)  # type: ignore[arg-type]
             busy = await fetch_busy(source, start, end, ZoneInfo(tz), self.limits, ignore=ours)
+            if calendar.write_back and self.writer is not None:
+                try:
+                    await self.writer.push(self.db, calendar, source, self.limits, now)
+                except (FetchError, aiohttp.ClientError) as exc:
+                    error = f"writing back: {exc}"  # the busy times read are kept all the same
         except InvalidToken:
             error = "the stored password cannot be read (server.secret_key changed?): set it again"
         except FetchError as exc:
@@ -270,10 +287,11 @@ class CalendarSync:
         error: str | None,
     ) -> None:
         async with self.db.write() as session:
+            shown = error[:_MAX_ERROR] if error is not None else None
             outcome = (
-                {"last_success_at": now, "last_error": None}
+                {"last_success_at": now, "last_error": shown}
                 if busy is not None
-                else {"last_error": (error or "")[:_MAX_ERROR]}
+                else {"last_error": shown}
             )
             done = await session.execute(
                 update(ExternalCalendar)
@@ -315,7 +333,9 @@ class CalendarSync:
         pause = min(60.0, self.period.total_seconds())
         while not self._stop.is_set():
             try:
-                await self.refresh_due()
+                # A full batch means more may be due: go on rather than wait a minute.
+                while await self.refresh_due() == _BATCH and not self._stop.is_set():
+                    pass
             except Exception:
                 log.exception("calendars: the scheduled refresh failed")
             try:
@@ -342,6 +362,7 @@ async def calendar_sync(app: web.Application) -> AsyncIterator[None]:
         settings.calendars,
         settings.policy.booking_horizon_days,
         dev_mode=settings.server.dev_mode,
+        writer=Writer(app[keys.NOTIFIER], app[keys.JINJA], app[keys.CATALOGS]),
     )
     app[keys.CALENDAR_SYNC] = sync
     sync.start()

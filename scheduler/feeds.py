@@ -24,7 +24,7 @@ from scheduler.i18n import Catalogs
 from scheduler.models import Booking, Candidate, Evaluator, Organisation
 from scheduler.notify import Notifier
 
-__all__ = ["DAYS_BACK", "Feed", "evaluator_feed", "reissue"]
+__all__ = ["DAYS_BACK", "Feed", "evaluator_feed", "one_interview", "reissue"]
 
 DAYS_BACK = 30
 
@@ -79,6 +79,29 @@ async def evaluator_feed(
     body = feed.build(entries, f"{org.name} (Viva)")
     digest = hashlib.sha256(body).hexdigest()[:32]
     return Feed(body, f'"{digest}"', changed)
+
+
+def one_interview(
+    booking: Booking,
+    candidate: Candidate,
+    evaluator: Evaluator,
+    org: Organisation,
+    *,
+    notifier: Notifier,
+    env: jinja2.Environment,
+    catalogs: Catalogs,
+) -> bytes:
+    """One interview as a calendar object of its own (scheduler.writeback): the feed's event."""
+    mail = notifier.feed_mail(booking, candidate, evaluator, org)
+    entry = feed.entry(
+        env,
+        catalogs.get(evaluator.locale),
+        evaluator.locale,
+        mail,
+        cancelled=booking.status == "cancelled",
+        stamp=booking.updated_at,
+    )
+    return feed.build([entry], f"{org.name} (Viva)")
 
 
 def reissue(evaluator: Evaluator) -> None:

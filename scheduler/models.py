@@ -230,6 +230,21 @@ class ExternalCalendar(Base):
     last_attempt_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # CalDAV only: the evaluator's interviews are written into it (scheduler.writeback).
+    write_back: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+
+
+class ExternalPushed(Base):
+    """An interview written into an external calendar, at which SEQUENCE: what to rewrite
+    when it changes, and to delete when it is cancelled or goes to another evaluator."""
+
+    __tablename__ = "external_pushed"
+    calendar_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("external_calendars.id"), primary_key=True
+    )
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    pushed_at: Mapped[datetime]
 
 
 class ExternalBusy(Base):

@@ -27,6 +27,12 @@ class CalendarIn(BaseModel):
         "password already stored for the same type, URL and user name is kept.",
     )
 
+    write_back: bool = Field(
+        False,
+        description="CalDAV only: write the evaluator's interviews into this calendar "
+        "(and move or delete them there), with the invitations' UIDs.",
+    )
+
     @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:
@@ -52,6 +58,7 @@ class CalendarOut(BaseModel):
     url: str
     username: str | None
     has_password: bool
+    write_back: bool
     last_attempt_at: datetime | None
     last_success_at: datetime | None = Field(
         description="The last fetch that worked: the busy times shown are from it."

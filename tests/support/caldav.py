@@ -117,6 +117,11 @@ class Radicale:
         )
         assert await self._call("PUT", f"{self.url}{uid}.ics", body) in (201, 204)
 
+    async def get(self, name: str) -> tuple[int, bytes]:
+        async with aiohttp.ClientSession(headers=self.auth) as http:
+            async with http.get(f"{self.url}{name}.ics") as resp:
+                return resp.status, await resp.read()
+
     async def delete(self, uid: str) -> None:
         assert await self._call("DELETE", f"{self.url}{uid}.ics") in (200, 204)
 

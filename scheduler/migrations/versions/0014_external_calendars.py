@@ -1,5 +1,6 @@
 """external calendars: evaluators.feed_nonce (their calendar feed's link), external_calendars
-(their own calendars, read for busy times) and external_busy (the last good busy times)
+(their own calendars, read for busy times), external_busy (the last good busy times) and
+external_pushed (interviews written back into a CalDAV calendar)
 
 Revision ID: 0014
 Revises: 0010
@@ -46,6 +47,7 @@ def upgrade() -> None:
         sa.Column('last_attempt_at', mailer.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column('last_success_at', mailer.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column('last_error', sa.Text(), nullable=True),
+        sa.Column('write_back', sa.Boolean(), server_default=sa.text('false'), nullable=False),
         sa.ForeignKeyConstraint(
             ['evaluator_id'], ['evaluators.id'],
             name=op.f('fk_external_calendars_evaluator_id_evaluators'),
@@ -58,6 +60,22 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f('ix_external_calendars_evaluator_id'), 'external_calendars', ['evaluator_id']
+    )
+    op.create_table(
+        'external_pushed',
+        sa.Column('calendar_id', sa.Uuid(), nullable=False),
+        sa.Column('booking_id', sa.Uuid(), nullable=False),
+        sa.Column('sequence', sa.Integer(), nullable=False),
+        sa.Column('pushed_at', mailer.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ['booking_id'], ['bookings.id'],
+            name=op.f('fk_external_pushed_booking_id_bookings'),
+        ),
+        sa.ForeignKeyConstraint(
+            ['calendar_id'], ['external_calendars.id'],
+            name=op.f('fk_external_pushed_calendar_id_external_calendars'),
+        ),
+        sa.PrimaryKeyConstraint('calendar_id', 'booking_id', name=op.f('pk_external_pushed')),
     )
     op.create_table(
         'external_busy',
@@ -86,6 +104,7 @@ def downgrade() -> None:
     op.drop_index('ix_external_busy_evaluator_start', table_name='external_busy')
     op.drop_index(op.f('ix_external_busy_calendar_id'), table_name='external_busy')
     op.drop_table('external_busy')
+    op.drop_table('external_pushed')
     op.drop_index(op.f('ix_external_calendars_evaluator_id'), table_name='external_calendars')
     op.drop_table('external_calendars')
     op.execute('ALTER TABLE evaluators DROP COLUMN feed_nonce')

@@ -36,6 +36,7 @@ async def _out(call: Call, ev: Evaluator) -> CalendarsOut:
                 url=s.url,
                 username=s.username,
                 has_password=s.has_password,
+                write_back=s.write_back,
                 last_attempt_at=s.last_attempt_at,
                 last_success_at=s.last_success_at,
                 last_error=s.last_error,
@@ -61,14 +62,22 @@ async def put_calendars(call: Call) -> CalendarsOut:
     if len(call.body.calendars) > most:
         raise ValidationFailed([FieldError("calendars", f"at most {most} per evaluator")])
     for i, item in enumerate(call.body.calendars):
-        if item.type == "ics" and (item.username or item.password):
+        if item.type == "ics" and (item.username or item.password or item.write_back):
             raise ValidationFailed(
-                [FieldError(f"calendars.{i}", "an ics URL takes no user name or password")]
+                [
+                    FieldError(
+                        f"calendars.{i}",
+                        "an ics URL is read-only: no user name, password or write_back",
+                    )
+                ]
             )
     await replace_calendars(
         call.session,
         ev,
-        [NewCalendar(c.type, c.url, c.username, c.password) for c in call.body.calendars],
+        [
+            NewCalendar(c.type, c.url, c.username, c.password, c.write_back)
+            for c in call.body.calendars
+        ],
         app[keys.CREDENTIALS],
         app[keys.CLOCK].now(),
     )

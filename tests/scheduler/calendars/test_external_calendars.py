@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import icalendar
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
@@ -269,6 +270,7 @@ async def test_bad_calendar_lists_are_refused_and_change_nothing(make_org) -> No
     for bad in (
         [{"type": "caldav", "url": "ftp://example.org/cal"}],
         [{"type": "ics", "url": "https://example.org/a.ics", "password": "x"}],
+        [{"type": "ics", "url": "https://example.org/a.ics", "write_back": True}],
         [{"type": "exchange", "url": "https://example.org/"}],
         [{"type": "ics", "url": f"https://example.org/{i}.ics"} for i in range(6)],
     ):
@@ -295,3 +297,54 @@ async def test_vivas_own_interviews_in_the_evaluators_calendar_are_not_busy_time
     (status,) = await refresh(org, ev)
     assert status["busy_count"] == 1
     assert "11:00" in await starts_on(org, WED)
+
+
+async def test_write_back_puts_moves_and_deletes_the_interviews_with_their_uids(
+    make_org, radicale: Radicale
+) -> None:
+    org = await make_org()
+    ev = await org.make_evaluator()
+    calendars = [
+        {
+            "type": "caldav",
+            "url": radicale.url,
+            "username": USER,
+            "password": PASSWORD,
+            "write_back": True,
+        }
+    ]
+    await org.ok("PUT", f"/evaluators/{ev['id']}/calendars", json={"calendars": calendars})
+    candidate = await org.make_candidate()
+    token = token_of(candidate["link"])
+    resp = await org.client.post(f"/c/{token}/booking", json={"start": "2026-12-02T09:00:00+01:00"})
+    booking = await resp.json()
+    (status,) = await refresh(org, ev)
+    assert status["last_error"] is None and status["write_back"] is True
+    assert status["busy_count"] == 0  # its own interview is not another duty
+
+    async def on_server() -> icalendar.Event | None:
+        code, body = await radicale.get(f"viva-{booking['id']}")
+        if code == 404:
+            return None
+        assert code == 200
+        return next(iter(icalendar.Calendar.from_ical(body).walk("VEVENT")))
+
+    written = await on_server()
+    assert written is not None and str(written["UID"]) == booking["id"]
+    assert int(written["SEQUENCE"]) == 0
+    assert written.decoded("DTSTART").astimezone(UTC) == datetime(2026, 12, 2, 8, tzinfo=UTC)
+
+    org.client.app[keys.CLOCK].advance(timedelta(minutes=1))
+    resp = await org.client.put(f"/c/{token}/booking", json={"start": "2026-12-03T10:00:00+01:00"})
+    assert resp.status == 200
+    await refresh(org, ev)
+    moved = await on_server()
+    assert moved is not None and int(moved["SEQUENCE"]) == 1
+    assert moved.decoded("DTSTART").astimezone(UTC) == datetime(2026, 12, 3, 9, tzinfo=UTC)
+    assert "10:00" in await starts_on(org, WED)  # the old time is free again
+
+    resp = await org.client.delete(f"/c/{token}/booking")
+    assert resp.status in (200, 204)
+    (status,) = await refresh(org, ev)
+    assert status["last_error"] is None
+    assert await on_server() is None
