@@ -167,3 +167,14 @@ async def test_guessed_feed_links_are_throttled(make_org) -> None:
     assert status == 429 and "Retry-After" in headers
     # Past the limit, even the right link waits: the client is throttled, not the link.
     assert (await _feed(org, good))[0] == 429
+
+
+async def test_feed_links_are_hidden_in_logs(make_org) -> None:
+    from scheduler.logs import redact
+
+    org = await make_org()
+    ev = await org.make_evaluator()
+    path = _feed_path(ev["calendar_feed"])
+    token = path.removeprefix("/feeds/").removesuffix(".ics")
+    line = redact(f'127.0.0.1 "GET {path} HTTP/1.1" 200')
+    assert token not in line and "/feeds/…#" in line
