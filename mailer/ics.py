@@ -11,8 +11,9 @@ treat "I am the organizer" events as their own and hide the accept/decline butto
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,7 +22,14 @@ from icalendar import STATUS, TRANSP, Calendar, Event, Timezone, vCalAddress
 
 from mailer.message import clean_line, validate_address
 
-__all__ = ["PRODID", "Invitation", "build_cancel", "build_request", "build_update"]
+__all__ = [
+    "PRODID",
+    "Invitation",
+    "build_cancel",
+    "build_feed",
+    "build_request",
+    "build_update",
+]
 
 PRODID = "-//Viva//Viva oral interviews//EN"
 _CALENDAR_END = b"END:VCALENDAR\r\n"
@@ -150,7 +158,7 @@ def _address(email: str, name: str, *, attendee: bool, rsvp: bool = False) -> vC
     )
 
 
-def _event(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> Event:
+def _event(inv: Invitation, method: Literal["REQUEST", "CANCEL"], *, feed: bool = False) -> Event:
     zone = ZoneInfo(inv.timezone)
     return Event.new(
         uid=inv.uid,
@@ -165,7 +173,12 @@ def _event(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> Event:
         organizer=_address(inv.organizer_email, inv.organizer_name, attendee=False),
         attendees=[
             # A cancellation expects no answer, so only a REQUEST asks for one.
-            _address(inv.attendee_email, inv.attendee_name, attendee=True, rsvp=method == "REQUEST")
+            _address(
+                inv.attendee_email,
+                inv.attendee_name,
+                attendee=True,
+                rsvp=method == "REQUEST" and not feed,
+            )
         ],
         status=STATUS.CONFIRMED if method == "REQUEST" else STATUS.CANCELLED,
         transparency=TRANSP.OPAQUE,
@@ -211,3 +224,39 @@ def build_cancel(inv: Invitation) -> bytes:
     cancellation is treated as one more revision of the booking.
     """
     return _build(inv, "CANCEL")
+
+
+def build_feed(entries: Iterable[tuple[Invitation, bool]], name: str) -> bytes:
+    """A calendar to subscribe to: each interview as its invitation describes it.
+
+    Each entry is (invitation, cancelled). The events are those of the invitations, same
+    UID and SEQUENCE, so a client holding both sees one event; a cancelled one stays, with
+    STATUS:CANCELLED. No METHOD (RFC 5545 section 3.7.2: a published calendar is no iTIP
+    message) and no reply asked.
+    """
+    events: list[bytes] = []
+    spans: dict[str, tuple[date, date]] = {}
+    for inv, cancelled in entries:
+        event = _event(inv, "CANCEL" if cancelled else "REQUEST", feed=True)
+        for tzid in _zones_of(event):
+            first, last = spans.get(tzid, (date.max, date.min))
+            spans[tzid] = (
+                min(first, date(inv.start.year - 1, 1, 1)),
+                max(last, date(inv.end.year + 2, 1, 1)),
+            )
+        events.append(event.to_ical())
+    zones = b"".join(_vtimezone(tzid, *spans[tzid]) for tzid in sorted(spans))
+    return _feed_head(clean_line(name)) + zones + b"".join(events) + _CALENDAR_END
+
+
+def _feed_head(name: str) -> bytes:
+    calendar = Calendar()
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    calendar.add("CALSCALE", "GREGORIAN")
+    calendar.add("X-WR-CALNAME", name)
+    # How often subscribers should look again (RFC 7986 and the older Apple/Microsoft name).
+    calendar.add("REFRESH-INTERVAL", timedelta(hours=1), parameters={"VALUE": "DURATION"})
+    calendar.add("X-PUBLISHED-TTL", "PT1H")
+    whole: bytes = calendar.to_ical()
+    return whole[: -len(_CALENDAR_END)]

@@ -14,8 +14,10 @@ from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.confirmations import confirmations_sweeper
 from scheduler.contention import Contention
+from scheduler.credentials import CredentialBox
 from scheduler.db import Database
 from scheduler.effects import AfterCommit, MailAndTimers
+from scheduler.external_calendars import calendar_sync
 from scheduler.free_times import FreeTimes
 from scheduler.i18n import TEMPLATES, Catalogs, create_env
 from scheduler.links import Links
@@ -27,6 +29,7 @@ from scheduler.timers import replanner, timers_ctx
 from scheduler.web import (
     api,
     assessment_pages,
+    feeds,
     health,
     home,
     metrics,
@@ -63,6 +66,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.CONTENTION] = Contention()
     app[keys.METRICS].watch_contention(app[keys.CONTENTION])
     app[keys.LINKS] = Links(LinkSigner(secret_key(settings)), settings.server.base_url)
+    app[keys.CREDENTIALS] = CredentialBox(secret_key(settings))
     app[keys.CATALOGS] = Catalogs.load()
     env = create_env()
     app[keys.JINJA] = env
@@ -78,6 +82,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(timers_ctx)
     app.cleanup_ctx.append(retention_ctx)
     app.cleanup_ctx.append(_booking_service)
+    app.cleanup_ctx.append(calendar_sync)
     if settings.server.dev_mode:
         setup_dev_mailbox(app)
     health.setup(app)
@@ -86,6 +91,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/api/v1/docs", api_docs)
     app.router.add_static("/static", TEMPLATES / "static", append_version=True, name="static")
     api.setup(app)
+    feeds.setup(app)
     pages.setup(app)
     room_wiring.setup(app, on_miss=throttle.lookup_failed)
     room_pages.setup(app)

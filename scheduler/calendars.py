@@ -21,7 +21,7 @@ from sqlalchemy import Select, String, Text, bindparam, cast, select, type_coerc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.availability import Availability
-from scheduler.models import ACTIVE_STATUSES, Booking, Evaluator
+from scheduler.models import ACTIVE_STATUSES, Booking, Evaluator, ExternalBusy
 from scheduler.slots import EvaluatorCalendar
 
 # Bookings this far outside the asked range still matter: buffers, and the daily cap counted
@@ -161,14 +161,55 @@ async def busy_intervals(
     return busy
 
 
+_EXTERNAL = (
+    select(
+        type_coerce(ExternalBusy.evaluator_id, String),
+        type_coerce(ExternalBusy.start_at, String),
+        type_coerce(ExternalBusy.end_at, String),
+    )
+    .where(
+        ExternalBusy.evaluator_id.in_(bindparam("evaluator_ids", expanding=True)),
+        ExternalBusy.start_at < bindparam("before", type_=ExternalBusy.start_at.type),
+        ExternalBusy.end_at > bindparam("after", type_=ExternalBusy.end_at.type),
+    )
+    .order_by(ExternalBusy.start_at)
+)
+
+
+async def external_busy(
+    session: AsyncSession,
+    evaluator_ids: Iterable[uuid.UUID],
+    start: datetime,
+    end: datetime,
+    margin: timedelta = _MARGIN,
+) -> dict[uuid.UUID, list[tuple[datetime, datetime]]]:
+    """Busy times read from evaluators' own calendars (the last good copy of each,
+    scheduler.external_calendars) overlapping [start - margin, end + margin), by start."""
+    ids = list(evaluator_ids)
+    busy: dict[uuid.UUID, list[tuple[datetime, datetime]]] = defaultdict(list)
+    if not ids:
+        return busy
+    rows = await session.execute(
+        _EXTERNAL, {"evaluator_ids": ids, "before": end + margin, "after": start - margin}
+    )
+    for evaluator_id, b_start, b_end in rows:
+        busy[_uuid(evaluator_id)].append((_instant(b_start), _instant(b_end)))
+    return busy
+
+
 def calendar_of(
     evaluator_id: uuid.UUID,
     tz: str,
     availability: Availability,
     busy: list[tuple[datetime, datetime]],
+    external: list[tuple[datetime, datetime]] | None = None,
 ) -> EvaluatorCalendar:
     return EvaluatorCalendar(
-        id=evaluator_id, tz=ZoneInfo(tz), availability=availability, busy=tuple(busy)
+        id=evaluator_id,
+        tz=ZoneInfo(tz),
+        availability=availability,
+        busy=tuple(busy),
+        external=tuple(external or ()),
     )
 
 
@@ -182,5 +223,9 @@ async def load_calendars(
     exclude: uuid.UUID | None = None,
 ) -> list[EvaluatorCalendar]:
     evaluators = await qualified_evaluators(session, organisation_id, language)
-    busy = await busy_intervals(session, (e[0] for e in evaluators), start, end, margin, exclude)
-    return [calendar_of(eid, tz, av, busy.get(eid, [])) for eid, tz, av in evaluators]
+    ids = [e[0] for e in evaluators]
+    busy = await busy_intervals(session, ids, start, end, margin, exclude)
+    external = await external_busy(session, ids, start, end, margin)
+    return [
+        calendar_of(eid, tz, av, busy.get(eid, []), external.get(eid)) for eid, tz, av in evaluators
+    ]

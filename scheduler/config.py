@@ -181,6 +181,16 @@ class RetentionSettings(_Section):
         return value
 
 
+class CalendarsSettings(_Section):
+    """Evaluators' own calendars, read for busy times (scheduler.external_calendars)."""
+
+    refresh_minutes: int = Field(15, ge=1, le=24 * 60)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    max_bytes: int = Field(5_000_000, ge=10_000, le=100_000_000)
+    max_per_evaluator: int = Field(5, ge=1, le=20)
+    allow_private_networks: bool = False
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -191,6 +201,7 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()
+    calendars: CalendarsSettings = CalendarsSettings()
 
     @property
     def data_path(self) -> Path:

@@ -18,7 +18,7 @@ from sqlalchemy import Uuid, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler.calendars import busy_intervals, calendar_of, qualified_evaluators
+from scheduler.calendars import busy_intervals, calendar_of, external_busy, qualified_evaluators
 from scheduler.db import Database
 from scheduler.errors import SlotTaken
 from scheduler.models import ACTIVE_STATUSES, Booking, Evaluator
@@ -177,20 +177,24 @@ async def free_evaluator(
     }
     counts = await _week_counts(session, list(evaluators), start) if evaluators else {}
     order = choose_evaluator(list(evaluators), counts)
+    day = timedelta(days=1)  # the evaluator's local day around `start`, for the daily cap
+    # Their own calendars' busy times: the last good copy in the database, never a fetch.
+    external = await external_busy(
+        session, list(evaluators), start - day, start + day, timedelta(0)
+    )
 
     def hours_allow(evaluator_id: uuid.UUID) -> bool:
         # Bookings only ever take starts away: whoever's hours (and the notice, horizon and
-        # deadline) leave `start` out cannot be free then, whatever they have booked.
+        # deadline, and their own calendar) leave `start` out cannot be free then, whatever
+        # they have booked.
         tz, availability = evaluators[evaluator_id]
-        return is_free(
-            calendar_of(evaluator_id, tz, availability, []), policy, now, start, deadline
-        )
+        cal = calendar_of(evaluator_id, tz, availability, [], external.get(evaluator_id))
+        return is_free(cal, policy, now, start, deadline)
 
     first = next((i for i, eid in enumerate(order) if hours_allow(eid)), len(order))
     # The preferred evaluator whose hours allow `start` is usually free: their bookings are
     # read alone, and only if they are not free, all the later ones' in one more query.
     batches = [order[first : first + 1], order[first + 1 :]]
-    day = timedelta(days=1)  # the evaluator's local day around `start`, for the daily cap
 
     async def still_free(evaluator_id: uuid.UUID) -> bool:
         """Re-read under the evaluator's lock: what other transactions committed counts."""
@@ -198,7 +202,9 @@ async def free_evaluator(
         fresh = await busy_intervals(
             session, [evaluator_id], start - day, start + day, timedelta(0), exclude
         )
-        cal = calendar_of(evaluator_id, tz, availability, fresh.get(evaluator_id, []))
+        cal = calendar_of(
+            evaluator_id, tz, availability, fresh.get(evaluator_id, []), external.get(evaluator_id)
+        )
         return is_free(cal, policy, now, start, deadline)
 
     async def looking_free() -> AsyncGenerator[uuid.UUID, None]:
@@ -211,7 +217,13 @@ async def free_evaluator(
             )
             for evaluator_id in batch:
                 tz, availability = evaluators[evaluator_id]
-                cal = calendar_of(evaluator_id, tz, availability, busy.get(evaluator_id, []))
+                cal = calendar_of(
+                    evaluator_id,
+                    tz,
+                    availability,
+                    busy.get(evaluator_id, []),
+                    external.get(evaluator_id),
+                )
                 if is_free(cal, policy, now, start, deadline):
                     yield evaluator_id
 

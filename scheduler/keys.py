@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from scheduler.clock import Clock
     from scheduler.config import Settings
     from scheduler.contention import Contention
+    from scheduler.credentials import CredentialBox
     from scheduler.db import Database
+    from scheduler.external_calendars import CalendarSync
     from scheduler.free_times import FreeTimes
     from scheduler.i18n import Catalogs
     from scheduler.links import Links
@@ -57,3 +59,7 @@ THROTTLE: web.AppKey[Throttle] = web.AppKey("throttle")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 # The daily retention runs (scheduler.retention_runs); tests call `run_due` on it.
 RETENTION: web.AppKey[RetentionJob] = web.AppKey("retention")
+# External calendars' passwords, sealed and opened (scheduler.credentials).
+CREDENTIALS: web.AppKey[CredentialBox] = web.AppKey("credentials")
+# Fetches evaluators' own calendars on a schedule and on demand.
+CALENDAR_SYNC: web.AppKey[CalendarSync] = web.AppKey("calendar_sync")

@@ -6,7 +6,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.tokens import LinkKind, LinkSigner, parse_link
-from scheduler.models import Booking, Candidate, Organisation
+from scheduler.models import Booking, Candidate, Evaluator, Organisation
 
 # The candidate and their organisation's calendar version (scheduler.calendar_versions) in
 # one round trip, for the slots answer that needs both; built once, like the hot queries.
@@ -39,6 +39,28 @@ class Links:
 
     def room_url(self, booking: Booking, role: str) -> str:
         return f"{self.base_url}/r/{self.room_token(booking, role)}"
+
+    def feed_url(self, evaluator: Evaluator) -> str | None:
+        """The evaluator's calendar subscription (scheduler.feeds); None before it has a
+        nonce (a row older than feeds and not yet given one)."""
+        if evaluator.feed_nonce is None:
+            return None
+        token = self.signer.make(LinkKind.CALENDAR_FEED, evaluator.id, evaluator.feed_nonce)
+        return f"{self.base_url}/feeds/{token}.ics"
+
+    async def resolve_feed(self, session: AsyncSession, token: str) -> Evaluator | None:
+        link = parse_link(token, LinkKind.CALENDAR_FEED)
+        if link is None:
+            return None
+        evaluator = await session.get(Evaluator, link.ident)
+        if (
+            evaluator is None
+            or evaluator.deleted_at is not None
+            or evaluator.feed_nonce is None
+            or not self.signer.verify(link, evaluator.feed_nonce)
+        ):
+            return None
+        return evaluator
 
     async def resolve_candidate(self, session: AsyncSession, token: str) -> Candidate | None:
         link = parse_link(token, LinkKind.CANDIDATE)

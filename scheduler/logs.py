@@ -1,6 +1,7 @@
 """Logs without secrets: links and API keys are replaced by a short fingerprint.
 
-A candidate link (`/c/<token>`) or room link (`/r/<token>`, with any suffix) is a working
+A candidate link (`/c/<token>`), room link (`/r/<token>`, with any suffix) or calendar feed
+(`/feeds/<token>.ics`) is a working
 key to a person's booking or interview, and an API key to a whole organisation: a log that
 holds them makes any log leak (a shared support ticket, a log shipper, a backup) a leak of
 working links, although the database alone yields none. Every record reaching the server's
@@ -22,7 +23,7 @@ from aiohttp import web_log
 
 # A token is base64url (a link's 46 characters); allow padding and %-escapes so a
 # variant spelling or an encoded one is hidden as well.
-_LINK = re.compile(r"(/[cr]/)([A-Za-z0-9_\-=%+.~]{16,})")
+_LINK = re.compile(r"(/(?:[cr]|feeds)/)([A-Za-z0-9_\-=%+.~]{16,})")
 _BEARER = re.compile(r"(?i)(bearer\s+)([^\s'\",;]+)")
 _API_KEY = re.compile(r"\bviva_[A-Za-z0-9_\-]{16,}")
 

@@ -105,6 +105,10 @@ class Evaluator(Base):
     # the row stays, anonymous, as the evaluator of their past interviews.
     erased_at: Mapped[datetime | None]
 
+    # Behind their calendar feed's link (scheduler.feeds): rotating it revokes the link.
+    # Nullable only for rows older than the column; migration 0014 gave those one.
+    feed_nonce: Mapped[str | None] = mapped_column(String(64), default=new_nonce)
+
 
 class Candidate(Base):
     __tablename__ = "candidates"
@@ -276,3 +280,55 @@ class RetentionRun(Base):
             postgresql_where=text("finished_at IS NULL"),
         ),
     )
+
+
+class ExternalCalendar(Base):
+    """One of an evaluator's own calendars, read for busy times (scheduler.external_calendars).
+
+    `secret` is the password encrypted (scheduler.credentials), never the password itself.
+    `due_at` is when the next scheduled fetch may claim it (an atomic UPDATE, so one process
+    fetches it); the last fetch's outcome is kept for the organisation to see.
+    """
+
+    __tablename__ = "external_calendars"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    evaluator_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("evaluators.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # "caldav" or "ics"
+    url: Mapped[str] = mapped_column(Text)
+    username: Mapped[str | None] = mapped_column(String(200))
+    secret: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    last_attempt_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # CalDAV only: the evaluator's interviews are written into it (scheduler.writeback).
+    write_back: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+
+
+class ExternalPushed(Base):
+    """An interview written into an external calendar, at which SEQUENCE: what to rewrite
+    when it changes, and to delete when it is cancelled or goes to another evaluator."""
+
+    __tablename__ = "external_pushed"
+    calendar_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("external_calendars.id"), primary_key=True
+    )
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    pushed_at: Mapped[datetime]
+
+
+class ExternalBusy(Base):
+    """A busy interval read from an external calendar: the last good copy of its fetch."""
+
+    __tablename__ = "external_busy"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    calendar_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("external_calendars.id"), index=True)
+    evaluator_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("evaluators.id"))
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_external_busy_evaluator_start", "evaluator_id", "start_at"),)

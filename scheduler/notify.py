@@ -90,6 +90,12 @@ class Notifier:
     ) -> compose.BookingMail:
         return self._mail(booking, candidate, evaluator, "evaluator", org)
 
+    def feed_mail(
+        self, booking: Booking, candidate: Candidate, evaluator: Evaluator, org: Organisation
+    ) -> compose.BookingMail:
+        """The booking as the evaluator's invitation shows it, for their calendar feed."""
+        return self._for_evaluator(booking, candidate, evaluator, self._sender(org))
+
     def _mail(
         self,
         booking: Booking,

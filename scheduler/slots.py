@@ -54,12 +54,17 @@ class EvaluatorCalendar:
     than let an unsorted list silently produce wrong slots; `EvaluatorCalendar.build` sorts.
     The bookings are also turned into integer microseconds once here, so that every search over
     this calendar (a month view, then the re-check at booking time) reuses them.
+
+    `external` holds the evaluator's busy times read from their own calendars
+    (scheduler.external_calendars), sorted likewise: an interview may not overlap one, but
+    they are not interviews, so they take no buffer and do not count towards the daily cap.
     """
 
     id: uuid.UUID
     tz: ZoneInfo
     availability: Availability
     busy: Busy = ()
+    external: Busy = ()
     _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _ends: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
@@ -71,6 +76,8 @@ class EvaluatorCalendar:
         object.__setattr__(
             self, "_ends", tuple([(end - _EPOCH) // _ONE_US for _, end in self.busy])
         )
+        if any(a[0] > b[0] for a, b in zip(self.external, self.external[1:], strict=False)):
+            raise ValueError("external must be sorted by start; use EvaluatorCalendar.build")
 
     @classmethod
     def build(
@@ -79,10 +86,14 @@ class EvaluatorCalendar:
         tz: ZoneInfo,
         availability: Availability,
         busy: Iterable[tuple[datetime, datetime]] = (),
+        external: Iterable[tuple[datetime, datetime]] = (),
     ) -> EvaluatorCalendar:
         """Normalise bookings to UTC and sort them, for callers holding them in any order."""
         ordered = sorted((start.astimezone(UTC), end.astimezone(UTC)) for start, end in busy)
-        return cls(id=id, tz=tz, availability=availability, busy=tuple(ordered))
+        others = sorted((start.astimezone(UTC), end.astimezone(UTC)) for start, end in external)
+        return cls(
+            id=id, tz=tz, availability=availability, busy=tuple(ordered), external=tuple(others)
+        )
 
 
 @dataclass(frozen=True)
@@ -150,7 +161,18 @@ def _blocked_zones(calendar: EvaluatorCalendar, rules: _Rules) -> tuple[list[int
     """
     before = rules.interview + rules.buffer
     lows = [start - before for start in calendar._starts]
-    highs = list(accumulate([end + rules.buffer for end in calendar._ends], max))
+    ends = [end + rules.buffer for end in calendar._ends]
+    if calendar.external:
+        # An external busy time (es, ee) blocks s iff s < ee and es < s + interview.
+        zones = sorted(
+            [
+                *zip(lows, ends, strict=True),
+                *((to_us(start) - rules.interview, to_us(end)) for start, end in calendar.external),
+            ]
+        )
+        lows = [low for low, _ in zones]
+        ends = [high for _, high in zones]
+    highs = list(accumulate(ends, max))
     return lows, highs
 
 

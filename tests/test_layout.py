@@ -90,6 +90,8 @@ AIOHTTP_ALLOWED = {
     "scheduler/timers/wiring.py": "the timer service is a cleanup_ctx of the app",
     "scheduler/retention_runs.py": "the retention job is a cleanup_ctx of the app",
     "scheduler/room_wiring.py": "starts the room server with the app, adds its routes",
+    "scheduler/busy_fetch.py": "an HTTP client (CalDAV, ICS) reading evaluators' calendars",
+    "scheduler/external_calendars.py": "its refresher is a cleanup_ctx of the app",
 }
 
 

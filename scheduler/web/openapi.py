@@ -86,6 +86,25 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             ],
         }
     },
+    "put_calendars": {
+        "bodies": {
+            "caldav": {
+                "summary": "A CalDAV calendar and a published ICS calendar",
+                "value": {
+                    "calendars": [
+                        {
+                            "type": "caldav",
+                            "url": "https://caldav.example.org/dav/calendars/claire/work/",
+                            "username": "claire",
+                            "password": "app-password",
+                        },
+                        {"type": "ics", "url": "https://calendar.example.org/claire.ics"},
+                    ]
+                },
+            },
+            "none": {"summary": "No external calendar", "value": {"calendars": []}},
+        }
+    },
     "create_candidate": {
         "body": {
             "name": "Léa Dubois",

@@ -157,6 +157,15 @@ class EvaluatorOut(_Out):
     languages: list[str]
     locale: str
     created_at: datetime
+    calendar_feed: str | None = Field(
+        None,
+        description="The evaluator's private calendar subscription (text/calendar): every "
+        "interview of theirs from 30 days back on. Re-issue it with "
+        "POST /evaluators/{id}/calendar_feed.",
+    )
+    calendar_feed_webcal: str | None = Field(
+        None, description="The same feed as a webcal:// link, which calendar apps open."
+    )
 
 
 class CandidateIn(_In):

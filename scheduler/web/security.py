@@ -45,6 +45,8 @@ SECRET_PREFIXES = ("/c/", "/r/", "/api/", "/dev/")
 SECRET_PATHS = frozenset({"/"})
 # Never cached either, though they hold no link: the live figures.
 NO_STORE_PATHS = frozenset({"/metrics"})
+# Calendar feeds (scheduler.web.feeds): secret links too, but revalidated, not refetched.
+FEED_PREFIX = "/feeds/"
 # The pages have no inline script or style; a page needing more sets its own policy.
 DEFAULT_CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
@@ -201,6 +203,9 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
     if request.path.startswith(SECRET_PREFIXES) or request.path in SECRET_PATHS | NO_STORE_PATHS:
         headers["Cache-Control"] = "no-store"
+    elif request.path.startswith(FEED_PREFIX):
+        # The subscriber's own client keeps it and revalidates (ETag); no shared cache may.
+        headers["Cache-Control"] = "private, no-cache"
     if request.path.startswith(STATIC_PREFIX):
         cache = STATIC_VERSIONED if "v" in request.query else STATIC_UNVERSIONED
         headers.setdefault("Cache-Control", cache)

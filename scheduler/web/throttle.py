@@ -41,7 +41,7 @@ from scheduler.web.problems import is_json_path, problem
 
 log = logging.getLogger("viva.throttle")
 
-GUARDED_PREFIXES = ("/c/", "/r/", "/api/")
+GUARDED_PREFIXES = ("/c/", "/r/", "/api/", "/feeds/")
 _NAMESPACE = "viva-failed-lookups"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

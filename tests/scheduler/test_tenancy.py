@@ -30,6 +30,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "AssessmentChange": {"overall_level": "C2", "reason": "Mallory says so."},
     "HoldIn": {"reason": "Mallory appeals."},
     "EvaluatorErasureIn": {"mode": "erase"},
+    "CalendarsIn": {"calendars": [{"type": "ics", "url": "https://mallory.example/cal.ics"}]},
 }
 
 

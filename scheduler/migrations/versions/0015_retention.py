@@ -2,7 +2,7 @@
 evaluator erasure, and the retention runs
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0014
 
 `organisations.retention` and `organisations.consent_notices` are JSON overrides of the
 server's defaults (null: all defaults). `candidates.hold_reason`/`held_at` are a legal
@@ -18,7 +18,7 @@ import mailer.models
 
 
 revision = '0015'
-down_revision = '0011'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 # isort: off
 from scheduler.web.api import organisation  # noqa: F401
 from scheduler.web.api import people  # noqa: F401
+from scheduler.web.api import calendars  # noqa: F401
 from scheduler.web.api import privacy  # noqa: F401
 from scheduler.web.api import retention  # noqa: F401
 from scheduler.web.api import bookings  # noqa: F401

@@ -58,6 +58,15 @@ async def _evaluator(call: Call) -> Evaluator:
     return await call.owned(Evaluator, "evaluator")
 
 
+def evaluator_out(call: Call, ev: Evaluator) -> EvaluatorOut:
+    """The evaluator with their calendar feed's links (https and webcal)."""
+    feed = call.request.app[keys.LINKS].feed_url(ev)
+    webcal = None if feed is None else "webcal://" + feed.split("://", 1)[1]
+    return EvaluatorOut.model_validate(ev).model_copy(
+        update={"calendar_feed": feed, "calendar_feed_webcal": webcal}
+    )
+
+
 @endpoint(
     "POST",
     "/evaluators",
@@ -72,7 +81,7 @@ async def create_evaluator(call: Call) -> EvaluatorOut:
     ev = await create_evaluator_row(
         call.session, call.org.id, NewEvaluator(**call.body.model_dump()), now=now
     )
-    return EvaluatorOut.model_validate(ev)
+    return evaluator_out(call, ev)
 
 
 @endpoint("GET", "/evaluators", "List evaluators", response=EvaluatorList)
@@ -82,12 +91,12 @@ async def list_evaluators(call: Call) -> EvaluatorList:
         .where(Evaluator.organisation_id == call.org.id, Evaluator.deleted_at.is_(None))
         .order_by(Evaluator.name, Evaluator.id)
     )
-    return EvaluatorList(evaluators=[EvaluatorOut.model_validate(e) for e in rows])
+    return EvaluatorList(evaluators=[evaluator_out(call, e) for e in rows])
 
 
 @endpoint("GET", "/evaluators/{id}", "Get an evaluator", response=EvaluatorOut)
 async def get_evaluator(call: Call) -> EvaluatorOut:
-    return EvaluatorOut.model_validate(await _evaluator(call))
+    return evaluator_out(call, await _evaluator(call))
 
 
 @endpoint(
@@ -103,7 +112,7 @@ async def patch_evaluator(call: Call) -> EvaluatorOut:
     for name, value in call.body.model_dump(exclude_unset=True).items():
         setattr(ev, name, value)
     await call.session.flush()
-    return EvaluatorOut.model_validate(ev)
+    return evaluator_out(call, ev)
 
 
 @endpoint(
