@@ -6,7 +6,8 @@ and the candidates' records (a candidate's booking still says when it was and ho
 ended) need the row, not the person. What could name them goes: their name and address,
 their weekly hours, their name as the actor of history events (ending an interview) and
 inside free-text reasons, their name in their consents to recording, and every e-mail
-sent to them (subject, body, address). Their room links die (the nonces rotate).
+sent to them (subject, body, address), their own calendars and the busy times read from
+them. Their room links and calendar feed die (the nonces rotate).
 
 Refused while they have an interview ahead: it would lose its evaluator; move or cancel
 it first. Recordings are not deleted here: they are the candidate's interview record,
@@ -21,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.models import outbox_messages as outbox
@@ -31,7 +32,15 @@ from scheduler import history
 from scheduler.availability import Availability
 from scheduler.errors import Conflict
 from scheduler.history import Actor
-from scheduler.models import ACTIVE_STATUSES, Booking, BookingEvent, Evaluator
+from scheduler.models import (
+    ACTIVE_STATUSES,
+    Booking,
+    BookingEvent,
+    Evaluator,
+    ExternalBusy,
+    ExternalCalendar,
+    ExternalPushed,
+)
 from scheduler.privacy import ERASED_ERROR, ERASED_NAME, erased_address
 
 __all__ = ["ERASED_EVALUATOR", "EvaluatorErasure", "erase_evaluator"]
@@ -100,6 +109,8 @@ async def erase_evaluator(
             .values(name=ERASED_EVALUATOR)
         )
     messages = await _erase_messages(session, evaluator, address)
+    await _forget_calendars(session, evaluator)
+    evaluator.feed_nonce = new_nonce()  # their calendar feed's link dies, whatever else does
     evaluator.name = ERASED_NAME
     evaluator.email = erased_address(evaluator.id)
     evaluator.availability = Availability.from_document({}).to_document()
@@ -109,6 +120,18 @@ async def erase_evaluator(
     for b in bookings:
         await history.record(session, b, actor=actor, action="evaluator_erased", now=now)
     return EvaluatorErasure(len(bookings), messages, tuple(ids))
+
+
+async def _forget_calendars(session: AsyncSession, evaluator: Evaluator) -> None:
+    """Their own calendars (addresses, user names, sealed passwords) and what was read from
+    them say who they are and what else they do: all of it goes. Events Viva wrote into
+    those calendars stay there: they are the evaluator's own copy, on their server."""
+    calendars = select(ExternalCalendar.id).where(ExternalCalendar.evaluator_id == evaluator.id)
+    await session.execute(delete(ExternalBusy).where(ExternalBusy.evaluator_id == evaluator.id))
+    await session.execute(delete(ExternalPushed).where(ExternalPushed.calendar_id.in_(calendars)))
+    await session.execute(
+        delete(ExternalCalendar).where(ExternalCalendar.evaluator_id == evaluator.id)
+    )
 
 
 async def _erase_messages(session: AsyncSession, evaluator: Evaluator, address: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from scheduler import history, keys
 from scheduler.models import Booking
@@ -46,7 +47,24 @@ async def test_after_erasure_nothing_names_the_evaluator(make_org: Any, clock: A
             now=clock.now(),
             reason=f"{NAME.upper()} asked for a quieter room",
         )
-    needles = [NAME, *NAME.split(), EMAIL, room_token]
+    # Their own calendar (its user name is their address) and their feed.
+    await org.ok(
+        "PUT",
+        f"/evaluators/{ev['id']}/calendars",
+        json={
+            "calendars": [
+                {
+                    "type": "caldav",
+                    "url": "https://dav.example.org/calendars/evelyne/",
+                    "username": EMAIL,
+                    "password": "s3cret-of-the-evaluator",
+                }
+            ]
+        },
+    )
+    feed = urlsplit((await org.ok("GET", f"/evaluators/{ev['id']}"))["calendar_feed"]).path
+    assert (await org.client.get(feed)).status == 200
+    needles = [NAME, *NAME.split(), EMAIL, room_token, "dav.example.org/calendars/evelyne"]
     data = app[keys.SETTINGS].data_path
     before = {n for _, _, n in await _database_hits(app, needles)}
     assert {NAME, EMAIL, room_token} <= before, before
@@ -77,6 +95,7 @@ async def test_after_erasure_nothing_names_the_evaluator(make_org: Any, clock: A
     status, _ = await org.call("GET", f"/evaluators/{ev['id']}")
     assert status == 404
     assert (await org.client.get(f"/r/{room_token}/info")).status == 404
+    assert (await org.client.get(feed)).status == 404, "their calendar feed is dead"
 
 
 async def test_removal_without_a_body_keeps_the_name(make_org: Any) -> None:
