@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.models import Booking, BookingEvent
+from scheduler.webhooks import sources as webhooks
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ async def record(
 
     `new` says the booking was inserted in this same transaction: it can have no event yet,
     so this one is the first without a query to find the last.
+
+    Every change of a booking passes here, in its transaction: the organisation's webhooks
+    hear of it here too (scheduler.webhooks.sources), so no change path can forget them.
     """
     last = (
         None
@@ -68,6 +72,15 @@ async def record(
             after=snapshot(booking),
             reason=reason,
         )
+    )
+    await webhooks.booking_recorded(
+        session,
+        booking,
+        action=action,
+        actor_kind=actor.kind,
+        before=before,
+        reason=reason,
+        now=now,
     )
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from scheduler.room_wiring import BookingTickets
     from scheduler.timers import TimerService
     from scheduler.web.throttle import Throttle
+    from scheduler.webhooks.wiring import Webhooks
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -54,3 +55,5 @@ THROTTLE: web.AppKey[Throttle] = web.AppKey("throttle")
 # The app's Prometheus figures; other modules count through it,
 # e.g. `app[keys.METRICS].bookings.labels(outcome="booked").inc()`.
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+# Webhooks: settings and the secret box the API seals secrets with (scheduler.webhooks).
+WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")

@@ -89,6 +89,9 @@ AIOHTTP_ALLOWED = {
     "scheduler/mail_worker.py": "the mail worker is a cleanup_ctx of the app",
     "scheduler/timers/wiring.py": "the timer service is a cleanup_ctx of the app",
     "scheduler/room_wiring.py": "starts the room server with the app, adds its routes",
+    "scheduler/webhooks/wiring.py": "the webhook worker is a cleanup_ctx of the app",
+    "scheduler/webhooks/delivery.py": "the webhook worker posts with aiohttp's HTTP client",
+    "scheduler/webhooks/targets.py": "the client's resolver that refuses private addresses",
 }
 
 

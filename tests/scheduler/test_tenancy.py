@@ -16,6 +16,7 @@ from scheduler import keys
 from scheduler.migrate import target_metadata
 from scheduler.web.api import ENDPOINTS, PREFIX
 from tests.conftest import token_of
+from tests.scheduler.webhook_support import add_webhook_with_delivery
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
@@ -27,6 +28,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "ForceMajeureIn": {"action": "cancel", "reason": "Mallory says so."},
     "ErasureIn": {"mode": "erase"},
     "BookingPatch": {"recording": False},
+    "WebhookPatch": {"enabled": False},
 }
 
 
@@ -86,6 +88,9 @@ async def test_every_route_with_an_id_refuses_another_organisations_objects(
             session, uuid.UUID(booking_id), "alice.mkv", clock.now()
         )
     key_id = (await alice.ok("GET", "/organisation/keys"))["keys"][0]["id"]
+    # A webhook with one delivery (the booking above came before it: one more change here).
+    async with app[keys.DB].write() as session:
+        webhook_id, delivery_id = await add_webhook_with_delivery(session, alice.id, clock.now())
     ids = {
         "keys": key_id,
         "evaluators": ev["id"],
@@ -93,6 +98,8 @@ async def test_every_route_with_an_id_refuses_another_organisations_objects(
         "bookings": booking_id,
         "message_id": detail["messages"][0]["id"],
         "recording_id": str(recording_id),
+        "webhooks": str(webhook_id),
+        "delivery_id": str(delivery_id),
     }
     bodies = {(ep.method, PREFIX + ep.path): ep.body for ep in ENDPOINTS}
 
