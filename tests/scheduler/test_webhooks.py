@@ -342,3 +342,29 @@ async def test_retries_stop_after_a_day_then_a_replay_delivers(
         "POST", f"/webhooks/{hook['id']}/deliveries/{uuid.uuid4()}/retry"
     )
     assert status == 404, problem
+
+
+@pytest.mark.parametrize("answer", ["redirect", "huge"])
+async def test_redirects_are_not_followed_and_answers_are_read_bounded(
+    make_org, clock, receiver: Receiver, answer: str
+) -> None:
+    org = await make_org()
+    hook = await subscribe(org, receiver, ["booking.created"])
+    receiver.redirect = answer == "redirect"
+    receiver.body_size = 1024 * 1024 if answer == "huge" else 0
+    await org.make_evaluator()
+    token = token_of((await org.make_candidate())["link"])
+    resp = await org.client.post(f"/c/{token}/booking", json={"start": START.isoformat()})
+    assert resp.status == 201
+
+    async def recorded() -> dict | None:
+        found = (await org.ok("GET", f"/webhooks/{hook['id']}/deliveries"))["deliveries"]
+        return found[0] if found[0]["attempts"] and found[0]["status"] == "pending" else None
+
+    delivery = await eventually(recorded, "the attempt recorded")
+    if answer == "redirect":
+        assert delivery["last_status_code"] == 307 and delivery["last_error"] == "HTTP 307"
+        assert receiver.elsewhere == 0
+    else:
+        assert delivery["last_status_code"] == 500
+        assert delivery["last_response"] == "x" * 1000  # shown: the start of what was read

@@ -42,6 +42,10 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     verified_by: dict[str, int] = field(default_factory=dict)
     refused: int = 0
+    # Answer 307 to /elsewhere instead (which counts its hits), or a body this long.
+    redirect: bool = False
+    elsewhere: int = 0
+    body_size: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
     _runner: web.AppRunner | None = None
@@ -52,6 +56,13 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.redirect:
+            self.refused += 1
+            self.changed.set()
+            raise web.HTTPTemporaryRedirect("/elsewhere")
+        if self.body_size:
+            self.refused += 1
+            return web.Response(status=500, body=b"x" * self.body_size)
         if self.status != 200:
             self.refused += 1
             self.changed.set()
@@ -69,9 +80,14 @@ class Receiver:
         self.changed.set()
         return web.Response(text="ok")
 
+    async def _elsewhere(self, request: web.Request) -> web.Response:
+        self.elsewhere += 1
+        return web.Response(text="followed")
+
     async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_post("/hook", self._handle)
+        app.router.add_post("/elsewhere", self._elsewhere)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
