@@ -178,7 +178,8 @@ class WebhookSettings(_Section):
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next try after `attempts` failed ones: doubling, capped."""
-        return min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(0, attempts - 1))
+        doubled: float = self.backoff_base_seconds * 2.0 ** max(0, attempts - 1)
+        return min(self.backoff_max_seconds, doubled)
 
 
 class Settings(_Section):

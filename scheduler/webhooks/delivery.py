@@ -165,7 +165,7 @@ class Deliverer:
                     _D.c.retry_until,
                 )
             )
-            return [_Claimed(*row, token=token) for row in result.all()]
+            return [_Claimed(**row, token=token) for row in result.mappings().all()]
 
     async def _finish(self, row: _Claimed, **values: object) -> bool:
         """Record an outcome, unless the row was taken over (its lease ended) meanwhile."""

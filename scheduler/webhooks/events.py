@@ -99,7 +99,7 @@ def _event(name: str, data: type[BaseModel], doc: str) -> type[BaseModel]:
         f"{title}Event",
         __doc__=doc,
         __module__=__name__,
-        type=(Literal[name], ...),  # type: ignore[valid-type]
+        type=(Literal[name], ...),  # type: ignore[arg-type]
         timestamp=(datetime, ...),
         data=(data, ...),
     )

@@ -9,6 +9,7 @@ with it off.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,10 +19,12 @@ from typing import Any
 import pytest
 
 from scheduler import keys
+from scheduler.app import create_app
 from scheduler.config import Settings, load_settings
 from scheduler.models import WebhookEndpoint
 from scheduler.webhooks.events import EVENT_MODELS, EVENT_TYPES
 from tests.conftest import app_environ, token_of
+from tests.scheduler.test_resend import _org
 from tests.scheduler.webhook_support import Receiver
 from tests.support.polling import eventually
 
@@ -368,3 +371,27 @@ async def test_redirects_are_not_followed_and_answers_are_read_bounded(
     else:
         assert delivery["last_status_code"] == 500
         assert delivery["last_response"] == "x" * 1000  # shown: the start of what was read
+
+
+async def test_a_hanging_receiver_never_holds_a_booking_and_the_worker_wakes_on_commit(
+    aiohttp_client, db_url: str, tmp_path: Path, clock, receiver: Receiver
+) -> None:
+    """The worker polls only hourly here: the delivery leaves because the booking's commit
+    woke it. While the receiver holds that request, the candidate's next change is made
+    and answered all the same."""
+    environ = FAST | {"VIVA_WEBHOOKS_POLL_INTERVAL_SECONDS": "3600"}
+    settings = load_settings(environ=app_environ(db_url, tmp_path / "data", **environ))
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    org = await _org(client, clock, "CCI")
+    await subscribe(org, receiver, ["booking.created", "booking.cancelled"])
+    await org.make_evaluator()
+    receiver.hold = asyncio.Event()
+    token = token_of((await org.make_candidate())["link"])
+    resp = await client.post(f"/c/{token}/booking", json={"start": START.isoformat()})
+    assert resp.status == 201
+    await eventually(lambda: receiver.waiting == 1, "the delivery, woken by the commit")
+    assert (await client.delete(f"/c/{token}/booking")).status == 200
+    assert receiver.waiting == 1  # the cancellation waits behind the booking's first event
+    receiver.hold.set()
+    events = await received(receiver, 2)
+    assert [e["type"] for e in events] == ["booking.created", "booking.cancelled"]

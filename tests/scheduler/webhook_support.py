@@ -46,6 +46,9 @@ class Receiver:
     redirect: bool = False
     elsewhere: int = 0
     body_size: int = 0
+    # While set to an unset event, requests are received (counted in `waiting`) and held.
+    hold: asyncio.Event | None = None
+    waiting: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
     _runner: web.AppRunner | None = None
@@ -56,6 +59,9 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.hold is not None:
+            self.waiting += 1
+            await self.hold.wait()
         if self.redirect:
             self.refused += 1
             self.changed.set()
