@@ -247,13 +247,18 @@ class Deliverer:
             return _Answer(None, f"{type(exc).__name__}: {exc}"[:SHOWN_RESPONSE], None)
 
     async def _deliver(self, row: _Claimed) -> str:
-        endpoint = await self._endpoint(row.endpoint_id)
-        if endpoint is None or not endpoint[2]:
-            why = "the webhook was deleted" if endpoint is None else "the webhook is disabled"
-            await self._finish(row, status="failed", last_error=why, finished_at=self._clock.now())
-            return "failed"
-        url, secrets, _enabled = endpoint
-        answer = await self._post(url, secrets, row)
+        try:
+            endpoint = await self._endpoint(row.endpoint_id)
+        except ValueError as exc:  # a secret sealed under another [server] secret_key
+            endpoint, answer = None, _Answer(None, str(exc), None)
+        else:
+            if endpoint is None or not endpoint[2]:
+                why = "the webhook was deleted" if endpoint is None else "the webhook is disabled"
+                now = self._clock.now()
+                await self._finish(row, status="failed", last_error=why, finished_at=now)
+                return "failed"
+            url, secrets, _enabled = endpoint
+            answer = await self._post(url, secrets, row)
         now = self._clock.now()
         common = {
             "last_status_code": answer.status,

@@ -24,6 +24,7 @@ from aiohttp.resolver import ThreadedResolver
 __all__ = ["GuardedResolver", "Refused", "check_address", "check_url", "resolve_checked"]
 
 MAX_URL = 2000
+RESOLVE_SECONDS = 5  # a webhook being saved waits no longer for its host's addresses
 _LOCAL_NAMES = ("localhost", "localhost.localdomain")
 
 
@@ -90,7 +91,10 @@ async def resolve_checked(host: str, port: int, allow_private: bool) -> list[str
     private address among public ones is enough to refuse: the client might pick it)."""
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise Refused(f"{host} did not resolve within {RESOLVE_SECONDS} s") from exc
     except OSError as exc:
         raise Refused(f"cannot resolve {host}: {exc}") from exc
     addresses = sorted({str(info[4][0]) for info in infos})
