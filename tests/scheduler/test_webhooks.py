@@ -395,3 +395,33 @@ async def test_a_hanging_receiver_never_holds_a_booking_and_the_worker_wakes_on_
     receiver.hold.set()
     events = await received(receiver, 2)
     assert [e["type"] for e in events] == ["booking.created", "booking.cancelled"]
+
+
+async def test_two_processes_deliver_each_event_once(
+    aiohttp_client, db_url: str, tmp_path: Path, clock, receiver: Receiver
+) -> None:
+    """Two apps on one database, both workers claiming: every delivery reaches the
+    receiver once (claims with leases), each booking's in order."""
+    apps = []
+    for port in ("8081", "8082"):
+        environ = FAST | {"VIVA_SERVER_PORT": port}
+        settings = load_settings(environ=app_environ(db_url, tmp_path / "data", **environ))
+        apps.append(await aiohttp_client(create_app(settings, clock=clock)))
+    org = await _org(apps[0], clock, "CCI")
+    await subscribe(org, receiver, ["booking.created", "booking.cancelled"])
+    await org.make_evaluator()
+    tokens = [token_of((await org.make_candidate())["link"]) for _ in range(6)]
+    for i, token in enumerate(tokens):
+        client = apps[i % 2]  # bookings through both processes
+        start = (START + timedelta(hours=i % 3, days=i // 3)).isoformat()
+        assert (await client.post(f"/c/{token}/booking", json={"start": start})).status == 201
+        assert (await client.delete(f"/c/{token}/booking")).status == 200
+    events = await received(receiver, 12)
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(set(ids)) == len(ids) == 12
+    by_booking: dict[str, list[str]] = {}
+    for event in events:
+        by_booking.setdefault(event["data"]["booking_id"], []).append(event["type"])
+    assert list(by_booking.values()) == [["booking.created", "booking.cancelled"]] * 6
+    deliveries = await all_delivered(org, (await org.ok("GET", "/webhooks"))["webhooks"][0]["id"])
+    assert [d["attempts"] for d in deliveries] == [1] * 12 and len(receiver.received) == 12
