@@ -238,6 +238,8 @@ class Deliverer:
                 timeout=aiohttp.ClientTimeout(total=s.timeout_seconds),
             ) as response:
                 raw = await response.content.read(s.max_response_bytes)
+                if not response.content.at_eof():
+                    response.close()  # the rest is never read: drop the connection
                 body = raw.decode("utf-8", "replace")[:SHOWN_RESPONSE]
                 error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
                 return _Answer(response.status, error, body)

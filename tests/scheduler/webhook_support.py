@@ -42,7 +42,8 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     verified_by: dict[str, int] = field(default_factory=dict)
     refused: int = 0
-    # Answer 307 to /elsewhere instead (which counts its hits), or a body this long.
+    # Answer 307 to /elsewhere instead (which counts its hits), or a 500 whose body begins
+    # with this many bytes and never ends.
     redirect: bool = False
     elsewhere: int = 0
     body_size: int = 0
@@ -52,6 +53,7 @@ class Receiver:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
     _runner: web.AppRunner | None = None
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -67,8 +69,14 @@ class Receiver:
             self.changed.set()
             raise web.HTTPTemporaryRedirect("/elsewhere")
         if self.body_size:
+            # `body_size` bytes, then a body that never ends: only a client that stops
+            # reading at its bound gets an answer before its timeout.
             self.refused += 1
-            return web.Response(status=500, body=b"x" * self.body_size)
+            response = web.StreamResponse(status=500)
+            await response.prepare(request)
+            await response.write(b"x" * self.body_size)
+            await self._released.wait()  # the receiver's end: the body never ends before
+            return response
         if self.status != 200:
             self.refused += 1
             self.changed.set()
@@ -103,6 +111,9 @@ class Receiver:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
+        self._released.set()
+        if self.hold is not None:
+            self.hold.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
