@@ -60,7 +60,9 @@ from mailer.store import (
 
 __all__ = [
     "Clock",
+    "FailedMessage",
     "LeaseNow",
+    "OnFailedInTransaction",
     "Outbox",
     "StoredMessage",
     "booking_messages",
@@ -78,6 +80,25 @@ logger = logging.getLogger("viva.mailer")
 LeaseNow = Callable[[AsyncSession], Awaitable[datetime]]
 
 
+@dataclass(frozen=True)
+class FailedMessage:
+    """A message marked failed for good, as told to `on_failed_in_transaction`. The error
+    no longer names the recipient (see `_without_address`)."""
+
+    id: uuid.UUID
+    organisation_id: uuid.UUID
+    booking_id: uuid.UUID | None
+    kind: str
+    attempts: int
+    error: str
+    at: datetime
+
+
+# Runs in the transaction that marks a message failed (the scheduler's webhooks), so what
+# it writes exists if and only if the failure is recorded.
+OnFailedInTransaction = Callable[[AsyncSession, FailedMessage], Awaitable[None]]
+
+
 # --- delivering ------------------------------------------------------------------------------
 
 
@@ -89,6 +110,9 @@ class _Claimed:
     raw: bytes
     attempts: int
     created_at: datetime
+    organisation_id: uuid.UUID
+    booking_id: uuid.UUID | None
+    kind: str
     token: str = ""  # claimed_by of this claim: fences every later write
 
 
@@ -164,6 +188,7 @@ class Outbox:
         lease_now: LeaseNow | None = None,
         on_failed: Callable[[], None] | None = None,
         on_lease_lost: Callable[[], None] | None = None,
+        on_failed_in_transaction: OnFailedInTransaction | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._settings = settings
@@ -173,6 +198,7 @@ class Outbox:
         self._lease_now = lease_now
         self._on_failed = on_failed
         self._on_lease_lost = on_lease_lost
+        self._on_failed_in_transaction = on_failed_in_transaction
 
     async def _lease_time(self, session: AsyncSession) -> datetime:
         return await self._lease_now(session) if self._lease_now is not None else self._now()
@@ -224,7 +250,15 @@ class Outbox:
                     claimed_by=token,
                 )
                 .returning(
-                    t.c.id, t.c.recipient, t.c.message_id, t.c.raw, t.c.attempts, t.c.created_at
+                    t.c.id,
+                    t.c.recipient,
+                    t.c.message_id,
+                    t.c.raw,
+                    t.c.attempts,
+                    t.c.created_at,
+                    t.c.organisation_id,
+                    t.c.booking_id,
+                    t.c.kind,
                 )
             )
             rows = [(*row, token) for row in (await session.execute(statement)).all()]
@@ -273,14 +307,29 @@ class Outbox:
         return count
 
     async def _finish(self, row: _Claimed, **values: object) -> bool:
-        """Record an outcome, unless another worker has taken the row over meanwhile."""
+        """Record an outcome, unless another worker has taken the row over meanwhile. A
+        failure for good is told to `on_failed_in_transaction` in the same transaction."""
         async with self._sessionmaker() as session, session.begin():
             result = await session.execute(
                 update(t)
                 .where(t.c.id == row.id, t.c.status == "sending", t.c.claimed_by == row.token)
                 .values(claimed_by=None, **values)
             )
-        return rows_changed(result) == 1
+            recorded = rows_changed(result) == 1
+            hook = self._on_failed_in_transaction
+            if recorded and values.get("status") == "failed" and hook is not None:
+                error = _without_address(str(values.get("last_error") or ""), row.recipient)
+                failed = FailedMessage(
+                    row.id,
+                    row.organisation_id,
+                    row.booking_id,
+                    row.kind,
+                    row.attempts,
+                    error,
+                    self._now(),
+                )
+                await hook(session, failed)
+        return recorded
 
     async def _mark_sent(self, row: _Claimed, how: str) -> bool:
         recorded = await self._finish(row, status="sent", sent_at=self._now(), last_error=None)

@@ -77,6 +77,8 @@ log = logging.getLogger("viva.rooms")
 # Told, in the transaction that records it, that the evaluator ended the interview with an
 # outcome (the scheduler closes the booking: rooms cannot touch bookings themselves).
 OnEnded = Callable[[AsyncSession, uuid.UUID, str, datetime], Awaitable[None]]
+# Told each candidate arrival (booking id, instant) in the transaction recording it.
+OnJoined = Callable[[AsyncSession, uuid.UUID, datetime], Awaitable[None]]
 
 
 class _ResolveAgain(Exception):
@@ -116,6 +118,7 @@ class RoomServer:
         )
         self._sessions: Sessions | None = None
         self._on_ended: OnEnded | None = None
+        self._on_joined: OnJoined | None = None
         self.check_in = CheckIn(settings, clock, self._count_error)
         self.news = BookingNews(
             self._rooms,
@@ -130,10 +133,16 @@ class RoomServer:
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(
-        self, tickets: TicketResolver, sessions: Sessions, *, on_ended: OnEnded | None = None
+        self,
+        tickets: TicketResolver,
+        sessions: Sessions,
+        *,
+        on_ended: OnEnded | None = None,
+        on_joined: OnJoined | None = None,
     ) -> None:
         self._sessions = sessions
         self._on_ended = on_ended
+        self._on_joined = on_joined
         self.check_in.open(tickets)
         self.recordings.start(sessions)
         self.news.start(tickets)
@@ -330,9 +339,12 @@ class RoomServer:
             if room.recording and not ticket.consented:
                 return ("consent_required", NO_CONSENT, CloseCode.CONSENT_REQUIRED, {})
             async with self._sessions.write() as session:
+                now = self.clock.now()
                 connection.attendance_id = await record_join(
-                    session, ticket.booking_id, ticket.role, self.clock.now()
+                    session, ticket.booking_id, ticket.role, now
                 )
+                if ticket.role == "candidate" and self._on_joined is not None:
+                    await self._on_joined(session, ticket.booking_id, now)
         except Exception:
             log.exception("room %s: could not record an arrival", ticket.booking_id)
             self._count_error("internal")

@@ -41,6 +41,7 @@ from scheduler.web import (
 )
 from scheduler.web.mailbox import setup_dev_mailbox
 from scheduler.web.problems import api_errors
+from scheduler.webhooks.wiring import webhooks_ctx
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(mail_worker)
+    app.cleanup_ctx.append(webhooks_ctx)
     app.cleanup_ctx.append(confirmations_sweeper)
     app.cleanup_ctx.append(timers_ctx)
     app.cleanup_ctx.append(retention_ctx)

@@ -191,6 +191,37 @@ class CalendarsSettings(_Section):
     allow_private_networks: bool = False
 
 
+class WebhookSettings(_Section):
+    """Delivery of the organisations' webhooks (scheduler.webhooks)."""
+
+    # Deliver to loopback, private and link-local addresses outside dev mode (tests, or a
+    # receiver on the same private network). Off: server-side request forgery is refused.
+    allow_private_targets: bool = False
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+    max_response_bytes: int = Field(65536, ge=0, le=1024 * 1024)
+    retry_hours: float = Field(24.0, gt=0, le=24 * 7)
+    backoff_base_seconds: float = Field(10.0, gt=0, le=3600)
+    backoff_max_seconds: float = Field(3600.0, gt=0, le=24 * 3600)
+    secret_grace_hours: float = Field(24.0, ge=0, le=24 * 30)
+    batch_size: int = Field(20, ge=1, le=1000)
+    concurrency: int = Field(8, ge=1, le=100)
+    poll_interval_seconds: float = Field(5.0, gt=0, le=3600)
+    lease_seconds: float = Field(60.0, ge=5, le=3600)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_request(self) -> WebhookSettings:
+        # No heartbeat: a claim's lease must outlast its request, or another worker could
+        # send the same delivery while the first one is still on the wire.
+        if self.lease_seconds < 2 * self.timeout_seconds:
+            raise ValueError("lease_seconds must be at least twice timeout_seconds")
+        return self
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next try after `attempts` failed ones: doubling, capped."""
+        doubled: float = self.backoff_base_seconds * 2.0 ** max(0, attempts - 1)
+        return min(self.backoff_max_seconds, doubled)
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -202,6 +233,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()
     calendars: CalendarsSettings = CalendarsSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @property
     def data_path(self) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from mailer.primitives import UTCDateTime  # one owner for the UTC column type
 from scheduler.contention import Contention
@@ -32,6 +33,9 @@ from scheduler.errors import Busy
 log = logging.getLogger("viva.db")
 
 __all__ = ["Database", "UTCDateTime", "is_sqlite"]
+
+# Where a write session finds its Database's `after_commit` hooks (its `info`).
+_AFTER_COMMIT = "viva.after_commit"
 
 
 def is_sqlite(url: str) -> bool:
@@ -72,7 +76,13 @@ class Database:
         writer_engine = (
             self.engine.execution_options(sqlite_immediate=True) if self.sqlite else self.engine
         )
-        self._writer = async_sessionmaker(writer_engine, expire_on_commit=False)
+        # Run after every commit of a write session, whoever opened it (a booking, a timer,
+        # a room, a worker): e.g. the webhook worker is woken once the deliveries a
+        # transaction wrote are visible, without each write path having to remember it.
+        self.after_commit: list[Callable[[Session], None]] = []
+        self._writer = async_sessionmaker(
+            writer_engine, expire_on_commit=False, info={_AFTER_COMMIT: self.after_commit}
+        )
 
     @property
     def writer_sessions(self) -> async_sessionmaker[AsyncSession]:
@@ -128,6 +138,15 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    for hook in session.info.get(_AFTER_COMMIT, ()):
+        try:
+            hook(session)
+        except Exception:  # the commit stands; a hook's failure must not undo its caller
+            log.exception("an after-commit hook failed")
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.models import Booking, BookingEvent
+from scheduler.webhooks import sources as webhooks
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ async def record(
     so this one is the first without a query to find the last. `after`: what the event
     changed, when it is not the booking itself (an assessment); the booking's snapshot
     otherwise.
+
+    Every change of a booking passes here, in its transaction: the organisation's webhooks
+    hear of it here too (scheduler.webhooks.sources), so no change path can forget them.
     """
     last = (
         None
@@ -71,6 +75,15 @@ async def record(
             after=after if after is not None else snapshot(booking),
             reason=reason,
         )
+    )
+    await webhooks.booking_recorded(
+        session,
+        booking,
+        action=action,
+        actor_kind=actor.kind,
+        before=before,
+        reason=reason,
+        now=now,
     )
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from scheduler.room_wiring import BookingTickets
     from scheduler.timers import TimerService
     from scheduler.web.throttle import Throttle
+    from scheduler.webhooks.wiring import Webhooks
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -63,3 +64,5 @@ RETENTION: web.AppKey[RetentionJob] = web.AppKey("retention")
 CREDENTIALS: web.AppKey[CredentialBox] = web.AppKey("credentials")
 # Fetches evaluators' own calendars on a schedule and on demand.
 CALENDAR_SYNC: web.AppKey[CalendarSync] = web.AppKey("calendar_sync")
+# Webhooks: settings and the secret box the API seals secrets with (scheduler.webhooks).
+WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")

@@ -13,11 +13,13 @@ import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailer.outbox import Outbox
+from mailer.outbox import FailedMessage, Outbox
 from scheduler import keys
 from scheduler.config import Settings
 from scheduler.leases import lease_clock
+from scheduler.webhooks import sources
 
 log = logging.getLogger("viva.mailer")
 
@@ -47,6 +49,20 @@ def worker_name(settings: Settings) -> str:
     return f"{socket.gethostname()}:{settings.server.port}"
 
 
+async def _tell_webhooks(session: AsyncSession, failed: FailedMessage) -> None:
+    """A message failed for good: the organisation's webhooks hear it, in that transaction."""
+    await sources.message_failed(
+        session,
+        organisation_id=failed.organisation_id,
+        message_id=failed.id,
+        booking_id=failed.booking_id,
+        kind=failed.kind,
+        attempts=failed.attempts,
+        error=failed.error,
+        now=failed.at,
+    )
+
+
 async def mail_worker(app: web.Application) -> AsyncIterator[None]:
     db = app[keys.DB]
     metrics = app[keys.METRICS]
@@ -58,6 +74,7 @@ async def mail_worker(app: web.Application) -> AsyncIterator[None]:
         lease_now=lease_clock(db.sqlite, app[keys.CLOCK]),
         on_failed=metrics.mail_failed.inc,
         on_lease_lost=metrics.mail_leases_lost.inc,
+        on_failed_in_transaction=_tell_webhooks,
     )
     worker = MailWorker(outbox)
     app[keys.MAIL] = worker

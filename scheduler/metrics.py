@@ -105,6 +105,13 @@ class Metrics:
             "message, or the database did not answer).",
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "viva_webhook_deliveries",
+            "Webhook delivery attempts this process finished, by outcome: delivered, retry "
+            "(will be tried again), failed (for good).",
+            ["outcome"],
+            registry=r,
+        )
         # Rooms (rooms.signaling).
         self.rooms_live = Gauge(
             "viva_rooms_live", "Rooms with someone connected in this process.", registry=r

@@ -332,3 +332,61 @@ class ExternalBusy(Base):
     end_at: Mapped[datetime]
 
     __table_args__ = (Index("ix_external_busy_evaluator_start", "evaluator_id", "start_at"),)
+
+
+class WebhookEndpoint(Base):
+    """Where an organisation wants to hear of its bookings (scheduler.webhooks). The signing
+    secrets are stored encrypted (Fernet, keyed from `[server] secret_key`): the database
+    alone does not let anyone sign in Viva's name."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # The event types it wants, e.g. ["booking.created", "booking.cancelled"].
+    events: Mapped[list[str]] = mapped_column(JSON)
+    enabled: Mapped[bool]
+    secret: Mapped[str] = mapped_column(Text)
+    # The secret replaced by the last rotation: it still signs until `previous_until`.
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One event owed to one endpoint: written in the transaction of the change it tells,
+    delivered afterwards by scheduler.webhooks.delivery (claims with leases, like the mail
+    outbox), in order per booking and endpoint (`position`)."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, comment="Also the webhook-id.")
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    booking_id: Mapped[uuid.UUID | None]
+    # 1, 2, 3... per (endpoint, booking): a booking's next delivery waits for this one.
+    position: Mapped[int] = mapped_column(Integer)
+    event_type: Mapped[str] = mapped_column(String(64))
+    # The exact body, so every attempt signs and sends the same bytes.
+    payload: Mapped[str] = mapped_column(Text)
+    # pending, sending (leased to `claimed_by` until next_attempt_at), delivered, failed.
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    # Retries stop after this instant; null: `[webhooks] retry_hours` after `created_at`
+    # (a manual retry sets it, from its own instant).
+    retry_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(300))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # The start of the receiver's last answer (bounded), to show the organisation.
+    last_response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_chain", "endpoint_id", "booking_id", "position"),
+    )

@@ -31,6 +31,7 @@ from scheduler.leases import lease_clock
 from scheduler.links import room_nonce
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator, Organisation
 from scheduler.notices import current_versions
+from scheduler.webhooks import sources as webhooks
 
 __all__ = ["BookingTickets", "setup", "ticket_for"]
 
@@ -120,9 +121,13 @@ async def interview_ended(
 
     Runs in the transaction that records the end, so the room and the booking never
     disagree. `interrupted` and `id_refused` leave the booking as it is: the organisation
-    decides what follows (a force-majeure move gives the candidate a new interview).
+    decides what follows (a force-majeure move gives the candidate a new interview); its
+    webhooks hear of them (the held outcomes are heard through the history).
     """
     if outcome not in HELD_STATUSES:
+        booking = await session.get(Booking, booking_id)
+        if booking is not None and booking.status in ACTIVE_STATUSES:
+            await webhooks.interview_ended(session, booking, outcome, now)
         return
     booking = await session.get(Booking, booking_id, with_for_update=True)
     if booking is None or booking.status not in ACTIVE_STATUSES:
@@ -193,7 +198,7 @@ def setup(app: web.Application, *, on_miss: OnMiss) -> None:
             db, app[keys.LINKS].signer, on_miss=on_miss, catalogs=app[keys.CATALOGS]
         )
         app[keys.ROOM_TICKETS] = tickets
-        server.start(tickets, db, on_ended=interview_ended)
+        server.start(tickets, db, on_ended=interview_ended, on_joined=webhooks.candidate_joined)
         yield
         await server.close()
 

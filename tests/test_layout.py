@@ -92,6 +92,9 @@ AIOHTTP_ALLOWED = {
     "scheduler/room_wiring.py": "starts the room server with the app, adds its routes",
     "scheduler/busy_fetch.py": "an HTTP client (CalDAV, ICS) reading evaluators' calendars",
     "scheduler/external_calendars.py": "its refresher is a cleanup_ctx of the app",
+    "scheduler/webhooks/wiring.py": "the webhook worker is a cleanup_ctx of the app",
+    "scheduler/webhooks/delivery.py": "the webhook worker posts with aiohttp's HTTP client",
+    "scheduler/webhooks/targets.py": "the client's resolver that refuses private addresses",
 }
 
 

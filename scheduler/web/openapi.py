@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from scheduler.web.api import ENDPOINTS, PREFIX, Endpoint
+from scheduler.webhooks.events import EVENT_MODELS
 
 _PROBLEM = {
     "type": "object",
@@ -168,6 +169,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "reason": "Second marking by the jury: accuracy is B1.",
         }
     },
+    "create_webhook": {
+        "body": {
+            "url": "https://lms.cci.example/hooks/viva",
+            "events": ["booking.created", "booking.cancelled", "booking.completed"],
+        }
+    },
+    "patch_webhook": {"body": {"enabled": False}},
     "force_majeure_booking": {
         "bodies": {
             "move": {
@@ -268,13 +276,34 @@ def _query_parameters(ep: Endpoint) -> list[dict[str, Any]]:
     return params
 
 
+def _webhooks() -> dict[str, Any]:
+    """What Viva posts to a webhook, per event type (OpenAPI 3.1 `webhooks`): the body's
+    schema, signed per Standard Webhooks (docs/integrations.md)."""
+    out: dict[str, Any] = {}
+    for name, model in EVENT_MODELS.items():
+        ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+        out[name] = {
+            "post": {
+                "summary": (model.__doc__ or name).strip(),
+                "operationId": "webhook_" + name.replace(".", "_"),
+                "description": "Headers `webhook-id`, `webhook-timestamp` and "
+                "`webhook-signature` (Standard Webhooks); answer 2xx to acknowledge.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
+                "responses": {"200": {"description": "Received (any 2xx)"}},
+                "security": [],
+            }
+        }
+    return out
+
+
 def document(base_url: str) -> dict[str, Any]:
     models = _models()
     _, defs = models_json_schema(
         [
             (m, "validation" if any(ep.body is m for ep in ENDPOINTS) else "serialization")
             for m in models
-        ],
+        ]
+        + [(m, "serialization") for m in EVENT_MODELS.values()],
         ref_template="#/components/schemas/{model}",
     )
     schemas = dict(defs.get("$defs", {}))
@@ -341,6 +370,7 @@ def document(base_url: str) -> dict[str, Any]:
         "servers": [{"url": base_url.rstrip("/")}],
         "security": [{"apiKey": []}],
         "paths": paths,
+        "webhooks": _webhooks(),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},

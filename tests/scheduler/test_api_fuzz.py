@@ -157,6 +157,13 @@ def _seed(server: LiveServer) -> None:
     booked = requests.post(f"{server.base}/c/{token}/booking", json={"start": slots[-1]["start"]})
     assert booked.status_code == 201, booked.text
     server.ids["booking"] = booked.json()["id"]
+    # Disabled, to a public literal address: nothing is delivered while the fuzzer runs.
+    hook = http.post(
+        f"{api}/webhooks",
+        json={"url": "https://93.184.216.34/hook", "events": ["booking.created"], "enabled": False},
+    )
+    assert hook.status_code == 201, hook.text
+    server.ids["webhook"] = hook.json()["id"]
 
 
 def _real_ids(server: LiveServer, operation: APIOperation) -> dict[str, str]:
@@ -167,13 +174,16 @@ def _real_ids(server: LiveServer, operation: APIOperation) -> dict[str, str]:
         if path.startswith("/api/v1/evaluators")
         else "candidate"
         if path.startswith("/api/v1/candidates")
+        else "webhook"
+        if path.startswith("/api/v1/webhooks")
         else "booking"
     )
     if kind == "evaluator" and operation.method == "delete":
         kind = "evaluator_to_delete"  # the others keep theirs for the operations after it
     params = {"id": server.ids[kind]} if "{id}" in path else {}
-    if "{recording_id}" in path:
-        params["recording_id"] = str(uuid.uuid4())
+    for name in ("recording_id", "delivery_id"):
+        if "{" + name + "}" in path:
+            params[name] = str(uuid.uuid4())
     return params
 
 

@@ -16,6 +16,7 @@ from scheduler import keys
 from scheduler.migrate import target_metadata
 from scheduler.web.api import ENDPOINTS, PREFIX
 from tests.conftest import token_of
+from tests.scheduler.webhook_support import add_webhook_with_delivery
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
@@ -31,6 +32,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "HoldIn": {"reason": "Mallory appeals."},
     "EvaluatorErasureIn": {"mode": "erase"},
     "CalendarsIn": {"calendars": [{"type": "ics", "url": "https://mallory.example/cal.ics"}]},
+    "WebhookPatch": {"enabled": False},
 }
 
 
@@ -90,6 +92,9 @@ async def test_every_route_with_an_id_refuses_another_organisations_objects(
             session, uuid.UUID(booking_id), "alice.mkv", clock.now()
         )
     key_id = (await alice.ok("GET", "/organisation/keys"))["keys"][0]["id"]
+    # A webhook with one delivery (the booking above came before it: one more change here).
+    async with app[keys.DB].write() as session:
+        webhook_id, delivery_id = await add_webhook_with_delivery(session, alice.id, clock.now())
     ids = {
         "keys": key_id,
         "evaluators": ev["id"],
@@ -97,6 +102,8 @@ async def test_every_route_with_an_id_refuses_another_organisations_objects(
         "bookings": booking_id,
         "message_id": detail["messages"][0]["id"],
         "recording_id": str(recording_id),
+        "webhooks": str(webhook_id),
+        "delivery_id": str(delivery_id),
     }
     bodies = {(ep.method, PREFIX + ep.path): ep.body for ep in ENDPOINTS}
 

@@ -3,7 +3,7 @@
 external_pushed (interviews written back into a CalDAV calendar)
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 
 `feed_nonce` is a nullable ADD COLUMN (no table rebuild on SQLite, which would lose the
 triggers of 0001), then each existing evaluator gets a random nonce, as new ones do.
@@ -17,7 +17,7 @@ import mailer.models
 
 
 revision = '0014'
-down_revision = '0011'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """The organisation REST API under /api/v1 (JSON, `Authorization: Bearer <api key>`).
 
-One module per resource (organisation and keys, people, a candidate's data, bookings), on
+One module per resource (organisation and keys, people, a candidate's data, bookings, webhooks), on
 the machinery of `routing`. Importing this package declares every endpoint, in the order
 the OpenAPI document lists them.
 """
@@ -16,6 +16,7 @@ from scheduler.web.api import privacy  # noqa: F401
 from scheduler.web.api import retention  # noqa: F401
 from scheduler.web.api import bookings  # noqa: F401
 from scheduler.web.api import assessment  # noqa: F401
+from scheduler.web.api import webhooks  # noqa: F401
 
 # isort: on
 from scheduler.web.api.routing import (

@@ -31,7 +31,7 @@ from scheduler.errors import (
     ValidationFailed,
     VivaError,
 )
-from scheduler.models import ApiKey, Booking, Candidate, Evaluator, Organisation
+from scheduler.models import ApiKey, Booking, Candidate, Evaluator, Organisation, WebhookEndpoint
 from scheduler.orgs import authenticate
 from scheduler.web import throttle
 from scheduler.web.problems import field_errors
@@ -45,7 +45,7 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
 
 
-Owned = TypeVar("Owned", Booking, Candidate, Evaluator)
+Owned = TypeVar("Owned", Booking, Candidate, Evaluator, WebhookEndpoint)
 
 
 @dataclass(frozen=True)
