@@ -51,6 +51,7 @@ from scheduler.models import (
     Candidate,
     Timer,
 )
+from scheduler.webhooks import store as webhook_store
 
 # What the erased fields become: recognisably erased, never a real person or address
 # (`.invalid` is reserved, RFC 2606), and still valid for the columns' types.
@@ -241,6 +242,7 @@ async def erase_candidate(
             update(Timer).where(Timer.booking_id.in_(ids)).values(last_error=None)
         )
         await _erase_assessment_comments(session, ids)
+        await webhook_store.drop_reasons(session, ids)
         # Who consented stays known as a role (the recording's lawful basis); not the name.
         await session.execute(
             update(RoomConsent)

@@ -9,6 +9,7 @@ never holds up the change, which only writes rows.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -21,7 +22,7 @@ from mailer.store import require_aware, rows_changed
 from scheduler.models import WebhookDelivery, WebhookEndpoint
 from scheduler.webhooks.events import EVENT_TYPES, envelope
 
-__all__ = ["WAKE", "deliveries", "enqueue", "get_delivery", "replay"]
+__all__ = ["WAKE", "deliveries", "drop_reasons", "enqueue", "get_delivery", "replay"]
 
 # Set in a session's info when it wrote deliveries: the after-commit hook wakes the worker.
 WAKE = "viva.webhooks.wake"
@@ -135,3 +136,25 @@ async def replay(
     await session.refresh(delivery)
     session.sync_session.info[WAKE] = True
     return True
+
+
+async def drop_reasons(session: AsyncSession, booking_ids: Sequence[uuid.UUID]) -> int:
+    """A person's erasure (scheduler.privacy): the free-text reasons their bookings' events
+    carry may name them, and so may what a receiver answered. The events stay (the rest is
+    ids and times) and a pending one is still sent, without the reason."""
+    if not booking_ids:
+        return 0
+    changed = 0
+    rows = await session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.booking_id.in_(booking_ids))
+    )
+    for row in rows:
+        body = json.loads(row.payload)
+        data = body.get("data") or {}
+        if data.get("reason"):
+            # Nullable where the event's model says so (a cancellation's), empty elsewhere.
+            data["reason"] = None if row.event_type == "booking.cancelled" else ""
+            row.payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+            changed += 1
+        row.last_response = None
+    return changed

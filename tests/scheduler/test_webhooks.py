@@ -10,6 +10,7 @@ with it off.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from scheduler import keys
 from scheduler.app import create_app
 from scheduler.config import Settings, load_settings
-from scheduler.models import WebhookEndpoint
+from scheduler.models import WebhookDelivery, WebhookEndpoint
 from scheduler.webhooks.events import EVENT_MODELS, EVENT_TYPES
 from tests.conftest import app_environ, token_of
 from tests.scheduler.test_resend import _org
@@ -426,3 +428,37 @@ async def test_two_processes_deliver_each_event_once(
     assert list(by_booking.values()) == [["booking.created", "booking.cancelled"]] * 6
     deliveries = await all_delivered(org, (await org.ok("GET", "/webhooks"))["webhooks"][0]["id"])
     assert [d["attempts"] for d in deliveries] == [1] * 12 and len(receiver.received) == 12
+
+
+async def test_a_candidates_erasure_drops_the_reasons_their_events_carry(
+    make_org, clock, receiver: Receiver
+) -> None:
+    """A force majeure reason is free text and may name the candidate: after their erasure
+    no delivery (sent or not) holds it, and the events themselves stay."""
+    org = await make_org()
+    hook = await subscribe(org, receiver)
+    await org.make_evaluator()
+    cand = await org.make_candidate(name="Zoé Quintal")
+    token = token_of(cand["link"])
+    booked = await org.client.post(f"/c/{token}/booking", json={"start": START.isoformat()})
+    booking_id = (await booked.json())["id"]
+    await org.ok(
+        "POST",
+        f"/bookings/{booking_id}/force-majeure",
+        json={"action": "cancel", "reason": "Zoé Quintal is in hospital."},
+    )
+    await received(receiver, 2)
+    await all_delivered(org, hook["id"])
+    async with org.client.app[keys.DB].read() as session:
+        payloads = list(await session.scalars(select(WebhookDelivery.payload)))
+    assert any("Zoé Quintal" in p for p in payloads), "the reason is in the event"
+
+    status, _ = await org.call("DELETE", f"/candidates/{cand['id']}", json={"mode": "erase"})
+    assert status in (200, 204)
+
+    async with org.client.app[keys.DB].read() as session:
+        rows = list(await session.scalars(select(WebhookDelivery)))
+    assert len(rows) == 2, "the events stay"
+    assert not any("Zoé" in r.payload or "Quintal" in r.payload for r in rows)
+    majeure = next(r for r in rows if r.event_type == "booking.force_majeure")
+    checked(json.loads(majeure.payload))
