@@ -26,6 +26,7 @@ class LinkKind(IntEnum):
     CANDIDATE = 1  # the candidate's personal booking page
     ROOM_CANDIDATE = 2  # the candidate's way into a booking's room
     ROOM_EVALUATOR = 3  # the evaluator's way into a booking's room
+    RESULTS = 4  # the candidate's published results and their PDFs (scheduler.results)
 
 
 @dataclass(frozen=True)
