@@ -22,7 +22,9 @@ from scheduler.links import Links
 from scheduler.mail_worker import mail_worker
 from scheduler.metrics import Metrics
 from scheduler.notify import Notifier
+from scheduler.result_notify import ResultMailer
 from scheduler.timers import replanner, timers_ctx
+from scheduler.verification import CodeMaker
 from scheduler.web import (
     api,
     health,
@@ -30,6 +32,7 @@ from scheduler.web import (
     metrics,
     openapi,
     pages,
+    result_pages,
     room_pages,
     security,
     throttle,
@@ -70,6 +73,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.NOTIFIER] = Notifier(
         env, app[keys.CATALOGS], app[keys.LINKS], app[keys.POLICY], settings.smtp
     )
+    app[keys.RESULT_MAILER] = ResultMailer(env, app[keys.CATALOGS], app[keys.LINKS], settings.smtp)
+    app[keys.CODES] = CodeMaker(secret_key(settings))
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(mail_worker)
     app.cleanup_ctx.append(confirmations_sweeper)
@@ -86,6 +91,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     pages.setup(app)
     room_wiring.setup(app, on_miss=throttle.lookup_failed)
     room_pages.setup(app)
+    result_pages.setup(app)
     home.setup(app)
     return app
 
