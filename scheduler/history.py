@@ -41,11 +41,14 @@ async def record(
     before: dict[str, Any] | None = None,
     reason: str | None = None,
     new: bool = False,
+    after: dict[str, Any] | None = None,
 ) -> None:
     """Append one event to the booking's history, in the caller's transaction.
 
     `new` says the booking was inserted in this same transaction: it can have no event yet,
-    so this one is the first without a query to find the last.
+    so this one is the first without a query to find the last. `after`: what the event
+    changed, when it is not the booking itself (an assessment); the booking's snapshot
+    otherwise.
     """
     last = (
         None
@@ -65,7 +68,7 @@ async def record(
             actor_name=actor.name,
             action=action,
             before=before,
-            after=snapshot(booking),
+            after=after if after is not None else snapshot(booking),
             reason=reason,
         )
     )

@@ -62,6 +62,9 @@ class Organisation(Base):
     # the key under which each process caches the free times it computed.
     # Only a server default, so that inserts written for older schemas leave it out.
     calendar_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # Its assessment scheme (scheduler.scheme: the scale's levels and the criteria), as the
+    # API document; null: the default (CEFR levels, the criteria of an oral like CLOE's).
+    assessment_scheme: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ApiKey(Base):
@@ -203,6 +206,26 @@ class Timer(Base):
             postgresql_where=text("done_at IS NULL"),
         ),
     )
+
+
+class Assessment(Base):
+    """The evaluator's assessment of one interview (scheduler.assessments).
+
+    `scheme` is a copy of the organisation's scheme the levels were given on, so that a
+    later change of scale or criteria leaves a submitted assessment readable as it was.
+    A row without `submitted_at` is the evaluator's draft, saved as typed.
+    """
+
+    __tablename__ = "assessments"
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"), index=True)
+    scheme: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # {criterion code: level code}; a draft may leave criteria out.
+    levels: Mapped[dict[str, str]] = mapped_column(JSON)
+    overall_level: Mapped[str | None] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    submitted_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
 
 
 class Result(Base):

@@ -1,7 +1,7 @@
 """results: what the organisation certifies per candidate, its former versions
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 
 `results` holds one row per candidate (the current version); `result_versions` keeps each
 published version a correction replaced. The verification code itself is never stored:
@@ -14,7 +14,7 @@ import mailer.models
 
 
 revision = '0012'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
