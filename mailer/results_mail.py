@@ -59,9 +59,7 @@ def results_mail(
     language = _language_name(mail.exam_language, locale)
     subjects = {
         "results_published": translations.gettext("Your results: %(language)s oral certification"),
-        "results_updated": translations.gettext(
-            "Updated results: %(language)s oral certification"
-        ),
+        "results_updated": translations.gettext("Updated results: %(language)s oral certification"),
         "results_link": translations.gettext("A new link to your results (%(language)s)"),
     }
     subject = subjects[kind] % {"language": language}

@@ -60,8 +60,9 @@ class ResultDocument:
     organisation: str
     candidate: str
     exam_language: str  # a language code ("en", "es"), named in `locale`
-    interview_on: date | None
-    issued_at: datetime  # the published version's date: the PDFs' creation date too
+    interview_on: date | None  # in the candidate's zone
+    issued_on: date  # the published version's day, in the candidate's zone
+    issued_at: datetime  # the published version's instant: the PDFs' creation date
     oral_level: str | None
     parts: Sequence[Part]
     overall_level: str
@@ -129,9 +130,7 @@ class _Page:
     def qr(self, url: str, size: float = 110) -> None:
         widget = QrCodeWidget(url)
         x0, y0, x1, y1 = widget.getBounds()
-        drawing = Drawing(
-            size, size, transform=[size / (x1 - x0), 0, 0, size / (y1 - y0), 0, 0]
-        )
+        drawing = Drawing(size, size, transform=[size / (x1 - x0), 0, 0, size / (y1 - y0), 0, 0])
         drawing.add(widget)
         renderPDF.draw(drawing, self.canvas, self.width - _MARGIN - size, _MARGIN)
 
@@ -161,7 +160,7 @@ def statement(doc: ResultDocument, t: Translator) -> bytes:
     if doc.interview_on is not None:
         when = long_date(doc.interview_on, doc.locale)
         page.line(t.gettext("Oral interview on %(date)s") % {"date": when})
-    issued = long_date(doc.issued_at.date(), doc.locale)
+    issued = long_date(doc.issued_on, doc.locale)
     page.line(t.gettext("Results issued on %(date)s") % {"date": issued}, gap=18)
     if doc.oral_level:
         page.line(t.gettext("Oral interview: %(level)s") % {"level": doc.oral_level})
@@ -200,7 +199,7 @@ def certificate(doc: ResultDocument, t: Translator) -> bytes:
         size=14,
         gap=20,
     )
-    issued = long_date(doc.issued_at.date(), doc.locale)
+    issued = long_date(doc.issued_on, doc.locale)
     page.centred(t.gettext("Issued on %(date)s") % {"date": issued}, size=12)
     page.centred(t.gettext("This certificate is valid for life."), size=11)
     _verification(page, doc, t)

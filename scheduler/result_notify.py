@@ -56,7 +56,12 @@ class ResultMailer:
             reason=reason,
         )
         content = results_mail(
-            self.env, self.catalogs.get(candidate.locale), candidate.locale, mail, kind=kind, now=now
+            self.env,
+            self.catalogs.get(candidate.locale),
+            candidate.locale,
+            mail,
+            kind=kind,
+            now=now,
         )
         await enqueue_content(
             session,

@@ -34,9 +34,7 @@ class CodeMaker:
         """The result's code, grouped for reading."""
         mac = hmac.new(self._key, result_id.bytes, hashlib.sha256).digest()
         number = int.from_bytes(mac[: CODE_BITS // 8], "big")
-        chars = "".join(
-            ALPHABET[(number >> (5 * (_CHARS - 1 - i))) & 31] for i in range(_CHARS)
-        )
+        chars = "".join(ALPHABET[(number >> (5 * (_CHARS - 1 - i))) & 31] for i in range(_CHARS))
         return "-".join(chars[i : i + _GROUP] for i in range(0, _CHARS, _GROUP))
 
 

@@ -13,7 +13,9 @@ from scheduler.web.schemas import _In
 
 Level = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[^\r\n\x00]+$"),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[^\r\n\x00]+$"
+    ),
 ]
 PartName = Annotated[
     str,

@@ -27,6 +27,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "ForceMajeureIn": {"action": "cancel", "reason": "Mallory says so."},
     "ErasureIn": {"mode": "erase"},
     "BookingPatch": {"recording": False},
+    "ResultIn": {"overall_level": "B2", "target_reached": True},
+    "RevokeIn": {"reason": "Mallory says so."},
 }
 
 
