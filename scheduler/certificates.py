@@ -95,14 +95,7 @@ class _Page:
         self.buffer = io.BytesIO()
         self.canvas = Canvas(self.buffer, pagesize=A4, invariant=1, pageCompression=1)
         stamp = doc.issued_at.astimezone(UTC)
-        fixed = "D:%04d%02d%02d%02d%02d%02d+00'00'" % (
-            stamp.year,
-            stamp.month,
-            stamp.day,
-            stamp.hour,
-            stamp.minute,
-            stamp.second,
-        )
+        fixed = stamp.strftime("D:%Y%m%d%H%M%S+00'00'")
         self.canvas.setDateFormatter(lambda *_: fixed)
         self.canvas.setTitle(title)
         self.canvas.setAuthor(doc.organisation)

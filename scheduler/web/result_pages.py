@@ -68,6 +68,9 @@ async def _opened(request: web.Request, session: AsyncSession) -> Result:
     if result is None:
         await lookup_failed()
         raise web.HTTPNotFound()
+    candidate = await session.get(Candidate, result.candidate_id)
+    if candidate is None or candidate.erased_at is not None:
+        raise web.HTTPNotFound()  # erased on request (scheduler.privacy): nothing to show
     return result
 
 
@@ -151,7 +154,7 @@ async def verify_page(request: web.Request) -> web.Response:
             Candidate, result.candidate_id if result is not None else _NOBODY
         )
     context: dict[str, Any] = {"state": "unknown"}
-    if result is None or candidate is None:
+    if result is None or candidate is None or candidate.erased_at is not None:
         await lookup_failed()
     elif result.revoked_at is not None:
         day = _local_date(result.revoked_at, candidate.timezone)

@@ -5,6 +5,7 @@ only once the e-mail they wrote is committed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +35,9 @@ async def _out(call: Call, session: AsyncSession, result: Result) -> ResultOut:
     mailer = app[keys.RESULT_MAILER]
     published = result.published_at is not None
     code = app[keys.CODES].code(result.id) if published else None
-    status = "revoked" if result.revoked_at else "published" if published else "draft"
+    status: Literal["draft", "published", "revoked"] = (
+        "revoked" if result.revoked_at else "published" if published else "draft"
+    )
     return ResultOut(
         candidate_id=result.candidate_id,
         booking_id=result.booking_id,
