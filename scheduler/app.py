@@ -27,6 +27,7 @@ from scheduler.timers import replanner, timers_ctx
 from scheduler.verification import CodeMaker
 from scheduler.web import (
     api,
+    assessment_pages,
     health,
     home,
     metrics,
@@ -91,6 +92,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     pages.setup(app)
     room_wiring.setup(app, on_miss=throttle.lookup_failed)
     room_pages.setup(app)
+    assessment_pages.setup(app)
     result_pages.setup(app)
     home.setup(app)
     return app

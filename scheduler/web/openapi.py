@@ -110,6 +110,32 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "erase_candidate_data": {"body": {"mode": "erase"}},
     "patch_booking": {"body": {"recording": False}},
+    "put_assessment_scheme": {
+        "body": {
+            "levels": [
+                {"code": code, "labels": {"fr": label, "en": label}}
+                for code, label in (("A2", "A2"), ("B1", "B1"), ("B2", "B2"), ("C1", "C1"))
+            ],
+            "criteria": [
+                {"code": "range", "labels": {"fr": "Étendue", "en": "Range"}},
+                {"code": "accuracy", "labels": {"fr": "Correction", "en": "Accuracy"}},
+                {"code": "fluency", "labels": {"fr": "Aisance", "en": "Fluency"}},
+            ],
+        }
+    },
+    "put_booking_assessment": {
+        "body": {
+            "levels": {
+                "range": "B2",
+                "accuracy": "B1",
+                "fluency": "B2",
+                "interaction": "B2",
+                "coherence": "B2",
+            },
+            "overall_level": "B2",
+            "reason": "Second marking by the jury: accuracy is B1.",
+        }
+    },
     "force_majeure_booking": {
         "bodies": {
             "move": {

@@ -101,5 +101,8 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
 def is_json_path(path: str) -> bool:
     if path.startswith("/api/"):
         return True
-    # The candidate JSON endpoints live beside the candidate pages.
+    # The candidate JSON endpoints live beside the candidate pages, and the evaluator's
+    # assessment beside the room page.
+    if path.startswith("/r/"):
+        return path.endswith("/assessment") or path.endswith("/assessment/submit")
     return path.startswith("/c/") and (path.endswith("/slots") or path.endswith("/booking"))

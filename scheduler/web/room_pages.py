@@ -168,6 +168,8 @@ async def room_page(request: web.Request) -> web.Response:
             # The connection test: the server sends the page's own media back.
             "echo": f"{page_path}/echo",
             "consent": f"{page_path}/consent",
+            # The evaluator's assessment form (scheduler/web/assessment_pages.py).
+            **({"assessment": f"{page_path}/assessment"} if ticket.role == "evaluator" else {}),
         },
     }
     context = {

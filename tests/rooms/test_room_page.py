@@ -28,8 +28,12 @@ from tests.scheduler.test_i18n import FR, extract
 START = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 OPENS = START - timedelta(minutes=15)
 INSIDE = START - timedelta(minutes=5)
-# What only the evaluator's page may hold: the controls and the private notes.
+# What only the evaluator's page may hold: the controls, the private notes, the assessment.
 EVALUATOR_ONLY_IDS = {
+    "assessment",
+    "assessment-form",
+    "assessment-submit",
+    "assessment-dialog",
     "panel",
     "admit",
     "id-checked",
@@ -268,8 +272,12 @@ async def test_inside_the_window_the_call_is_there_and_only_the_evaluator_has_co
     for label in ("ID check", "Introduction questions", "Role-play", "Discussion"):
         assert label in evaluator.text
     assert "Let Camille Candidate in" in evaluator.text
+    assert evaluator.json_blocks["room-data"]["urls"]["assessment"] == (
+        f"/r/{booked.evaluator_token}/assessment"
+    )
     # The candidate's page holds none of it: not hidden, absent.
     assert not EVALUATOR_ONLY_IDS & candidate.ids
+    assert "assessment" not in candidate.json_blocks["room-data"]["urls"]
     for words in ("Private notes", "ID document checked", "End the interview", "Let "):
         assert words not in candidate.text
     assert 'type="checkbox"' not in candidate.source and "<textarea" not in candidate.source

@@ -27,6 +27,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "ForceMajeureIn": {"action": "cancel", "reason": "Mallory says so."},
     "ErasureIn": {"mode": "erase"},
     "BookingPatch": {"recording": False},
+    "AssessmentChange": {"overall_level": "C2", "reason": "Mallory says so."},
     "ResultIn": {"overall_level": "B2", "target_reached": True},
     "RevokeIn": {"reason": "Mallory says so."},
 }

@@ -13,6 +13,7 @@ from scheduler.web.api import organisation  # noqa: F401
 from scheduler.web.api import people  # noqa: F401
 from scheduler.web.api import privacy  # noqa: F401
 from scheduler.web.api import bookings  # noqa: F401
+from scheduler.web.api import assessment  # noqa: F401
 from scheduler.web.api import results  # noqa: F401
 
 # isort: on

@@ -14,6 +14,7 @@ import { createConnectionTest } from "./echo.js";
 import { initDevcheck } from "./devcheck.js";
 import { createWindow, movedKey } from "./window.js";
 import { createCall } from "./call.js";
+import { createAssessment } from "./assessment.js";
 
 function start() {
   const dataNode = $("room-data");
@@ -32,12 +33,18 @@ function start() {
   // learns of a cancellation tells the window): the window reaches the call, made after it,
   // through this holder.
   const late = { call: null };
+  // The evaluator's assessment form, in the call's panel: wired when the call section is in
+  // the page, now or when the window opens.
+  const assessment = createAssessment({ data, t, formatTime, clock });
   const roomWindow = createWindow({
     data,
     t,
     clock,
     unit: unitFormatter(data.locale),
-    onCallArrived: () => late.call.init(),
+    onCallArrived: () => {
+      late.call.init();
+      assessment.init();
+    },
     join: () => late.call.join(),
   });
   const showCancelled = () => roomWindow.showCancelled();
@@ -56,6 +63,9 @@ function start() {
   roomWindow.init();
   roomWindow.showMoved();
   late.call.init();
+  assessment.init();
+  // A choice made in the last moments before the tab closes: sent while it still can be.
+  window.addEventListener("pagehide", () => assessment.flush());
 }
 
 start();
