@@ -21,6 +21,7 @@ from scheduler.config import Settings, load_settings
 from scheduler.history import Actor
 from scheduler.models import Booking, Result, ResultVersion
 from scheduler.orgs import create_organisation
+from scheduler.results import results_token
 from scheduler.scheme import DEFAULT, Marks
 from tests.conftest import Org, app_environ, token_of
 from tests.mailer.mailer_support import SmtpServer
@@ -288,3 +289,36 @@ async def test_the_list_refuses_a_bad_query(
     assert code == 422
     code, _ = await org.call("GET", "/results?status=other")
     assert code == 422
+
+
+async def test_what_the_candidate_and_the_public_cannot_see(
+    aiohttp_client: Any, settings: Settings, clock: FrozenClock
+) -> None:
+    org = await _org(aiohttp_client, settings, clock)
+    cand_id, _ = await _interviewed(org, clock, locale="en")
+    await org.ok("PUT", f"/candidates/{cand_id}/result", json={**RESULT, "target_reached": False})
+    # Before publication the result's link, made by the server itself, opens nothing.
+    app = org.client.app
+    async with app[keys.DB].read() as session:
+        result = await session.scalar(select(Result))
+        assert result is not None
+        early = results_token(app[keys.LINKS].signer, result)
+    assert (await org.client.get(f"/results/{early}")).status == 404
+
+    published = await org.ok("POST", f"/candidates/{cand_id}/result/publish")
+    token = token_of(published["results_url"])
+    assert token == early  # the same link, alive from publication on
+    page = await (await org.client.get(f"/results/{token}")).text()
+    assert "Results statement (PDF)" in page and "Certificate (PDF)" not in page
+    assert (await org.client.get(f"/results/{token}/statement.pdf")).status == 200
+    assert (await org.client.get(f"/results/{token}/certificate.pdf")).status == 404
+
+    await org.ok("POST", f"/candidates/{cand_id}/result/revoke", json={"reason": "Fraud."})
+    status, _ = await org.call("POST", f"/candidates/{cand_id}/result/publish")
+    assert status == 409
+
+    # Erased on request: no results page, and the code no longer verifies anything.
+    await org.ok("DELETE", f"/candidates/{cand_id}", json={"mode": "erase"})
+    assert (await org.client.get(f"/results/{token}")).status == 404
+    check = await org.client.get(f"/v/{published['verification_code']}?lang=en")
+    assert check.status == 404 and "No certificate has this code." in await check.text()
