@@ -43,7 +43,14 @@ from rooms.tokens import new_nonce
 from scheduler import history
 from scheduler.errors import Conflict
 from scheduler.history import Actor
-from scheduler.models import ACTIVE_STATUSES, Booking, BookingEvent, Candidate, Timer
+from scheduler.models import (
+    ACTIVE_STATUSES,
+    Assessment,
+    Booking,
+    BookingEvent,
+    Candidate,
+    Timer,
+)
 
 # What the erased fields become: recognisably erased, never a real person or address
 # (`.invalid` is reserved, RFC 2606), and still valid for the columns' types.
@@ -83,6 +90,7 @@ class BookingRecord:
     messages: list[MessageCopy]
     room: RoomReport
     notes: str  # the evaluator's notes: private to the organisation, but about this person
+    assessment: Assessment | None = None  # the evaluator's, draft or submitted
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,7 @@ async def gather(session: AsyncSession, candidate: Candidate) -> CandidateRecord
                 messages=by_booking.get(b.id, []),
                 room=await room_report(session, b.id),
                 notes=room.evaluator_notes if room is not None else "",
+                assessment=await session.get(Assessment, b.id),
             )
         )
     return CandidateRecord(candidate, records, by_booking.get(None, []))
@@ -226,6 +235,7 @@ async def erase_candidate(
         await session.execute(
             update(Timer).where(Timer.booking_id.in_(ids)).values(last_error=None)
         )
+        await _erase_assessment_comments(session, ids)
         # Who consented stays known as a role (the recording's lawful basis); not the name.
         await session.execute(
             update(RoomConsent)
@@ -246,6 +256,26 @@ async def erase_candidate(
     for b in bookings:
         await history.record(session, b, actor=actor, action="candidate_erased", now=now)
     return done
+
+
+# The history events whose before/after hold an assessment's comment (scheduler.assessments).
+_ASSESSMENT_ACTIONS = ("assessment_submitted", "assessment_changed")
+
+
+async def _erase_assessment_comments(session: AsyncSession, ids: list[uuid.UUID]) -> None:
+    """The evaluator's comment may name the candidate: it goes, from the assessment and from
+    the history's copies of it. The levels stay, like the outcome: anonymous figures."""
+    await session.execute(
+        update(Assessment).where(Assessment.booking_id.in_(ids)).values(comment="")
+    )
+    events = await session.scalars(
+        select(BookingEvent).where(
+            BookingEvent.booking_id.in_(ids), BookingEvent.action.in_(_ASSESSMENT_ACTIONS)
+        )
+    )
+    for event in events:
+        event.before = {**event.before, "comment": ""} if event.before else event.before
+        event.after = {**event.after, "comment": ""} if event.after else event.after
 
 
 async def _erase_messages(session: AsyncSession, candidate: Candidate, ids: list[uuid.UUID]) -> int:

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from mailer.message import validate_address
+from scheduler.web.assessment_schemas import AssessmentMarks
 
 Locale = Literal["fr", "en"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -551,6 +552,9 @@ class BookingExport(BaseModel):
         description="Attendance, ID check, outcome; recordings as links (GET with the API key)."
     )
     evaluator_notes: str = Field(description="The evaluator's notes on the interview.")
+    assessment: AssessmentMarks | None = Field(
+        None, description="The evaluator's assessment of the interview (draft or submitted)."
+    )
 
 
 class CandidateExport(BaseModel):

@@ -7,6 +7,7 @@ is inside the room's window (the `booked` fixture) unless a test moves it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -218,3 +219,27 @@ async def test_the_result_side_reads_only_a_submitted_assessment(
     assert found is not None
     assert found.levels == FULL["levels"] and found.overall_level == "B2"
     assert found.scheme == DEFAULT and found.comment == FULL["comment"]
+
+
+async def test_simultaneous_saves_and_submissions_end_in_one_row_and_one_submission(
+    client: TestClient, booked: Booked
+) -> None:
+    """Two tabs of the evaluator's: the first saves of a new assessment race to insert its
+    row, and two submissions race each other; the booking's row lock makes them take turns,
+    on PostgreSQL as on SQLite, so none fails with a server error."""
+    url = f"/r/{booked.evaluator_token}/assessment"
+    saves = await asyncio.gather(
+        *(
+            client.put(url, json={"levels": {"range": level}}, headers=OWN)
+            for level in ("A1", "A2", "B1", "B2", "C1", "C2")
+        )
+    )
+    assert [r.status for r in saves] == [200] * 6
+    submits = await asyncio.gather(
+        *(client.post(f"{url}/submit", json=FULL, headers=OWN) for _ in range(3))
+    )
+    assert sorted(r.status for r in submits) == [200, 409, 409]
+    [row] = await _rows(client)
+    assert row.submitted_at is not None
+    events = (await booked.org.ok("GET", f"/bookings/{booked.booking_id}/history"))["events"]
+    assert [e["action"] for e in events].count("assessment_submitted") == 1

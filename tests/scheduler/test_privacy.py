@@ -21,8 +21,10 @@ from rooms.models import (
     recording_started,
     save_state,
 )
-from scheduler import keys
+from scheduler import assessments, keys
+from scheduler.history import Actor
 from scheduler.migrate import target_metadata
+from scheduler.scheme import DEFAULT, Marks
 from tests.conftest import Org, token_of
 from tests.rooms.room_support import consent
 
@@ -107,6 +109,23 @@ async def _interviewed(org: Org, clock: Any, *, finished: bool = True) -> dict[s
         )
         if finished:
             await recording_finished(session, recording, clock.now(), 20)
+        # The evaluator's assessment, whose comment (and the history's copies) names them.
+        levels = {code: "B2" for code in DEFAULT.criterion_codes}
+        await assessments.submit(
+            session,
+            booking_id,
+            Marks(levels, "B2", f"{NAME} argued well"),
+            actor=Actor("evaluator", "Évelyne"),
+            now=clock.now(),
+        )
+        await assessments.amend(
+            session,
+            booking_id,
+            Marks(levels, "C1", f"{NAME} argued very well"),
+            reason="Second marking.",
+            actor=Actor("organisation", "jury"),
+            now=clock.now(),
+        )
     return {"id": cand["id"], "booking": str(booking_id), "tokens": [token, room_token]}
 
 
@@ -134,6 +153,9 @@ async def test_an_export_holds_each_kind_of_data(make_org, clock) -> None:
         recording["download"] == f"/api/v1/bookings/{got['booking']}/recordings/{recording['id']}"
     )
     assert booking["evaluator_notes"] == f"{NAME} spoke well"
+    assert booking["assessment"]["comment"] == f"{NAME} argued very well"
+    assert booking["assessment"]["overall_level"] == "C1"
+    assert booking["assessment"]["submitted_at"] is not None
     # The link works with the API key: the file itself is the recording.
     resp = await org.client.get(recording["download"], headers=org.headers)
     assert resp.status == 200 and await resp.read() == f"title={NAME}".encode()

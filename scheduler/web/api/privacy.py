@@ -11,6 +11,7 @@ from scheduler.history import Actor
 from scheduler.models import Candidate
 from scheduler.privacy import MessageCopy, RecordingFiles, erase_candidate, gather
 from scheduler.web.api.routing import PREFIX, Call, endpoint
+from scheduler.web.assessment_schemas import AssessmentMarks
 from scheduler.web.schemas import (
     BookingExport,
     CandidateExport,
@@ -75,6 +76,15 @@ async def export_candidate(call: Call) -> CandidateExport:
                 messages=[_message(m) for m in b.messages],
                 room=room,
                 evaluator_notes=b.notes,
+                assessment=AssessmentMarks(
+                    levels=b.assessment.levels,
+                    overall_level=b.assessment.overall_level,
+                    comment=b.assessment.comment,
+                    submitted_at=b.assessment.submitted_at,
+                    updated_at=b.assessment.updated_at,
+                )
+                if b.assessment is not None
+                else None,
             )
         )
     return CandidateExport(

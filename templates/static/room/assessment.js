@@ -49,7 +49,14 @@ export function createAssessment({ data, t, formatTime, clock }) {
     // leaves nothing to assess, which the server now says.
     const outcome = $("panel-outcome");
     if (outcome && typeof MutationObserver === "function") {
-      new MutationObserver(() => load()).observe(outcome, { attributes: true, attributeFilter: ["hidden"] });
+      let shown = "";
+      new MutationObserver(() => {
+        const text = outcome.hidden ? "" : outcome.textContent;
+        if (text && text !== shown) {
+          load();
+        }
+        shown = text;
+      }).observe(outcome, { attributes: true, childList: true, characterData: true, subtree: true });
     }
     load();
   }
@@ -81,6 +88,15 @@ export function createAssessment({ data, t, formatTime, clock }) {
 
   function show(answer) {
     const view = formView(answer);
+    // Choices made while the answer travelled are kept: the next save sends them.
+    const keep =
+      view.mode === "edit" &&
+      state.mode === "edit" &&
+      JSON.stringify(state.scheme) === JSON.stringify(answer.scheme) &&
+      unsaved();
+    if (keep) {
+      return;
+    }
     state.scheme = answer.scheme;
     state.mode = view.mode;
     $("assessment").dataset.state = view.mode;
