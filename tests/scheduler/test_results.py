@@ -313,6 +313,11 @@ async def test_what_the_candidate_and_the_public_cannot_see(
     assert (await org.client.get(f"/results/{token}/statement.pdf")).status == 200
     assert (await org.client.get(f"/results/{token}/certificate.pdf")).status == 404
 
+    await org.ok(
+        "PUT",
+        f"/candidates/{cand_id}/result",
+        json={**RESULT, "target_reached": False, "reason": "Camille Candidate asked."},
+    )
     await org.ok("POST", f"/candidates/{cand_id}/result/revoke", json={"reason": "Fraud."})
     status, _ = await org.call("POST", f"/candidates/{cand_id}/result/publish")
     assert status == 409
@@ -322,3 +327,9 @@ async def test_what_the_candidate_and_the_public_cannot_see(
     assert (await org.client.get(f"/results/{token}")).status == 404
     check = await org.client.get(f"/v/{published['verification_code']}?lang=en")
     assert check.status == 404 and "No certificate has this code." in await check.text()
+    async with app[keys.DB].read() as session:
+        erased = await session.scalar(select(Result))
+        assert erased is not None and erased.overall_level == "B2"  # anonymous figures stay
+        assert erased.revoke_reason is None and erased.link_nonce != result.link_nonce
+        kept = list(await session.scalars(select(ResultVersion)))
+        assert [(v.version, v.reason) for v in kept] == [(1, "")]
