@@ -3,6 +3,7 @@ PDFs, and the public verification page, on both databases, with a real SMTP serv
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import uuid
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from mailer.models import outbox_messages
 from scheduler import assessments, keys
@@ -333,3 +334,44 @@ async def test_what_the_candidate_and_the_public_cannot_see(
         assert erased.revoke_reason is None and erased.link_nonce != result.link_nonce
         kept = list(await session.scalars(select(ResultVersion)))
         assert [(v.version, v.reason) for v in kept] == [(1, "")]
+
+
+async def test_concurrent_publications_mail_once_and_every_code_costs_the_same(
+    aiohttp_client: Any, settings: Settings, clock: FrozenClock
+) -> None:
+    org = await _org(aiohttp_client, settings, clock)
+    cand_id, _ = await _interviewed(org, clock, locale="en")
+    other_id, _ = await _interviewed(org, clock, locale="en")
+    for who in (cand_id, other_id):
+        await org.ok("PUT", f"/candidates/{who}/result", json=RESULT)
+    answers = await asyncio.gather(
+        *(org.call("POST", f"/candidates/{cand_id}/result/publish") for _ in range(4)),
+        org.call("POST", "/results/publish", json={"candidate_ids": [cand_id]}),
+    )
+    assert all(status == 200 for status, _ in answers), answers
+    assert await _mails(org, "results_published") == 1
+
+    genuine = (await org.ok("GET", f"/candidates/{cand_id}/result"))["verification_code"]
+    revoked = (await org.ok("POST", f"/candidates/{other_id}/result/publish"))["verification_code"]
+    await org.ok("POST", f"/candidates/{other_id}/result/revoke", json={"reason": "Fraud."})
+    # The same statements whatever the answer: a look-up by hash, a candidate row read.
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.split()[0])
+
+    engine = org.client.app[keys.DB].engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        seen = []
+        for code in (genuine, revoked, "AAAA-BBBB-CCCC-DDDD", "x"):
+            statements.clear()
+            await org.client.get(f"/v/{code}")
+            seen.append([s for s in statements if s.upper() == "SELECT"])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert seen[0] and all(s == seen[0] for s in seen), seen
+
+    doc = await (await org.client.get("/api/v1/openapi.json")).json()
+    for path in ("/candidates/{id}/result", "/results/publish", "/results"):
+        assert "/api/v1" + path in doc["paths"] or path in doc["paths"], path
