@@ -131,6 +131,11 @@ async def save(
     effects: ResultEffects,
 ) -> Result:
     """Record or correct the candidate's result; refusals change nothing."""
+    # The candidate's row lock orders two first saves (PostgreSQL; SQLite has one writer):
+    # the second finds the first's row instead of inserting a second one.
+    await session.execute(
+        select(Candidate.id).where(Candidate.id == candidate.id).with_for_update()
+    )
     result = await of_candidate(session, candidate.id, for_update=True)
     if result is not None and result.revoked_at is not None:
         raise Conflict("this result's certificate was revoked: it can no longer be corrected")

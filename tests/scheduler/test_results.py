@@ -375,3 +375,19 @@ async def test_concurrent_publications_mail_once_and_every_code_costs_the_same(
     doc = await (await org.client.get("/api/v1/openapi.json")).json()
     for path in ("/candidates/{id}/result", "/results/publish", "/results"):
         assert "/api/v1" + path in doc["paths"] or path in doc["paths"], path
+
+
+async def test_concurrent_first_saves_make_one_result(
+    aiohttp_client: Any, settings: Settings, clock: FrozenClock
+) -> None:
+    org = await _org(aiohttp_client, settings, clock)
+    cand_id, _ = await _interviewed(org, clock, locale="en")
+    answers = await asyncio.gather(
+        *(
+            org.call("PUT", f"/candidates/{cand_id}/result", json={**RESULT, "overall_level": lv})
+            for lv in ("B1", "B2", "C1", "C2")
+        )
+    )
+    assert [status for status, _ in answers] == [200] * 4, answers
+    async with org.client.app[keys.DB].read() as session:
+        assert await session.scalar(select(func.count()).select_from(Result)) == 1
