@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.models import load_state
@@ -244,6 +244,13 @@ async def amend(
         reason=reason,
     )
     return await view(session, booking)
+
+
+async def start_over(session: AsyncSession, booking_id: uuid.UUID) -> None:
+    """A moved booking's interview starts over (rooms.models.restart), and so does its
+    assessment: marks given on an interview that did not count must not stand for the new
+    one. A submitted assessment's marks stay in the history (`assessment_submitted`)."""
+    await session.execute(delete(Assessment).where(Assessment.booking_id == booking_id))
 
 
 async def submitted(session: AsyncSession, booking_id: uuid.UUID) -> SubmittedAssessment | None:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.models import restart as room_restart
 from rooms.tokens import new_nonce
-from scheduler import history
+from scheduler import assessments, history
 from scheduler.calendars import (
     busy_intervals,
 )
@@ -208,6 +208,7 @@ async def _move(
     booking.status = "locked" if is_locked(start, now, policy) else "confirmed"
     await session.flush()
     await room_restart(session, booking.id, now=now)
+    await assessments.start_over(session, booking.id)
     await history.record(
         session, booking, actor=actor, action=action, now=now, before=before, reason=reason
     )

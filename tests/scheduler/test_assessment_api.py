@@ -159,3 +159,34 @@ async def test_a_cancelled_booking_has_no_assessment(make_org: Any, client: Test
         "scheme": DEFAULT.to_json(),
         "assessment": None,
     }
+
+
+async def test_a_moved_interview_starts_its_assessment_over(
+    make_org: Any, client: TestClient, clock: FrozenClock
+) -> None:
+    """Force majeure during the interview: the new interview is assessed afresh; the former
+    marks stay in the history only."""
+    org = await make_org()
+    booked = await book_interview(org)
+    clock.set(inside_window(booked))
+    url = f"/r/{booked.evaluator_token}/assessment"
+    assert (await client.post(f"{url}/submit", json=FULL, headers=OWN)).status == 200
+    await org.ok(
+        "POST",
+        f"/bookings/{booked.booking_id}/force-majeure",
+        json={
+            "action": "move",
+            "start": (booked.start + timedelta(days=1)).isoformat(),
+            "reason": "The connection failed for good.",
+        },
+    )
+    api = await org.ok("GET", f"/bookings/{booked.booking_id}/assessment")
+    assert api["state"] == "none" and api["assessment"] is None and api["reason"] is None
+    events = (await org.ok("GET", f"/bookings/{booked.booking_id}/history"))["events"]
+    [submitted] = [e for e in events if e["action"] == "assessment_submitted"]
+    assert submitted["after"]["overall_level"] == "B2"
+    # The same evaluator's link assesses the new interview, in its own window.
+    clock.set(inside_window(booked) + timedelta(days=1))
+    resp = await client.put(url, json={"levels": {"range": "C1"}}, headers=OWN)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["state"] == "draft"
