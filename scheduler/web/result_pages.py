@@ -172,8 +172,19 @@ async def verify_page(request: web.Request) -> web.Response:
     return render(request, "verify.html", reader, context, status=status)
 
 
+async def verify_form(request: web.Request) -> web.Response:
+    """Where a code is typed: /v?code=… goes to /v/{code}; without one, the form."""
+    reader = read_choices(request.query, negotiate(request.headers.get("Accept-Language")), "UTC")
+    typed = request.query.get("code", "").strip()
+    if typed:
+        target = request.app.router["verify"].url_for(code=typed[:64])
+        raise web.HTTPSeeOther(str(target.with_query(reader.carry) if reader.carry else target))
+    return render(request, "verify.html", reader, {"state": "ask"})
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/results/{token}", results_page)
     app.router.add_get("/results/{token}/statement.pdf", statement_pdf)
     app.router.add_get("/results/{token}/certificate.pdf", certificate_pdf)
-    app.router.add_get("/v/{code}", verify_page)
+    app.router.add_get("/v", verify_form)
+    app.router.add_get("/v/{code}", verify_page, name="verify")

@@ -157,6 +157,12 @@ async def test_publish_mails_once_and_the_candidate_downloads_both_pdfs(
     assert "Épreuve écrite" not in check_html  # nothing but name, language, level, date
     english = await (await org.client.get(f"/v/{code}?lang=en")).text()
     assert "This document is genuine." in english and "English" in english
+    # Typed into the form, with spaces: the form's answer leads to the same page.
+    form = await (await org.client.get("/v?lang=en")).text()
+    assert 'name="code"' in form and "This document is genuine." not in form
+    spaced = " ".join(published["verification_code"].split("-"))
+    typed = await org.client.get("/v", params={"code": spaced, "lang": "en"})
+    assert typed.status == 200 and "This document is genuine." in await typed.text()
 
 
 async def test_a_correction_after_publication_needs_a_reason_and_keeps_the_version(
