@@ -82,7 +82,7 @@ def long_date(day: date, locale: str) -> str:
     return format_date(day, format="long", locale=Locale.parse(locale.replace("-", "_")))
 
 
-def _score(value: float, locale: str) -> str:
+def score_text(value: float, locale: str) -> str:
     text = f"{value:g}"
     return text.replace(".", ",") if locale.startswith("fr") else text
 
@@ -160,7 +160,8 @@ def statement(doc: ResultDocument, t: Translator) -> bytes:
     for part in doc.parts:
         text = f"{part.name}: {part.level}"
         if part.score is not None:
-            text += " " + t.gettext("(score %(score)s)") % {"score": _score(part.score, doc.locale)}
+            score = score_text(part.score, doc.locale)
+            text += " " + t.gettext("(score %(score)s)") % {"score": score}
         page.line(text)
     page.line(
         t.gettext("Overall level: %(level)s") % {"level": doc.overall_level}, bold=True, gap=10

@@ -95,6 +95,10 @@ async def results_page(request: web.Request) -> web.Response:
             "org": org,
             "doc": doc,
             "language": certificates.language_name(doc.exam_language, reader.locale),
+            "scores": [
+                None if p.score is None else certificates.score_text(p.score, reader.locale)
+                for p in doc.parts
+            ],
             "interview_on": (
                 certificates.long_date(doc.interview_on, reader.locale)
                 if doc.interview_on

@@ -134,6 +134,7 @@ async def test_publish_mails_once_and_the_candidate_downloads_both_pdfs(
     html = await page.text()
     assert page.status == 200 and "Vos résultats" in html
     assert "Françoise Weiß-Łukasiewicz" in html and "Épreuve écrite" in html
+    assert "B1 (score 71,5)" in html  # written as French writes it
     assert 'data-level="overall"><strong>B2' in html
     statement = await org.client.get(f"/results/{token}/statement.pdf")
     assert statement.status == 200 and statement.content_type == "application/pdf"

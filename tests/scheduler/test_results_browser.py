@@ -232,7 +232,7 @@ async def test_from_the_room_form_to_a_verified_then_revoked_certificate(
         await candidate.page.goto(base + found[1])
         page_text = await candidate.page.inner_text("main")
         assert "Vos résultats" in page_text and NAME in page_text
-        assert "Épreuve écrite" in page_text
+        assert "Épreuve écrite" in page_text and "B1 (score 68)" in page_text
         assert await candidate.page.inner_text("[data-level=oral]") == "B2"
         assert await candidate.page.inner_text("[data-level=overall]") == "B2"
 
