@@ -1,5 +1,6 @@
 """The results API's models (issue 13 part B): what an organisation certifies, publishes,
-corrects and revokes. Kept apart from scheduler.web.schemas, which is near its size limit."""
+corrects and revokes. Kept apart from scheduler.web.schemas, which is near its size limit
+(and imports ResultOut from here for the candidate's export, so nothing is imported back)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from scheduler.web.schemas import _In
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
 
 Level = Annotated[
     str,

@@ -196,6 +196,10 @@ async def test_a_correction_after_publication_needs_a_reason_and_keeps_the_versi
         (1, "B2", "Written test re-marked.")
     ]
     assert await _mails(org, "results_updated") == 1
+    # The candidate's export holds the result, its former version included.
+    export = await org.ok("GET", f"/candidates/{cand_id}/export")
+    assert export["result"]["overall_level"] == "C1"
+    assert [v["overall_level"] for v in export["result"]["versions"]] == ["B2"]
     await eventually(
         lambda: any("Updated results" in r.message["Subject"] for r in smtp_server.received),
         "the updated results e-mail delivered",

@@ -30,7 +30,8 @@ from scheduler.web.result_schemas import (
 )
 
 
-async def _out(call: Call, session: AsyncSession, result: Result) -> ResultOut:
+async def result_out(call: Call, session: AsyncSession, result: Result) -> ResultOut:
+    """The result as the API shows it (also in the candidate's export)."""
     app = call.request.app
     mailer = app[keys.RESULT_MAILER]
     published = result.published_at is not None
@@ -90,7 +91,7 @@ async def _result_of(call: Call, session: AsyncSession) -> tuple[Candidate, Resu
 )
 async def get_result(call: Call) -> ResultOut:
     _, result = await _result_of(call, call.session)
-    return await _out(call, call.session, result)
+    return await result_out(call, call.session, result)
 
 
 @endpoint(
@@ -124,7 +125,7 @@ async def put_result(call: Call) -> ResultOut:
             now=app[keys.CLOCK].now(),
             effects=app[keys.RESULT_MAILER],
         )
-        out = await _out(call, session, result)
+        out = await result_out(call, session, result)
     app[keys.MAIL].wake()
     return out
 
@@ -150,7 +151,7 @@ async def publish_result(call: Call) -> ResultOut:
             now=app[keys.CLOCK].now(),
             effects=app[keys.RESULT_MAILER],
         )
-        out = await _out(call, session, result)
+        out = await result_out(call, session, result)
     app[keys.MAIL].wake()
     return out
 
@@ -218,7 +219,7 @@ async def revoke_result(call: Call) -> ResultOut:
     async with app[keys.DB].write() as session:
         _, result = await _result_of(call, session)
         await results.revoke(session, result, reason=body.reason, now=app[keys.CLOCK].now())
-        return await _out(call, session, result)
+        return await result_out(call, session, result)
 
 
 @endpoint(
@@ -236,7 +237,7 @@ async def reissue_results_link(call: Call) -> ResultOut:
         await results.new_link(
             session, result, candidate, now=app[keys.CLOCK].now(), effects=app[keys.RESULT_MAILER]
         )
-        out = await _out(call, session, result)
+        out = await result_out(call, session, result)
     app[keys.MAIL].wake()
     return out
 
