@@ -27,6 +27,7 @@ class LinkKind(IntEnum):
     ROOM_CANDIDATE = 2  # the candidate's way into a booking's room
     ROOM_EVALUATOR = 3  # the evaluator's way into a booking's room
     CALENDAR_FEED = 4  # an evaluator's calendar subscription (scheduler.feeds)
+    RESULTS = 5  # the candidate's published results and their PDFs (scheduler.results)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,10 @@ from scheduler.links import Links
 from scheduler.mail_worker import mail_worker
 from scheduler.metrics import Metrics
 from scheduler.notify import Notifier
+from scheduler.result_notify import ResultMailer
 from scheduler.retention_runs import retention_ctx
 from scheduler.timers import replanner, timers_ctx
+from scheduler.verification import CodeMaker
 from scheduler.web import (
     api,
     assessment_pages,
@@ -35,6 +37,7 @@ from scheduler.web import (
     metrics,
     openapi,
     pages,
+    result_pages,
     room_pages,
     security,
     throttle,
@@ -77,6 +80,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.NOTIFIER] = Notifier(
         env, app[keys.CATALOGS], app[keys.LINKS], app[keys.POLICY], settings.smtp
     )
+    app[keys.RESULT_MAILER] = ResultMailer(env, app[keys.CATALOGS], app[keys.LINKS], settings.smtp)
+    app[keys.CODES] = CodeMaker(secret_key(settings))
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(mail_worker)
     app.cleanup_ctx.append(webhooks_ctx)
@@ -98,6 +103,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     room_wiring.setup(app, on_miss=throttle.lookup_failed)
     room_pages.setup(app)
     assessment_pages.setup(app)
+    result_pages.setup(app)
     home.setup(app)
     return app
 

@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from scheduler.metrics import Metrics
     from scheduler.notify import Notifier
     from scheduler.policy import Policy
+    from scheduler.result_notify import ResultMailer
     from scheduler.retention_runs import RetentionJob
     from scheduler.room_wiring import BookingTickets
     from scheduler.timers import TimerService
+    from scheduler.verification import CodeMaker
     from scheduler.web.throttle import Throttle
     from scheduler.webhooks.wiring import Webhooks
 
@@ -45,6 +47,9 @@ LINKS: web.AppKey[Links] = web.AppKey("links")
 JINJA: web.AppKey[jinja2.Environment] = web.AppKey("jinja")
 CATALOGS: web.AppKey[Catalogs] = web.AppKey("catalogs")
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
+# Results (issue 13): their e-mails, and the verification codes (scheduler.verification).
+RESULT_MAILER: web.AppKey[ResultMailer] = web.AppKey("result_mailer")
+CODES: web.AppKey[CodeMaker] = web.AppKey("codes")
 MAIL: web.AppKey[MailWorker] = web.AppKey("mail")
 # Every booking change goes through it.
 BOOKINGS: web.AppKey[BookingService] = web.AppKey("bookings")

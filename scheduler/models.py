@@ -390,3 +390,51 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_chain", "endpoint_id", "booking_id", "position"),
     )
+
+
+class Result(Base):
+    """The result an organisation certifies for a candidate (scheduler.results): one per
+    candidate, corrected in place until published, then only with a reason, each former
+    version kept in `result_versions`.
+
+    The verification code is derived from the server secret and the row's id (so the PDF can
+    print it again, byte for byte); only its SHA-256 is stored, for the look-up of /v/{code}.
+    """
+
+    __tablename__ = "results"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"), index=True)
+    candidate_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("candidates.id"), unique=True)
+    # The completed interview the oral level came from, if any.
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bookings.id"))
+    oral_level: Mapped[str | None] = mapped_column(String(32))
+    # [{"name": "written", "level": "B2", "score": 71.5}, ...]
+    parts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    overall_level: Mapped[str] = mapped_column(String(32))
+    target_level: Mapped[str | None] = mapped_column(String(32))
+    target_reached: Mapped[bool]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    published_at: Mapped[datetime | None]
+    # Rotating it revokes the results link (rooms.tokens, kind RESULTS).
+    link_nonce: Mapped[str] = mapped_column(String(64), default=new_nonce)
+    code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ResultVersion(Base):
+    """A published result as it was before a correction: never rewritten."""
+
+    __tablename__ = "result_versions"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    result_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("results.id"), index=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    # The result's fields as they were (levels, parts, target), as JSON.
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    replaced_at: Mapped[datetime]
+    # Who corrected it (the API key's name) and why.
+    actor_name: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)

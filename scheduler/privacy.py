@@ -49,6 +49,8 @@ from scheduler.models import (
     Booking,
     BookingEvent,
     Candidate,
+    Result,
+    ResultVersion,
     Timer,
 )
 from scheduler.webhooks import store as webhook_store
@@ -253,6 +255,7 @@ async def erase_candidate(
         b.cancel_reason = None
         b.candidate_room_nonce = new_nonce()  # the room link dies
         b.updated_at = now
+    await _erase_result_reasons(session, candidate.id)
     candidate.name = ERASED_NAME
     candidate.email = erased_address(candidate.id)
     candidate.timezone = "UTC"
@@ -263,6 +266,25 @@ async def erase_candidate(
     for b in bookings:
         await history.record(session, b, actor=actor, action="candidate_erased", now=now)
     return done
+
+
+async def _erase_result_reasons(session: AsyncSession, candidate_id: uuid.UUID) -> None:
+    """The result stays as anonymous figures (scheduler.results); the reasons of its
+    corrections and revocation may name the candidate, and its link dies."""
+    await session.execute(
+        update(Result)
+        .where(Result.candidate_id == candidate_id)
+        .values(revoke_reason=None, link_nonce=new_nonce())
+    )
+    await session.execute(
+        update(ResultVersion)
+        .where(
+            ResultVersion.result_id.in_(
+                select(Result.id).where(Result.candidate_id == candidate_id)
+            )
+        )
+        .values(reason="")
+    )
 
 
 # The history events whose before/after hold an assessment's comment (scheduler.assessments).

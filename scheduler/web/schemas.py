@@ -25,6 +25,7 @@ from pydantic import (
 
 from mailer.message import validate_address
 from scheduler.web.assessment_schemas import AssessmentMarks
+from scheduler.web.result_schemas import ResultOut
 
 Locale = Literal["fr", "en"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -586,6 +587,7 @@ class CandidateExport(BaseModel):
     other_messages: list[MessageCopyOut] = Field(
         description="Messages to the candidate's address outside their bookings."
     )
+    result: ResultOut | None = Field(None, description="The certified result, if any.")
 
 
 class ErasureOut(BaseModel):

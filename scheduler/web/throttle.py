@@ -3,7 +3,8 @@
 A link is 128 bits of MAC and an API key 256 bits of randomness, so guessing cannot succeed;
 but unthrottled it runs at hundreds of tries a second and costs a database look-up each. Every
 look-up that finds nothing — a candidate link (`/c/…`), a room link (`/r/…` and its `/info`,
-`/ws`, `/echo`), an API key — counts one failure against the client's address; a client past
+`/ws`, `/echo`), a results link (`/results/…`), a verification code (`/v/…`), an API key —
+counts one failure against the client's address; a client past
 `[security] max_failures` within `window_seconds` gets 429 with `Retry-After` on every such
 path until its window frees up (its valid links too: a real person does not fail twenty times
 a minute). Successful requests count nothing, so other clients are never slowed.
@@ -41,7 +42,7 @@ from scheduler.web.problems import is_json_path, problem
 
 log = logging.getLogger("viva.throttle")
 
-GUARDED_PREFIXES = ("/c/", "/r/", "/api/", "/feeds/")
+GUARDED_PREFIXES = ("/c/", "/r/", "/api/", "/feeds/", "/results/", "/v/")
 _NAMESPACE = "viva-failed-lookups"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -168,7 +169,8 @@ def too_many(request: web.Request, wait: int) -> web.Response:
     headers = {"Retry-After": str(wait)}
     path = request.path
     page = not is_json_path(path) and (
-        path.startswith("/c/") or (path.startswith("/r/") and path.count("/") == 2)
+        path.startswith(("/c/", "/v/", "/results/"))
+        or (path.startswith("/r/") and path.count("/") == 2)
     )
     if page:
         from scheduler.web.pages import error_page  # pages -> portal -> this module

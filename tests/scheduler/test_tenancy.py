@@ -33,6 +33,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "EvaluatorErasureIn": {"mode": "erase"},
     "CalendarsIn": {"calendars": [{"type": "ics", "url": "https://mallory.example/cal.ics"}]},
     "WebhookPatch": {"enabled": False},
+    "ResultIn": {"overall_level": "B2", "target_reached": True},
+    "RevokeIn": {"reason": "Mallory says so."},
 }
 
 

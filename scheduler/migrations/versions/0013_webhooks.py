@@ -2,7 +2,7 @@
 webhook_deliveries (the durable queue of signed events)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 from alembic import op
@@ -11,7 +11,7 @@ import mailer.models
 
 
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

@@ -17,6 +17,7 @@ from scheduler.web.api import retention  # noqa: F401
 from scheduler.web.api import bookings  # noqa: F401
 from scheduler.web.api import assessment  # noqa: F401
 from scheduler.web.api import webhooks  # noqa: F401
+from scheduler.web.api import results  # noqa: F401
 
 # isort: on
 from scheduler.web.api.routing import (

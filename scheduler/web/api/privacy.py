@@ -87,12 +87,19 @@ async def export_candidate(call: Call) -> CandidateExport:
                 else None,
             )
         )
+    # Imported here: importing the results routes at the top would declare them before this
+    # module's own, out of the OpenAPI document's order (scheduler.web.api).
+    from scheduler.results import of_candidate
+    from scheduler.web.api.results import result_out
+
+    result = await of_candidate(call.session, cand.id)
     return CandidateExport(
         exported_at=call.request.app[keys.CLOCK].now(),
         organisation_id=call.org.id,
         profile=CandidateProfile.model_validate(cand),
         bookings=bookings,
         other_messages=[_message(m) for m in record.other_messages],
+        result=await result_out(call, call.session, result) if result is not None else None,
     )
 
 
