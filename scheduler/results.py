@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailer.store import rows_changed
 from rooms.tokens import LinkKind, LinkSigner, new_nonce, parse_link
-from scheduler import assessments
+from scheduler import assessments, webhooks
 from scheduler.errors import Conflict, FieldError, ValidationFailed
 from scheduler.models import Booking, Candidate, Result, ResultVersion
 from scheduler.verification import CodeMaker, code_hash, lookup_hash
@@ -187,7 +187,32 @@ async def save(
         await effects.results_mail(
             session, result, candidate, kind="results_updated", reason=reason, now=now
         )
+        await _tell_webhooks(session, result, "result.published", now)
     return result
+
+
+async def _tell_webhooks(
+    session: AsyncSession, result: Result, event_type: str, now: datetime
+) -> None:
+    """In the change's transaction, like every webhook (scheduler.webhooks.store)."""
+    assert result.published_at is not None
+    data: dict[str, Any] = {
+        "result_id": result.id,
+        "candidate_id": result.candidate_id,
+        "booking_id": result.booking_id,
+        "version": result.version,
+        "oral_level": result.oral_level,
+        "overall_level": result.overall_level,
+        "target_level": result.target_level,
+        "target_reached": result.target_reached,
+        "published_at": result.published_at,
+    }
+    if event_type == "result.revoked":
+        data["revoked_at"] = result.revoked_at
+        data["reason"] = result.revoke_reason or ""
+    await webhooks.enqueue(
+        session, result.organisation_id, event_type, data, now=now, booking_id=result.booking_id
+    )
 
 
 async def publish(
@@ -201,7 +226,7 @@ async def publish(
 ) -> bool:
     """Publish the result and mail the candidate, once: False when it already was.
 
-    The webhook point for `result.published` (only when this returns True).
+    Tells the webhooks (`result.published`) only when it publishes.
     """
     if result.revoked_at is not None:
         raise Conflict("this result's certificate was revoked")
@@ -217,13 +242,14 @@ async def publish(
     await effects.results_mail(
         session, result, candidate, kind="results_published", reason=None, now=now
     )
+    await _tell_webhooks(session, result, "result.published", now)
     return True
 
 
 async def revoke(session: AsyncSession, result: Result, *, reason: str, now: datetime) -> bool:
     """Revoke the certificate: False when it already was (the first date stands).
 
-    The webhook point for `result.revoked` (only when this returns True).
+    Tells the webhooks (`result.revoked`) only when it revokes.
     """
     if result.published_at is None:
         raise Conflict("only a published result can be revoked")
@@ -236,7 +262,10 @@ async def revoke(session: AsyncSession, result: Result, *, reason: str, now: dat
         .execution_options(synchronize_session=False)
     )
     await session.refresh(result)
-    return rows_changed(changed) == 1
+    if rows_changed(changed) == 0:
+        return False
+    await _tell_webhooks(session, result, "result.revoked", now)
+    return True
 
 
 async def new_link(

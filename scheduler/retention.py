@@ -35,7 +35,7 @@ from rooms.models import RoomAttendance, RoomRecord, RoomRecording
 from scheduler.config import RetentionSettings
 from scheduler.errors import Conflict
 from scheduler.history import Actor
-from scheduler.models import Assessment, Booking, Candidate
+from scheduler.models import Assessment, Booking, Candidate, Result
 from scheduler.privacy import (
     RecordingFiles,
     delete_assessments,
@@ -202,10 +202,22 @@ def _no_interview_since(scope: Scope) -> ColumnElement[bool]:
     return ~exists().where(Booking.candidate_id == Candidate.id, Booking.end_at >= scope.cutoff)
 
 
+def _no_result_since(scope: Scope) -> ColumnElement[bool]:
+    """No result of theirs published (or corrected) after the cutoff: the period runs from
+    the results, which come weeks after the interview."""
+    return ~exists().where(
+        Result.candidate_id == Candidate.id,
+        Result.published_at.is_not(None),
+        (Result.published_at >= scope.cutoff) | (Result.updated_at >= scope.cutoff),
+    )
+
+
 # Conditions that keep a candidate's data although their last interview is past the cutoff,
-# each a function of the run's scope returning a clause on `Candidate`. Results (another
-# branch) add "no result of theirs published after the cutoff" here.
-CANDIDATE_IN_USE: list[Callable[[Scope], ColumnElement[bool]]] = [_no_interview_since]
+# each a function of the run's scope returning a clause on `Candidate`.
+CANDIDATE_IN_USE: list[Callable[[Scope], ColumnElement[bool]]] = [
+    _no_interview_since,
+    _no_result_since,
+]
 
 
 async def _candidates(session: AsyncSession, scope: Scope, limit: int) -> int:

@@ -5,8 +5,8 @@ the pydantic models below before it is stored; the OpenAPI document lists them u
 `webhooks` and `components/schemas` (scheduler.web.openapi), so what a receiver gets is
 what the document says. Fields are only ever added, never renamed or removed.
 
-The results events (`result.published`, `result.revoked`) belong to the results feature:
-their `data` is whatever it passes to `scheduler.webhooks.enqueue`.
+The results events (`result.published`, `result.revoked`) are sent by scheduler.results,
+in the transaction that publishes, corrects or revokes.
 """
 
 from __future__ import annotations
@@ -85,11 +85,23 @@ class MessageFailedData(_Data):
     error: str | None
 
 
-class ResultData(BaseModel):
-    """Defined by the results feature; at least the booking it is about."""
+class ResultData(_Data):
+    """The result as published: first publication (version 1) or a correction of it."""
 
-    model_config = ConfigDict(extra="allow")
-    booking_id: uuid.UUID | None = None
+    result_id: uuid.UUID
+    candidate_id: uuid.UUID
+    booking_id: uuid.UUID | None = Field(description="The interview it certifies, if any.")
+    version: int = Field(description="1 when first published; each correction adds one.")
+    oral_level: str | None
+    overall_level: str
+    target_level: str | None
+    target_reached: bool
+    published_at: datetime
+
+
+class ResultRevokedData(ResultData):
+    revoked_at: datetime
+    reason: str
 
 
 def _event(name: str, data: type[BaseModel], doc: str) -> type[BaseModel]:
@@ -119,8 +131,12 @@ _DEFINITIONS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("booking.no_show", NoShowData, "The candidate did not come."),
     ("booking.completed", CompletedData, "The evaluator ended the interview, with its outcome."),
     ("message.failed", MessageFailedData, "An e-mail could not be delivered, for good."),
-    ("result.published", ResultData, "A result was published (results feature)."),
-    ("result.revoked", ResultData, "A published result was revoked (results feature)."),
+    (
+        "result.published",
+        ResultData,
+        "A result was published, or a published one corrected (its version rises).",
+    ),
+    ("result.revoked", ResultRevokedData, "A published result's certificate was revoked."),
 )
 
 EVENT_MODELS: dict[str, type[BaseModel]] = {

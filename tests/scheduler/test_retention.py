@@ -27,6 +27,7 @@ from scheduler.retention import KINDS
 from scheduler.retention_runs import RetentionJob
 from tests.conftest import Org
 from tests.scheduler.test_privacy import _interviewed
+from tests.scheduler.test_results import _interviewed as results_interviewed
 from tests.support.polling import eventually
 
 POLICY = {
@@ -337,3 +338,29 @@ async def test_a_run_whose_process_died_is_taken_over_after_its_lease(
         assert row is not None and row.claimed_by == "alive" and row.finished_at is not None
     finally:
         await db.dispose()
+
+
+async def test_a_candidates_period_runs_from_their_published_results(
+    make_org: Any, clock: FrozenClock
+) -> None:
+    """Results come weeks after the interview: the candidates' period counts from them."""
+    org = await make_org()
+    job = org.client.app[keys.RETENTION]
+    await org.ok("PUT", "/organisation/retention", json={"candidates": 60})
+    await job.plan()
+    candidate_id, booking_id = await results_interviewed(org, clock)
+    end = await _end(org, {"booking": booking_id})
+    clock.set(end + timedelta(days=50))
+    body = {"overall_level": "B2", "target_level": "B2", "target_reached": True}
+    await org.ok("PUT", f"/candidates/{candidate_id}/result", json=body)
+    await org.ok("POST", f"/candidates/{candidate_id}/result/publish")
+
+    clock.set(end + timedelta(days=62))  # the interview is past 60 days, the results not
+    await job.run_due()
+    assert (await org.ok("GET", f"/candidates/{candidate_id}"))["name"] != "", "kept"
+
+    clock.set(end + timedelta(days=111))
+    [run] = await job.run_due()
+    assert run.counts["candidates"] == 1
+    status, _ = await org.call("GET", f"/candidates/{candidate_id}")
+    assert status == 404

@@ -27,6 +27,7 @@ from scheduler.models import WebhookDelivery, WebhookEndpoint
 from scheduler.webhooks.events import EVENT_MODELS, EVENT_TYPES
 from tests.conftest import app_environ, token_of
 from tests.scheduler.test_resend import _org
+from tests.scheduler.test_results import _interviewed
 from tests.scheduler.webhook_support import Receiver
 from tests.support.polling import eventually
 
@@ -462,3 +463,34 @@ async def test_a_candidates_erasure_drops_the_reasons_their_events_carry(
     assert not any("Zoé" in r.payload or "Quintal" in r.payload for r in rows)
     majeure = next(r for r in rows if r.event_type == "booking.force_majeure")
     checked(json.loads(majeure.payload))
+
+
+async def test_results_are_told_once_published_on_each_correction_and_once_revoked(
+    make_org, clock, receiver: Receiver
+) -> None:
+    org = await make_org()
+    await subscribe(org, receiver, ["result.published", "result.revoked"])
+    candidate_id, booking_id = await _interviewed(org, clock)  # completed, assessed B2
+    body = {"overall_level": "B2", "target_level": "B2", "target_reached": True}
+    await org.ok("PUT", f"/candidates/{candidate_id}/result", json=body)
+    await org.ok("POST", f"/candidates/{candidate_id}/result/publish")
+    await org.ok("POST", f"/candidates/{candidate_id}/result/publish")  # nothing new
+    await org.ok(
+        "PUT",
+        f"/candidates/{candidate_id}/result",
+        json={**body, "overall_level": "C1", "reason": "Second marking."},
+    )
+    reason = {"reason": "Identity fraud."}
+    await org.ok("POST", f"/candidates/{candidate_id}/result/revoke", json=reason)
+    await org.ok("POST", f"/candidates/{candidate_id}/result/revoke", json=reason)
+
+    events = await received(receiver, 3)
+    published, corrected, revoked = map(checked, events)
+    assert [e["type"] for e in events] == ["result.published"] * 2 + ["result.revoked"]
+    assert published["candidate_id"] == candidate_id and published["booking_id"] == booking_id
+    assert (published["version"], published["overall_level"]) == (1, "B2")
+    assert published["oral_level"] == "B2", "from the submitted assessment"
+    assert (corrected["version"], corrected["overall_level"]) == (2, "C1")
+    assert revoked["reason"] == "Identity fraud." and revoked["revoked_at"]
+    async with org.client.app[keys.DB].read() as session:
+        assert len(list(await session.scalars(select(WebhookDelivery)))) == 3, "each once"
