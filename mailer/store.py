@@ -94,6 +94,11 @@ async def enqueue(
     return row_id
 
 
+# Built once: `insert(t).values(...)` coerced its fifteen values and computed the
+# statement's cache key again for every message.
+_INSERT = insert(t)
+
+
 async def _insert(
     session: AsyncSession,
     *,
@@ -108,22 +113,23 @@ async def _insert(
     now: datetime,
 ) -> None:
     await session.execute(
-        insert(t).values(
-            id=row_id,
-            organisation_id=organisation_id,
-            booking_id=booking_id,
-            kind=kind,
-            recipient=recipient,
-            subject=subject,
-            message_id=message_id,
-            raw=raw,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            last_error=None,
-            created_at=now,
-            sent_at=None,
-        )
+        _INSERT,
+        {
+            "id": row_id,
+            "organisation_id": organisation_id,
+            "booking_id": booking_id,
+            "kind": kind,
+            "recipient": recipient,
+            "subject": subject,
+            "message_id": message_id,
+            "raw": raw,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": None,
+            "created_at": now,
+            "sent_at": None,
+        },
     )
 
 
