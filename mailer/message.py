@@ -308,7 +308,9 @@ def build_message(
 
 _NL = "\r\n"
 _CRACK = re.compile(r"\r\n|\r|\n")  # what the generator splits a payload's lines on
-_MAX_LINE_LENGTH = _POLICY.max_line_length  # 78: set_content encodes bodies for it
+_MAX_LINE_LENGTH = 78  # the policy's: set_content encodes bodies for it
+if _POLICY.max_line_length != _MAX_LINE_LENGTH:
+    raise RuntimeError("the SMTP policy's line length changed: render_message must follow it")
 _BASE64_CHUNK = _MAX_LINE_LENGTH // 4 * 3  # bytes per base64 line (email.contentmanager)
 
 
