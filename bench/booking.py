@@ -9,6 +9,7 @@ time of each `viva serve` process) just before and just after the crowd.
 
 Usage: .venv/bin/python bench/booking.py [--backends sqlite,postgresql] [--candidates 1000]
                                           [--processes 1,2] [--profile DIR]
+                                          [--database NAME]
 
 `--profile DIR` runs every server under cProfile (bench.profiled: CPU time, the crowd only) and
 writes DIR/<backend>-<processes>-<n>.prof (read with pstats); the profiler inflates the CPU
@@ -44,10 +45,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def run(
-    backend: str, candidates: int, processes: int, folder: Path, profile: Path | None = None
+    backend: str,
+    candidates: int,
+    processes: int,
+    folder: Path,
+    profile: Path | None = None,
+    database: str = "viva_bench_booking",
 ) -> list[str]:
     now = datetime.now(UTC)
-    url = await fresh_database(backend, folder, name="viva_bench_booking")
+    url = await fresh_database(backend, folder, name=database)
     seeded = await seed(url, now, candidates_per_language=candidates // len(LANGUAGES))
     servers = [
         Server(
@@ -120,6 +126,11 @@ async def main() -> None:
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--processes", default="1,2", help="process counts to compare")
     parser.add_argument("--profile", type=Path, help="folder for the servers' cProfile stats")
+    parser.add_argument(
+        "--database",
+        default="viva_bench_booking",
+        help="the PostgreSQL database to (re)create: another name lets two runs share a server",
+    )
     args = parser.parse_args()
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -129,7 +140,9 @@ async def main() -> None:
         for backend in args.backends.split(","):
             first: float | None = None
             for processes in counts:
-                row = await run(backend, args.candidates, processes, Path(tmp), args.profile)
+                row = await run(
+                    backend, args.candidates, processes, Path(tmp), args.profile, args.database
+                )
                 rate = float(row[6])
                 first = first or rate
                 rows.append([*row, f"{rate / first:.2f}×"])
