@@ -8,7 +8,12 @@ the processes as a load balancer would. The servers' CPU is read from /proc (use
 time of each `viva serve` process) just before and just after the crowd.
 
 Usage: .venv/bin/python bench/booking.py [--backends sqlite,postgresql] [--candidates 1000]
-                                          [--processes 1,2]
+                                          [--processes 1,2] [--profile DIR]
+                                          [--database NAME]
+
+`--profile DIR` runs every server under cProfile (bench.profiled: CPU time, the crowd only) and
+writes DIR/<backend>-<processes>-<n>.prof (read with pstats); the profiler inflates the CPU
+column, so compare profiles with profiles.
 """
 
 from __future__ import annotations
@@ -39,11 +44,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15)
 
 
-async def run(backend: str, candidates: int, processes: int, folder: Path) -> list[str]:
+async def run(
+    backend: str,
+    candidates: int,
+    processes: int,
+    folder: Path,
+    profile: Path | None = None,
+    database: str = "viva_bench_booking",
+) -> list[str]:
     now = datetime.now(UTC)
-    url = await fresh_database(backend, folder, name="viva_bench_booking")
+    url = await fresh_database(backend, folder, name=database)
     seeded = await seed(url, now, candidates_per_language=candidates // len(LANGUAGES))
-    servers = [Server(url, folder / f"data-{backend}-{n}") for n in range(processes)]
+    servers = [
+        Server(
+            url,
+            folder / f"data-{backend}-{n}",
+            profile / f"{backend}-{processes}-{n}.prof" if profile is not None else None,
+        )
+        for n in range(processes)
+    ]
     try:
         for server in servers:
             await server.wait()
@@ -69,6 +88,9 @@ async def run(backend: str, candidates: int, processes: int, folder: Path) -> li
                     await r.read()
                     return r.status
 
+            if profile is not None:
+                for server in servers:
+                    server.profiling(True)
             cpu0 = sum(cpu_seconds(s.proc.pid) for s in servers)
             t = time.perf_counter()
             statuses = await asyncio.gather(
@@ -76,6 +98,10 @@ async def run(backend: str, candidates: int, processes: int, folder: Path) -> li
             )
             elapsed = time.perf_counter() - t
             cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu0
+            if profile is not None:
+                for server in servers:
+                    server.profiling(False)
+                await asyncio.sleep(2)  # the stats are written before the server is stopped
     finally:
         for server in servers:
             server.stop()
@@ -99,14 +125,24 @@ async def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--processes", default="1,2", help="process counts to compare")
+    parser.add_argument("--profile", type=Path, help="folder for the servers' cProfile stats")
+    parser.add_argument(
+        "--database",
+        default="viva_bench_booking",
+        help="the PostgreSQL database to (re)create: another name lets two runs share a server",
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     counts = [int(n) for n in args.processes.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
             first: float | None = None
             for processes in counts:
-                row = await run(backend, args.candidates, processes, Path(tmp))
+                row = await run(
+                    backend, args.candidates, processes, Path(tmp), args.profile, args.database
+                )
                 rate = float(row[6])
                 first = first or rate
                 rows.append([*row, f"{rate / first:.2f}×"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -227,7 +228,9 @@ def free_port() -> int:
 class Server:
     """`viva serve` in its own process, as deployed; the benchmark client is another."""
 
-    def __init__(self, url: str, data_dir: Path) -> None:
+    def __init__(self, url: str, data_dir: Path, profile: Path | None = None) -> None:
+        """`profile`: run the server under cProfile (bench.profiled), between `profiling()`'s
+        start and stop, its stats written there."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -244,8 +247,11 @@ class Server:
         # would block the server on its next log line.
         self.log = data_dir.parent / f"server-{self.port}.log"
         self._log_file = open(self.log, "wb")  # closed in stop()
+        command = ["-m", "scheduler.cli", "serve"]
+        if profile is not None:
+            command = ["-m", "bench.profiled", str(profile)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scheduler.cli", "serve"],
+            [sys.executable, *command],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=self._log_file,
@@ -254,6 +260,10 @@ class Server:
     async def wait(self) -> None:
         async with aiohttp.ClientSession() as http:
             await until_up(http, self.base, self.proc, self.log)
+
+    def profiling(self, on: bool) -> None:
+        """Start (or stop and write) the profile of a server started with `profile`."""
+        self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
     def stop(self) -> None:
         self.proc.terminate()

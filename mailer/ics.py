@@ -185,6 +185,27 @@ def _event(inv: Invitation, method: Literal["REQUEST", "CANCEL"], *, feed: bool 
     )
 
 
+# RFC 5545 folds content lines longer than 75 octets; icalendar's folding walks every
+# character of every line (encoding each one) to find where to cut, most of writing an event.
+_FOLD_AT = 75
+
+
+def _to_ical(component: Event) -> bytes:
+    """`component.to_ical()`, byte for byte, folding only the lines long enough to need it.
+
+    icalendar's fold cuts a line before the character that would take it to `_FOLD_AT`
+    octets, so a line shorter than that comes out as it went in: only the others go through
+    it (the description and the links, typically).
+    """
+    lines = []
+    for line in component.content_lines():
+        if not line:
+            continue  # the empty string that ends the list, as Contentlines.to_ical skips it
+        raw = line.encode("utf-8")
+        lines.append(raw if len(raw) < _FOLD_AT else line.to_ical())
+    return b"\r\n".join(lines) + b"\r\n"
+
+
 def _build(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> bytes:
     """The calendar as icalendar writes it whole, assembled from separately written parts.
 
@@ -199,7 +220,7 @@ def _build(inv: Invitation, method: Literal["REQUEST", "CANCEL"]) -> bytes:
     first = date(inv.start.year - 1, 1, 1)
     last = date(inv.end.year + 2, 1, 1)
     zones = b"".join(_vtimezone(tzid, first, last) for tzid in _zones_of(event))
-    body: bytes = event.to_ical()
+    body = _to_ical(event)
     return _calendar_head(method) + zones + body + _CALENDAR_END
 
 

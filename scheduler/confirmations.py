@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from aiohttp import web
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 
 from mailer.models import outbox_messages
 from scheduler import keys
@@ -39,6 +39,10 @@ WINDOW = timedelta(days=2)  # how far back the sweep looks (a process down that 
 INTERVAL = 60.0  # seconds between sweeps
 
 _HAS_MESSAGES = exists().where(outbox_messages.c.booking_id == Booking.id)
+# The booking, if it has no message yet; built once (a statement built per call computes its
+# cache key again), with its locking form for PostgreSQL.
+_MINE = select(Booking).where(Booking.id == bindparam("booking_id"), ~_HAS_MESSAGES)
+_MINE_LOCKED = _MINE.with_for_update(of=Booking)
 
 
 async def write_confirmations(
@@ -48,13 +52,13 @@ async def write_confirmations(
 
     True if they were written here. `now` is the booking's creation time.
     """
-    mine = select(Booking).where(Booking.id == booking.id, ~_HAS_MESSAGES)
+    mine = {"booking_id": booking.id}
     if db.sqlite:
         # Composed before the write transaction: it holds the database's one write lock.
         async with db.read() as session:
             contents = await notifier.confirmations(session, booking, candidate, now)
         async with db.write() as session:
-            current = await session.scalar(mine)
+            current = await session.scalar(_MINE, mine)
             if current is None:
                 return False  # a sweep (or another process) wrote them first
             await notifier.write(session, current, contents, now)
@@ -62,7 +66,7 @@ async def write_confirmations(
     # PostgreSQL: composed inside, which spares a connection checkout; the only lock held
     # meanwhile is the new booking's own row, which nothing else is waiting for.
     async with db.write() as session:
-        current = await session.scalar(mine.with_for_update(of=Booking))
+        current = await session.scalar(_MINE_LOCKED, mine)
         if current is None:
             return False
         contents = await notifier.confirmations(session, current, candidate, now)

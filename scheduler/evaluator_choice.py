@@ -18,12 +18,13 @@ from sqlalchemy import Uuid, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scheduler.availability import LocalClock
 from scheduler.calendars import busy_intervals, calendar_of, external_busy, qualified_evaluators
 from scheduler.db import Database
 from scheduler.errors import SlotTaken
 from scheduler.models import ACTIVE_STATUSES, Booking, Evaluator
 from scheduler.policy import Policy
-from scheduler.slots import choose_evaluator, is_free, week_bounds
+from scheduler.slots import EvaluatorCalendar, choose_evaluator, is_free, week_bounds
 
 _WEEK_COUNTS = (
     select(Booking.evaluator_id, func.count())
@@ -183,13 +184,21 @@ async def free_evaluator(
         session, list(evaluators), start - day, start + day, timedelta(0)
     )
 
+    clocks: dict[str, LocalClock] = {}  # one per zone: most evaluators share theirs
+
+    def free_in(cal: EvaluatorCalendar, tz: str) -> bool:
+        clock = clocks.get(tz)
+        if clock is None:
+            clock = clocks[tz] = LocalClock(cal.tz)
+        return is_free(cal, policy, now, start, deadline, clock)
+
     def hours_allow(evaluator_id: uuid.UUID) -> bool:
         # Bookings only ever take starts away: whoever's hours (and the notice, horizon and
         # deadline, and their own calendar) leave `start` out cannot be free then, whatever
         # they have booked.
         tz, availability = evaluators[evaluator_id]
         cal = calendar_of(evaluator_id, tz, availability, [], external.get(evaluator_id))
-        return is_free(cal, policy, now, start, deadline)
+        return free_in(cal, tz)
 
     first = next((i for i, eid in enumerate(order) if hours_allow(eid)), len(order))
     # The preferred evaluator whose hours allow `start` is usually free: their bookings are
@@ -205,7 +214,7 @@ async def free_evaluator(
         cal = calendar_of(
             evaluator_id, tz, availability, fresh.get(evaluator_id, []), external.get(evaluator_id)
         )
-        return is_free(cal, policy, now, start, deadline)
+        return free_in(cal, tz)
 
     async def looking_free() -> AsyncGenerator[uuid.UUID, None]:
         """The evaluators free at `start` by this transaction's first reads, best first."""
@@ -224,7 +233,7 @@ async def free_evaluator(
                     busy.get(evaluator_id, []),
                     external.get(evaluator_id),
                 )
-                if is_free(cal, policy, now, start, deadline):
+                if free_in(cal, tz):
                     yield evaluator_id
 
     if db.sqlite:

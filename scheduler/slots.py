@@ -347,10 +347,16 @@ def is_free(
     now: datetime,
     s: datetime,
     deadline: datetime | None = None,
+    clock: LocalClock | None = None,
 ) -> bool:
-    """Re-check one start with exactly the rules find_slots applies (e.g. inside the booking)."""
+    """Re-check one start with exactly the rules find_slots applies (e.g. inside the booking).
+
+    `clock`: a LocalClock of the calendar's zone to reuse, when the caller checks several
+    evaluators of one zone (its conversions are then made once, not once per evaluator)."""
+    if clock is None or clock.tz != calendar.tz:
+        clock = LocalClock(calendar.tz)
     rules = _Rules.of(policy, now, s, s + timedelta(microseconds=1), deadline)
-    return to_us(s) in _free_starts(calendar, rules, LocalClock(calendar.tz))
+    return to_us(s) in _free_starts(calendar, rules, clock)
 
 
 def choose_evaluator(

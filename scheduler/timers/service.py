@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.date import DateTrigger
 from prometheus_client import Counter, Histogram
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.clock import Clock, SystemClock
@@ -60,6 +60,10 @@ _SWEEP_JOB = "viva-timers-sweep"
 # tried again this soon, not at the next sweep.
 _SKIPPED_RETRY_SECONDS = 0.5
 _t = Timer.__table__
+# The pending timers of some bookings, as `sync` reads them after every change; built once.
+_PENDING_OF = select(_t.c.id, _t.c.booking_id, next_at.label("due_at")).where(
+    _t.c.booking_id.in_(bindparam("booking_ids", expanding=True)), _t.c.done_at.is_(None)
+)
 
 
 class TimerMetrics(Protocol):
@@ -194,13 +198,7 @@ class TimerService:
             # added meanwhile (by a concurrent sync) comes from a fresher read.
             held_before = set(self._held)
             async with self._db.read() as session:
-                rows = (
-                    await session.execute(
-                        select(_t.c.id, _t.c.booking_id, next_at.label("due_at")).where(
-                            _t.c.booking_id.in_(ids), _t.c.done_at.is_(None)
-                        )
-                    )
-                ).all()
+                rows = (await session.execute(_PENDING_OF, {"booking_ids": list(ids)})).all()
             pending = {row.id for row in rows}
             for booking_id in ids:
                 for timer_id in list(self._by_booking.get(booking_id, ())):

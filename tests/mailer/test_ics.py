@@ -276,3 +276,22 @@ def test_calendar_bytes_are_those_of_one_whole_icalendar_calendar(
     built = ics._build(invitation, method)
     assert built == _whole_calendar(invitation, method)
     assert built == ics._build(invitation, method)  # the second time from the caches
+
+
+@pytest.mark.parametrize("length", [60, 66, 67, 68, 72, 75, 76, 150, 400])
+@pytest.mark.parametrize("filler", ["a", "é", "日", "\\", "^"])
+def test_only_long_lines_are_folded_and_exactly_as_icalendar_folds_them(
+    length: int, filler: str
+) -> None:
+    """The event is written without icalendar's per-character fold for lines short enough
+    to need none: around the 75-octet limit, multi-byte characters and escapes included,
+    the bytes must be icalendar's own."""
+    invitation = make_invitation(
+        summary=filler * length,
+        description=("x" + filler) * (length // 2),
+        attendee_name=filler * (length // 3),
+        room_url="https://viva.example.test/r/" + "a" * length,
+    )
+    for method in ("REQUEST", "CANCEL"):
+        event = ics._event(invitation, method)
+        assert ics._to_ical(event) == event.to_ical()

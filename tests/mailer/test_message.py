@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import SMTP, default
@@ -18,6 +19,7 @@ from mailer.message import (
     clean_line,
     clean_text,
     message_id_for,
+    render_message,
     validate_address,
 )
 
@@ -28,23 +30,24 @@ CALENDAR = (
 NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 
+ARGUMENTS: dict[str, Any] = {
+    "from_name": "CCI Paris",
+    "from_address": "viva@viva.example.test",
+    "to_name": "Zoë Martin",
+    "to_address": "zoe@example.test",
+    "subject": "Votre entretien oral du jeudi 3 décembre 2026 est confirmé",
+    "text": "Bonjour Zoë,\nVotre entretien est confirmé.\n",
+    "html": "<p>Bonjour Zoë,</p>",
+    "calendar": CALENDAR,
+    "method": "REQUEST",
+    "message_id": "<3f2c@viva.example.test>",
+    "date": NOW,
+    "reply_to": "contact@cci.example.test",
+}
+
+
 def build(**changes: Any) -> EmailMessage:
-    arguments: dict[str, Any] = {
-        "from_name": "CCI Paris",
-        "from_address": "viva@viva.example.test",
-        "to_name": "Zoë Martin",
-        "to_address": "zoe@example.test",
-        "subject": "Votre entretien oral du jeudi 3 décembre 2026 est confirmé",
-        "text": "Bonjour Zoë,\nVotre entretien est confirmé.\n",
-        "html": "<p>Bonjour Zoë,</p>",
-        "calendar": CALENDAR,
-        "method": "REQUEST",
-        "message_id": "<3f2c@viva.example.test>",
-        "date": NOW,
-        "reply_to": "contact@cci.example.test",
-    }
-    arguments.update(changes)
-    return build_message(**arguments)
+    return build_message(**{**ARGUMENTS, **changes})
 
 
 def reparse(message: EmailMessage) -> EmailMessage:
@@ -207,6 +210,8 @@ def test_message_id_is_deterministic_per_row() -> None:
 def test_malformed_arguments_are_refused(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build(**changes)
+    with pytest.raises(ValueError, match=message):
+        render_message(**{**ARGUMENTS, **changes})
 
 
 def test_mail_content_builds_the_final_message() -> None:
@@ -278,3 +283,60 @@ def test_messages_built_in_turn_do_not_share_their_people() -> None:
     plain = next(part for part in parsed.walk() if part.get_content_type() == "text/plain")
     assert plain.get_content() == "Hello Evan\r\n"
     assert b"Zo=C3=AB" not in other.as_bytes(policy=SMTP).split(b"\r\n\r\n", 1)[1]
+
+
+def _random_arguments(rng: random.Random) -> dict[str, Any]:
+    """Hostile names, subjects and bodies: non-ASCII, specials, encoded-word look-alikes,
+    line breaks, lines long enough to fold; with or without a calendar."""
+    alphabet = "abcdefgh  éçœßł^\\\"',;:.()<>@=?-–日本\n\r\t"
+
+    def text(k: int) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(k)))
+
+    calendar = None
+    method = None
+    if rng.random() < 0.8:
+        calendar = bytes(rng.randrange(256) for _ in range(rng.randrange(3000)))
+        method = rng.choice(["REQUEST", "CANCEL", "X-A-METHOD-LONG-ENOUGH-TO-FOLD"])
+    return {
+        "from_name": text(80),
+        "from_address": "viva@localhost",
+        "to_name": text(80),
+        "to_address": rng.choice(["j@x.example", "a.long.local.part+tag@sub.domain.example"]),
+        "subject": text(300),
+        "text": text(3000) + "x" * rng.randrange(200),
+        "html": text(3000),
+        "calendar": calendar,
+        "method": method,
+        "message_id": f"<{uuid.UUID(int=rng.getrandbits(128))}@viva.example.test>",
+        "date": NOW + timedelta(seconds=rng.randrange(10**8)),
+        "reply_to": rng.choice([None, "contact@cci.example.test"]),
+    }
+
+
+def test_rendered_messages_are_the_built_ones_byte_for_byte() -> None:
+    """The outbox stores `render_message`'s bytes (a fraction of the CPU); they must be
+    exactly what the email package writes for `build_message`, with the same boundaries."""
+    rng = random.Random(20261203)
+    for n in range(120):
+        arguments = ARGUMENTS if n == 0 else _random_arguments(rng)
+        message = build_message(**arguments)
+        boundaries = tuple(p.get_boundary() or "" for p in message.walk() if p.is_multipart())
+        rendered = render_message(**arguments, boundaries=boundaries)
+        assert rendered.raw == message.as_bytes(policy=SMTP), arguments
+        assert rendered.subject == str(message["Subject"])
+        assert rendered.recipient == message["To"].addresses[0].addr_spec
+        assert rendered.message_id == message["Message-ID"]
+
+
+def test_rendered_messages_choose_their_own_boundaries() -> None:
+    """Without `boundaries` each multipart gets a fresh one of the generator's form."""
+    first = render_message(**ARGUMENTS).raw
+    second = render_message(**ARGUMENTS).raw
+    boundaries = BOUNDARY.findall(first) + BOUNDARY.findall(second)
+    assert len(boundaries) == 4
+    assert len(set(boundaries)) == 4
+    built = build().as_bytes(policy=SMTP)
+    outer, inner = BOUNDARY.findall(built)
+    for raw, found in ((first, boundaries[:2]), (second, boundaries[2:])):
+        assert raw == built.replace(outer, found[0]).replace(inner, found[1])
