@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Integer, String, Uuid, column, insert, table
+from sqlalchemy import JSON, Integer, String, Uuid, column, insert, table
 
 from rooms.tokens import LinkKind, LinkSigner, new_nonce
 from scheduler.db import Database, UTCDateTime
 from scheduler.migrate import migrate
-from scheduler.models import Booking, Candidate, Evaluator, Organisation
+from scheduler.models import Booking, Candidate, Organisation
 from scheduler.room_wiring import ticket_for
 from tests.conftest import PG_ADMIN_URL, SECRET, _pg_admin
 
@@ -61,6 +61,22 @@ OLD_BOOKINGS = table(
 )
 
 
+# The evaluators table as revision 0006 had it: the model's later columns with a default
+# (feed_nonce, 0014) would otherwise be written into a table that has not got them yet.
+OLD_EVALUATORS = table(
+    "evaluators",
+    column("id", Uuid()),
+    column("organisation_id", Uuid()),
+    column("name", String()),
+    column("email", String()),
+    column("timezone", String()),
+    column("languages", JSON()),
+    column("locale", String()),
+    column("availability", JSON()),
+    column("created_at", UTCDateTime()),
+)
+
+
 async def _old_booking(db: Database, nonce: str) -> uuid.UUID:
     org, ev, cand, booking = (uuid.uuid4() for _ in range(4))
     async with db.engine.begin() as conn:
@@ -70,7 +86,7 @@ async def _old_booking(db: Database, nonce: str) -> uuid.UUID:
             )
         )
         await conn.execute(
-            insert(Evaluator.__table__).values(
+            insert(OLD_EVALUATORS).values(
                 id=ev,
                 organisation_id=org,
                 name="Eva",
