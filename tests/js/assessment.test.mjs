@@ -8,6 +8,7 @@ import {
   label,
   marksBody,
   missing,
+  reconcile,
   sameMarks,
 } from "../../templates/static/room/assessment-rules.js";
 
@@ -65,4 +66,95 @@ test("the same marks in another order, or empty versus null, need no save", () =
   assert.equal(sameMarks(a, b), true);
   assert.equal(sameMarks(a, { ...b, comment: "x" }), false);
   assert.equal(sameMarks(a, null), false);
+});
+
+const draft = (levels, overall_level = null, comment = "") => ({
+  state: "draft",
+  reason: null,
+  scheme: SCHEME,
+  assessment: { levels, overall_level, comment, submitted_at: null },
+});
+const editing = (drawn, local) => ({ mode: "edit", scheme: SCHEME, drawn, local });
+const EMPTY = { levels: {}, overall_level: "", comment: "" };
+
+test("the first answer is drawn as the server has it, with nothing to save", () => {
+  const loading = { mode: "loading", scheme: null, drawn: null, local: null };
+  const result = reconcile(draft({ range: "B1" }, "B1", "ok"), loading);
+  assert.equal(result.view.mode, "edit");
+  assert.deepEqual(result.marks, { levels: { range: "B1" }, overall_level: "B1", comment: "ok" });
+  assert.equal(result.save, false);
+});
+
+test("a load answering after the evaluator chose a level keeps that choice, and saves it", () => {
+  // The form was drawn empty; the evaluator chose range B2; the answer (sent before) is empty.
+  const local = marksBody(SCHEME, { range: "B2" }, "", "");
+  const result = reconcile(draft({}), editing(EMPTY, local));
+  assert.deepEqual(result.marks.levels, { range: "B2" });
+  assert.equal(result.save, true);
+});
+
+test("an answer older than the evaluator's last save does not bring back the older marks", () => {
+  // Drawn with range B1; the evaluator chose B2 and it was saved; a load sent before that save
+  // answers B1.
+  const drawn = { levels: { range: "B1" }, overall_level: "", comment: "" };
+  const local = marksBody(SCHEME, { range: "B2", fluency: "B1" }, "B2", "Bien.");
+  const result = reconcile(draft({ range: "B1" }), editing(drawn, local));
+  assert.deepEqual(result.marks, {
+    levels: { range: "B2", fluency: "B1" },
+    overall_level: "B2",
+    comment: "Bien.",
+  });
+  assert.equal(result.save, true);
+});
+
+test("a level the evaluator cleared stays cleared", () => {
+  const drawn = { levels: { range: "B1" }, overall_level: "B1", comment: "x" };
+  const local = marksBody(SCHEME, { range: "" }, "", "");
+  const result = reconcile(draft({ range: "B1" }, "B1", "x"), editing(drawn, local));
+  assert.deepEqual(result.marks, { levels: {}, overall_level: "", comment: "" });
+  assert.equal(result.save, true);
+});
+
+test("fields the evaluator left alone take the server's marks (saved from another tab)", () => {
+  const drawn = { levels: { range: "B1" }, overall_level: "", comment: "" };
+  const local = marksBody(SCHEME, { range: "B1", fluency: "B2" }, "", "");
+  const result = reconcile(draft({ range: "B2" }, "B1", "autre onglet"), editing(drawn, local));
+  assert.deepEqual(result.marks, {
+    levels: { range: "B2", fluency: "B2" },
+    overall_level: "B1",
+    comment: "autre onglet",
+  });
+  assert.equal(result.save, true);
+  const same = reconcile(draft({ range: "B2" }), editing(drawn, marksBody(SCHEME, { range: "B1" }, "", "")));
+  assert.deepEqual(same.marks.levels, { range: "B2" });
+  assert.equal(same.save, false);
+});
+
+test("a submitted or absent assessment, or another scheme, replaces the form whole", () => {
+  const local = marksBody(SCHEME, { range: "B2" }, "B2", "mine");
+  const submitted = {
+    state: "submitted",
+    reason: null,
+    scheme: SCHEME,
+    assessment: {
+      levels: { range: "B1" },
+      overall_level: "B1",
+      comment: "",
+      submitted_at: "2026-12-01T08:30:00Z",
+    },
+  };
+  const done = reconcile(submitted, editing(EMPTY, local));
+  assert.equal(done.view.mode, "submitted");
+  assert.deepEqual(done.marks.levels, { range: "B1" });
+  assert.equal(done.save, false);
+
+  const absent = { state: "none", reason: "no_show", scheme: SCHEME, assessment: null };
+  const none = reconcile(absent, editing(EMPTY, local));
+  assert.equal(none.view.mode, "none");
+  assert.equal(none.save, false);
+
+  const other = { ...draft({}), scheme: { ...SCHEME, criteria: [SCHEME.criteria[1]] } };
+  const changed = reconcile(other, editing(EMPTY, local));
+  assert.deepEqual(changed.marks, EMPTY);
+  assert.equal(changed.save, false);
 });

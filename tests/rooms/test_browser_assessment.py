@@ -5,6 +5,7 @@ test_browser.py (whose fixtures these are), same skip rules.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -90,6 +91,53 @@ async def test_the_evaluator_fills_and_submits_the_assessment(served: Served, ta
         "still submitted after a reload",
     )
     assert await page.locator("#assessment-overall").input_value() == "B2"
+
+
+async def test_a_reload_answering_late_keeps_the_level_chosen_meanwhile(
+    served: Served, tabs: Make
+) -> None:
+    """The form reloads when the panel shows the interview's outcome; its answer, read by the
+    server before the evaluator's next choice was saved, used to redraw the form without it."""
+    booking = await book(served)
+    served.clock.set(INSIDE)
+    evaluator = await tabs("evaluator", served.url(room_path(booking["rooms"]["evaluator"])))
+    page = evaluator.page
+    await page.click("#join")
+    await evaluator.until(
+        "() => document.getElementById('assessment').dataset.state === 'edit'", "the form"
+    )
+
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold_the_reload(route: Any) -> None:
+        if route.request.method != "GET":
+            await route.continue_()
+            return
+        answer = await route.fetch()  # what the server holds now: no level yet
+        held.set()
+        await release.wait()
+        await route.fulfill(response=answer)
+
+    await page.route("**/assessment", hold_the_reload)
+    # The hook the form reloads on: the panel showing an outcome.
+    await page.evaluate(
+        "() => { const o = document.getElementById('panel-outcome');"
+        " o.textContent = 'Ended'; o.hidden = false; }"
+    )
+    await asyncio.wait_for(held.wait(), 10)
+    await page.select_option("select[data-criterion='range']", "B2")
+    await evaluator.until(
+        "() => document.getElementById('assessment-status').textContent.includes('Saved')",
+        "the choice is saved",
+    )
+    async with page.expect_response(
+        lambda r: r.request.method == "PUT" and r.url.endswith("/assessment"), timeout=10_000
+    ) as saved:
+        release.set()  # the stale answer arrives: the choice stays, and is saved again
+    assert (await saved.value).status == 200
+    assert await page.input_value("select[data-criterion='range']") == "B2"
+    assert (await _assessment(served, booking))["assessment"]["levels"] == {"range": "B2"}
 
 
 async def test_after_a_no_show_the_form_says_there_is_nothing_to_assess(

@@ -73,3 +73,43 @@ function normalise(body) {
     .map((code) => [code, body.levels[code]]);
   return [levels, body.overall_level || null, body.comment || ""];
 }
+
+/**
+ * What the form draws when the server answers (`GET` or submit), given what it holds: an
+ * answer may have left before the evaluator's last choices, or before their save reached the
+ * server, so redrawing it as is would wipe them. `form` is the form now: `mode` ("loading"
+ * before the first answer), `scheme`, `drawn` (the marks of the answer it was last drawn
+ * from) and `local` (its values, as `marksBody` makes them). In edit mode with the same
+ * scheme, a field the evaluator changed since `drawn` keeps their value; any other field
+ * takes the server's (another tab may have saved it). `save` says the drawn marks differ from
+ * the server's, so the form must send them. A submitted or absent assessment is the server's
+ * to decide: it replaces the form whole.
+ */
+export function reconcile(answer, form) {
+  const view = formView(answer);
+  const editing =
+    view.mode === "edit" &&
+    form.mode === "edit" &&
+    Boolean(form.local) &&
+    JSON.stringify(form.scheme) === JSON.stringify(answer.scheme);
+  if (!editing) {
+    return { view, marks: view.marks, save: false };
+  }
+  const drawn = form.drawn || { levels: {}, overall_level: "", comment: "" };
+  const local = form.local;
+  const pick = (mine, before, theirs) => ((mine || "") !== (before || "") ? mine || "" : theirs || "");
+  const levels = {};
+  for (const criterion of answer.scheme.criteria) {
+    const code = criterion.code;
+    const chosen = pick((local.levels || {})[code], (drawn.levels || {})[code], view.marks.levels[code]);
+    if (chosen) {
+      levels[code] = chosen;
+    }
+  }
+  const marks = {
+    levels,
+    overall_level: pick(local.overall_level, drawn.overall_level, view.marks.overall_level),
+    comment: pick(local.comment, drawn.comment, view.marks.comment),
+  };
+  return { view, marks, save: !sameMarks(marks, view.marks) };
+}

@@ -9,14 +9,26 @@
 // #assessment-submit, #assessment-confirm (in #assessment-dialog), #assessment-submitted.
 
 import { $, announce } from "./ui.js";
-import { complete, formView, label, marksBody, missing, sameMarks } from "./assessment-rules.js";
+import { complete, label, marksBody, missing, reconcile, sameMarks } from "./assessment-rules.js";
 
 const SELECT_DELAY_MS = 300;
 const TYPING_DELAY_MS = 800;
 const RETRY_MS = 3000;
 
 export function createAssessment({ data, t, formatTime, clock }) {
-  const state = { started: false, scheme: null, mode: "loading", sent: null, timer: 0, busy: false };
+  // `drawn`: the marks of the server's answer the form was last drawn from (what tells the
+  // evaluator's changes from the server's); `loads`/`shown`: answers arriving out of order.
+  const state = {
+    started: false,
+    scheme: null,
+    mode: "loading",
+    sent: null,
+    drawn: null,
+    loads: 0,
+    shown: 0,
+    timer: 0,
+    busy: false,
+  };
 
   function address(suffix = "") {
     return ((data.urls || {}).assessment || "") + suffix;
@@ -72,31 +84,40 @@ export function createAssessment({ data, t, formatTime, clock }) {
     return { status: response.status, answer };
   }
 
-  async function load() {
-    if (unsaved()) {
+  /**
+   * Asks the server for the assessment; after a refusal, its answer replaces the
+   * form whole: saving the kept choices again would only be refused again, in a loop.
+   */
+  async function load({ afterRefusal = false } = {}) {
+    if (!afterRefusal && unsaved()) {
       await flush(); // what was chosen goes first; the answer below then includes it
     }
+    const load = ++state.loads;
     try {
       const { status, answer } = await request("GET", "");
-      if (status === 200 && answer) {
-        show(answer);
+      if (status === 200 && answer && load > state.shown) {
+        state.shown = load;
+        show(answer, { keep: !afterRefusal });
       }
     } catch {
       // Offline for a moment: the form keeps what it has; the next save tries again.
     }
   }
 
-  function show(answer) {
-    const view = formView(answer);
-    // Choices made while the answer travelled are kept: the next save sends them.
-    const keep =
-      view.mode === "edit" &&
-      state.mode === "edit" &&
-      JSON.stringify(state.scheme) === JSON.stringify(answer.scheme) &&
-      unsaved();
-    if (keep) {
-      return;
-    }
+  function show(answer, { keep = true } = {}) {
+    // Choices made while the answer travelled are kept over it, then saved.
+    const { view, marks, save } = reconcile(answer, {
+      mode: keep ? state.mode : "loading",
+      scheme: state.scheme,
+      drawn: state.drawn,
+      local: state.mode === "edit" && state.scheme ? current() : null,
+    });
+    // Same scheme, still editing: the selects stay (with their focus), only their values move.
+    const redraw =
+      !keep ||
+      view.mode !== "edit" ||
+      state.mode !== "edit" ||
+      JSON.stringify(state.scheme) !== JSON.stringify(answer.scheme);
     state.scheme = answer.scheme;
     state.mode = view.mode;
     $("assessment").dataset.state = view.mode;
@@ -108,7 +129,12 @@ export function createAssessment({ data, t, formatTime, clock }) {
       return;
     }
     none.hidden = true;
-    build(answer.scheme, view.marks);
+    if (redraw) {
+      build(answer.scheme, marks);
+    } else {
+      fill(marks);
+    }
+    state.drawn = view.marks;
     state.sent = view.marks;
     const readOnly = view.mode === "submitted";
     const form = $("assessment-form");
@@ -128,6 +154,9 @@ export function createAssessment({ data, t, formatTime, clock }) {
       $("assessment-status").textContent = "";
     } else {
       done.hidden = true;
+      if (save) {
+        later(SELECT_DELAY_MS); // the evaluator's choices kept over the answer: saved now
+      }
     }
   }
 
@@ -153,9 +182,26 @@ export function createAssessment({ data, t, formatTime, clock }) {
     }
     const overall = $("assessment-overall");
     overall.replaceChildren(...levelSelect(scheme, marks.overall_level).children);
-    overall.value = marks.overall_level || "";
-    if (document.activeElement !== $("assessment-comment")) {
-      $("assessment-comment").value = marks.comment;
+    fill(marks);
+  }
+
+  /** The form's values, set only where they differ (so the caret stays where it is). */
+  function fill(marks) {
+    $("assessment-criteria")
+      .querySelectorAll("select[data-criterion]")
+      .forEach((select) => {
+        const chosen = marks.levels[select.dataset.criterion] || "";
+        if (select.value !== chosen) {
+          select.value = chosen;
+        }
+      });
+    const overall = $("assessment-overall");
+    if (overall.value !== (marks.overall_level || "")) {
+      overall.value = marks.overall_level || "";
+    }
+    const comment = $("assessment-comment");
+    if (comment.value !== marks.comment) {
+      comment.value = marks.comment;
     }
   }
 
@@ -222,7 +268,7 @@ export function createAssessment({ data, t, formatTime, clock }) {
     error.textContent = t("assessment_failed", { message: (answer && answer.detail) || status });
     error.hidden = false;
     if (status === 409) {
-      load();
+      load({ afterRefusal: true });
     }
   }
 
