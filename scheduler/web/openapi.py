@@ -176,6 +176,17 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         }
     },
     "patch_webhook": {"body": {"enabled": False}},
+    "put_result": {
+        "body": {
+            "parts": [{"name": "Written test", "level": "B1", "score": 71.5}],
+            "overall_level": "B2",
+            "target_level": "B2",
+            "target_reached": True,
+        }
+    },
+    "publish_many": {"body": {"candidate_ids": ["0c9e2b7a-3f14-4d8e-a6b1-5e7f9a2c4d60"]}},
+    "revoke_result": {"body": {"reason": "Identity fraud established on 2027-01-12."}},
+    "list_results": {"query": {"status": "to_review"}},
     "force_majeure_booking": {
         "bodies": {
             "move": {
