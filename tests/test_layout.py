@@ -196,3 +196,20 @@ def test_the_architecture_document_names_every_module() -> None:
     named = set(re.findall(r"\b([a-z_0-9]+\.py)\b", plan))
     assert modules - named == set(), "modules missing from docs/architecture.md"
     assert named - modules - {"synthetic.py", "rooms.py"} == set(), "named but absent"
+
+
+def test_the_wheel_lists_every_package() -> None:
+    """The wheel's packages are listed, not discovered (pyproject.toml): a new subpackage
+    left out installs without it, and the installed `viva` fails on its first import."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("scheduler", "rooms", "mailer")
+        for init in (ROOT / top).rglob("__init__.py")
+        if "migrations" not in init.parts
+    }
+    assert found - listed == set(), "add them to [tool.setuptools] packages"
