@@ -132,6 +132,17 @@ class Database:
             log.warning("no database connection free in time: turned away")
             raise Busy("the server is busy; please try again in a moment") from exc
 
+    async def checkpoint(self) -> bool:
+        """SQLite: copy the write-ahead log into the file and empty it, so the page images
+        from before an erasure (still in the WAL) are gone from disk too; False when a
+        reader kept it from completing (the next one does it). PostgreSQL: nothing to do
+        here (its dead rows go with VACUUM, which autovacuum runs)."""
+        if not self.sqlite:
+            return True
+        async with self._write_lock, self.engine.connect() as conn:
+            row = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).first()
+        return row is not None and row[0] == 0
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
@@ -159,6 +170,9 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted or overwritten content is zeroed on disk, not left in free pages: an
+        # erasure or a retention run must not leave names readable in the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
         cursor.close()
 

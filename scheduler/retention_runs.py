@@ -112,6 +112,8 @@ class RetentionJob:
             finished = await self._run(*claimed)
             if finished is not None:
                 done.append(finished)
+        if done and not await self._db.checkpoint():
+            log.warning("retention: SQLite checkpoint kept from completing by a reader")
         return done
 
     async def plan(self) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from rooms.models import (
@@ -223,3 +224,37 @@ async def test_erasure_is_refused_while_a_recording_is_being_written(make_org, c
     end = datetime.fromisoformat((await org.ok("GET", f"/bookings/{got['booking']}"))["end"])
     clock.set(end + timedelta(days=1))
     await org.ok("DELETE", f"/candidates/{got['id']}", json={"mode": "erase"})
+
+
+async def test_after_erasure_and_the_next_checkpoint_the_sqlite_files_hold_no_trace(
+    make_org, clock
+) -> None:
+    """The tables forget at once; the bytes on disk too: SQLite zeroes what is deleted
+    (secure_delete) and the checkpoint the retention run forces empties the write-ahead
+    log, which still holds the pages from before the erasure."""
+    org = await make_org()
+    app = org.client.app
+    db = app[keys.DB]
+    if not db.sqlite:
+        pytest.skip("SQLite's files; PostgreSQL's dead rows go with VACUUM")
+    path = Path(app[keys.SETTINGS].database.url.split("///", 1)[1])
+
+    def on_disk() -> set[str]:
+        found = set()
+        for file in (path, path.with_name(path.name + "-wal")):
+            if file.exists():
+                content = file.read_bytes()
+                found |= {n for n in (NAME, EMAIL) if n.encode() in content}
+        return found
+
+    got = await _interviewed(org, clock)
+    await org.ok(
+        "POST",
+        f"/bookings/{got['booking']}/force-majeure",
+        json={"action": "cancel", "reason": "Asked to be forgotten."},
+    )
+    assert on_disk() == {NAME, EMAIL}, "the search finds what is there"
+    await org.ok("DELETE", f"/candidates/{got['id']}", json={"mode": "erase"})
+
+    assert await db.checkpoint(), "no reader holds the log here"
+    assert on_disk() == set()
