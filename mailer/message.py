@@ -513,37 +513,27 @@ class MailContent:
     from_name: str
     reply_to: str | None = None
 
+    def _fields(self, message_id: str, from_address: str) -> dict[str, Any]:
+        return {
+            "from_name": self.from_name,
+            "from_address": from_address,
+            "to_name": self.to_name,
+            "to_address": self.to_address,
+            "subject": self.subject,
+            "text": self.text,
+            "html": self.html,
+            "calendar": self.calendar,
+            "method": self.method,
+            "message_id": message_id,
+            "date": self.date,
+            "reply_to": self.reply_to,
+        }
+
     def to_email(self, *, message_id: str, from_address: str) -> EmailMessage:
         """The complete message, with the outbox row's Message-ID and the configured sender."""
-        return build_message(
-            from_name=self.from_name,
-            from_address=from_address,
-            to_name=self.to_name,
-            to_address=self.to_address,
-            subject=self.subject,
-            text=self.text,
-            html=self.html,
-            calendar=self.calendar,
-            method=self.method,
-            message_id=message_id,
-            date=self.date,
-            reply_to=self.reply_to,
-        )
+        return build_message(**self._fields(message_id, from_address))
 
     def render(self, *, message_id: str, from_address: str) -> RenderedMessage:
         """`to_email(...)`'s bytes, written directly (`render_message`): what the outbox
-        stores."""
-        return render_message(
-            from_name=self.from_name,
-            from_address=from_address,
-            to_name=self.to_name,
-            to_address=self.to_address,
-            subject=self.subject,
-            text=self.text,
-            html=self.html,
-            calendar=self.calendar,
-            method=self.method,
-            message_id=message_id,
-            date=self.date,
-            reply_to=self.reply_to,
-        )
+        stores; the same fields, so the two cannot drift."""
+        return render_message(**self._fields(message_id, from_address))
