@@ -177,6 +177,9 @@ def create_env(templates: Path = TEMPLATES) -> jinja2.Environment:
         extensions=["jinja2.ext.i18n"],
         undefined=jinja2.StrictUndefined,
         enable_async=False,
+        # The templates ship with the code and change only with a restart; reloading would
+        # stat every template file (and its layout) on each render, a mail's hottest path.
+        auto_reload=False,
     )
     env.policies["ext.i18n.trimmed"] = True
     env.newstyle_gettext = True  # type: ignore[attr-defined]

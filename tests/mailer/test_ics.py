@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -295,3 +296,20 @@ def test_only_long_lines_are_folded_and_exactly_as_icalendar_folds_them(
     for method in ("REQUEST", "CANCEL"):
         event = ics._event(invitation, method)
         assert ics._to_ical(event) == event.to_ical()
+
+
+def test_the_fast_fold_cuts_every_line_where_icalendar_does() -> None:
+    """`ics._fold` replaces icalendar's character-by-character fold: for lines of every
+    length around the limits, with multi-octet characters (2, 3 and 4 octets) and the escapes
+    icalendar keeps with their letter (backslash, caret) at every position, its bytes must be
+    icalendar's own."""
+    from icalendar.parser.string import _foldline
+
+    rng = random.Random(5545)
+    pools = ["abcdefghij", "ab c\\^;,é€😀ñ", "\\^a", "é€😀a\\", "a" * 40 + "\\", "ü" * 9 + "^"]
+    lines = ["", "x" * 74, "x" * 75, "x" * 148, "x" * 73 + "é", "x" * 73 + "\\n" + "y" * 80]
+    for _ in range(5000):
+        pool = rng.choice(pools)
+        lines.append("".join(rng.choice(pool) for _ in range(rng.randint(60, 400))))
+    for line in lines:
+        assert ics._fold(line) == _foldline(line).encode(), line
