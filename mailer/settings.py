@@ -100,6 +100,17 @@ class SmtpSettings(BaseModel, frozen=True, extra="forbid"):
         ),
     )
 
+    linger_seconds: float = Field(
+        default=0.1,
+        ge=0,
+        le=5,
+        description=(
+            "After a wake-up (a booking committed), how long the delivery loop waits before "
+            "claiming, so that a burst's messages go in one claim and one SMTP connection "
+            "instead of one each. 0: claim at once."
+        ),
+    )
+
     @field_validator("from_address")
     @classmethod
     def _valid_from_address(cls, value: str) -> str:

@@ -20,7 +20,7 @@ import jinja2
 import pytest
 import vobject
 from babel.support import Translations
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from mailer.compose import BookingMail, Organisation, Reader, booking_confirmed
@@ -611,6 +611,35 @@ async def test_without_smtp_host_messages_go_to_the_dev_mailbox(
     assert one.message_id == f"<{first[0]}@viva.example.test>"
     assert b"Message-ID: <" + str(first[0]).encode() + b"@viva.example.test>" in one.raw
     assert one.created_at.tzinfo is UTC
+
+
+async def test_the_dev_mailbox_records_only_the_rows_still_under_its_claim(
+    mail_sessions: async_sessionmaker[AsyncSession], clock: MovableClock
+) -> None:
+    """Dev mode records a whole claim in one statement, fenced by the claim's token: a row
+    another worker took over meanwhile (its lease ended) keeps that worker's claim."""
+    ids = await enqueue_simple(mail_sessions, clock, ["a@example.test", "b@example.test"])
+    ids += await enqueue_simple(mail_sessions, clock, ["c@example.test"])
+    outbox = Outbox(mail_sessions, SmtpSettings(host=""), clock)
+    claimed = await outbox._claim()
+    assert {row.id for row in claimed} == set(ids)
+    taken = claimed[0].id
+    async with mail_sessions() as session, session.begin():
+        await session.execute(
+            update(outbox_messages)
+            .where(outbox_messages.c.id == taken)
+            .values(claimed_by="other-host:1 ffff")
+        )
+
+    assert await outbox._keep(claimed) == len(ids) - 1
+
+    async with mail_sessions() as session:
+        stored = {m.id: m for m in await list_messages(session)}
+        other = await session.scalar(
+            select(outbox_messages.c.claimed_by).where(outbox_messages.c.id == taken)
+        )
+    assert stored[taken].status == "sending" and other == "other-host:1 ffff"
+    assert all(stored[i].status == "sent" for i in ids if i != taken)
 
 
 # --- the run loop ---------------------------------------------------------------------------------
