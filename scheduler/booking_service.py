@@ -89,7 +89,7 @@ class BookingService:
             what="booking",
         )
         await self.effects.confirm(self.db, booking, candidate, now)
-        await self.after_commit.bookings_changed([booking.id])
+        await self.after_commit.booking_created(booking)
         return booking, candidate
 
     async def reschedule(

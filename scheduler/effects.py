@@ -113,6 +113,8 @@ class MailWorker(Protocol):
 class TimerJobs(Protocol):
     async def sync(self, booking_ids: Iterable[uuid.UUID]) -> None: ...
 
+    async def sync_new(self, booking_id: uuid.UUID, start: datetime) -> None: ...
+
 
 @dataclass(frozen=True)
 class AfterCommit:
@@ -134,6 +136,12 @@ class AfterCommit:
         for booking in changed:
             await self.tell_room(booking)
         await self.timers.sync(list(booking_ids))
+
+    async def booking_created(self, booking: Booking) -> None:
+        """`bookings_changed` for a new booking: no room to tell, and its timer jobs only if
+        one of its timers is due soon (scheduler.timers.TimerService.sync_new)."""
+        self.mail.wake()
+        await self.timers.sync_new(booking.id, booking.start_at)
 
     async def tell_room(self, booking: Booking) -> None:
         """Tell the booking's live room, if any, that it was cancelled or moved.

@@ -122,6 +122,10 @@ def app_environ(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
         "VIVA_SERVER_SECRET_KEY": SECRET,
         "VIVA_SERVER_BASE_URL": "http://viva.test",
         "VIVA_SERVER_DATA_DIR": str(data_dir),
+        # Mail leaves right after its wake-up, as before the linger existed: tests that
+        # compare the database before and after a request need the worker done quickly
+        # (tests/mailer/test_outbox.py covers the linger itself).
+        "VIVA_SMTP_LINGER_SECONDS": "0",
         **extra,
     }
 

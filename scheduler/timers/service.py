@@ -49,7 +49,7 @@ from scheduler.timers.claims import (
     next_at,
     retry_or_fail,
 )
-from scheduler.timers.plan import NO_SHOW
+from scheduler.timers.plan import NO_SHOW, plan
 
 __all__ = ["TimerMetrics", "TimerService"]
 
@@ -118,6 +118,8 @@ class TimerService:
         self._clock = clock
         self._real_clock = real_clock or SystemClock()
         self._reminders = reminders
+        self._policy = policy
+        self._no_show_after = no_show_after
         self._wake_mail = wake_mail
         self._on_fired = on_fired
         self.lookahead = lookahead or timedelta(minutes=reminders.lookahead_minutes)
@@ -207,6 +209,17 @@ class TimerService:
             self._hold([row for row in rows if row.due_at <= now + self.lookahead])
         except Exception:
             logger.exception("could not bring the timer jobs of %s in line", sorted(map(str, ids)))
+
+    async def sync_new(self, booking_id: uuid.UUID, start: datetime) -> None:
+        """`sync` for a booking created by the transaction just committed, starting at
+        `start`. No process holds a job for it yet, and its timers are among those `plan`
+        gives from its start alone: when the first of those is beyond the window there is
+        nothing to hold, so nothing is read (the sweep gives the jobs as they enter it).
+        Most bookings are days ahead, and this spares each a read after its commit."""
+        first = plan(start, self._policy, self._reminders, self._no_show_after)[0][1]
+        if first > self._clock.now() + self.lookahead:
+            return
+        await self.sync([booking_id])
 
     def refresh(self, booking_ids: Iterable[uuid.UUID]) -> None:
         """`sync` for callers that cannot await: runs it as a task the service waits for

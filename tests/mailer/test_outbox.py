@@ -645,6 +645,34 @@ async def test_the_dev_mailbox_records_only_the_rows_still_under_its_claim(
 # --- the run loop ---------------------------------------------------------------------------------
 
 
+async def test_a_burst_woken_within_the_linger_leaves_in_one_claim_and_one_connection(
+    mail_sessions: async_sessionmaker[AsyncSession],
+    smtp_settings: SmtpSettings,
+    smtp_server: SmtpServer,
+    clock: MovableClock,
+) -> None:
+    """Woken by a commit, the loop waits `linger_seconds` before claiming, so the messages
+    of bookings committed right after share the claim and the SMTP connection."""
+    stop, wake = asyncio.Event(), asyncio.Event()
+    settings = smtp_settings.model_copy(update={"linger_seconds": 1.0})
+    outbox = Outbox(mail_sessions, settings, clock)
+    task = asyncio.create_task(outbox.run(stop, wake))
+    try:
+        await eventually(lambda: wake._waiters, "the outbox asleep after its first pass")
+        await enqueue_simple(mail_sessions, clock, ["first@example.test"])
+        wake.set()
+        # Lingering: woken (nobody waits on `wake` any more) and waiting on `stop` alone.
+        await eventually(lambda: not wake._waiters and stop._waiters, "the worker lingering")
+        await enqueue_simple(mail_sessions, clock, ["second@example.test"])
+        wake.set()
+        await eventually(lambda: len(smtp_server.received) == 2, "both messages delivered")
+    finally:
+        stop.set()
+        await task
+    first, second = smtp_server.received
+    assert first.peer == second.peer  # the same client socket: one connection, one claim
+
+
 async def test_run_delivers_when_woken_and_stops_when_told(
     mail_sessions: async_sessionmaker[AsyncSession],
     smtp_settings: SmtpSettings,

@@ -11,12 +11,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+from mailer.models import outbox_messages
 from rooms.models import recording_started
 from scheduler import keys
+from scheduler.db import Database
 from scheduler.migrate import target_metadata
 from scheduler.web.api import ENDPOINTS, PREFIX
 from tests.conftest import token_of
 from tests.scheduler.webhook_support import add_webhook_with_delivery
+from tests.support.polling import eventually
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
@@ -74,6 +77,12 @@ def _fill(template: str, ids: dict[str, str]) -> str:
     return "/".join(parts)
 
 
+async def _outbox_settled(db: Database) -> bool:
+    async with db.read() as session:
+        statuses = set(await session.scalars(select(outbox_messages.c.status)))
+    return statuses <= {"sent", "failed"}
+
+
 async def test_every_route_with_an_id_refuses_another_organisations_objects(
     make_org, clock
 ) -> None:
@@ -111,7 +120,8 @@ async def test_every_route_with_an_id_refuses_another_organisations_objects(
 
     routes = _api_routes(app)
     assert len(routes) >= 14  # the route table was read, not an empty list
-    before = await _everything(app[keys.DB])
+    await eventually(lambda: _outbox_settled(app[keys.DB]), "the confirmations delivered")
+    before = await _everything(app[keys.DB])  # the mail worker changes nothing after this
     for method, template in routes:
         path = _fill(template, ids).removeprefix(PREFIX)
         model = bodies[(method, template)]

@@ -415,6 +415,31 @@ async def test_only_timers_within_the_lookahead_are_held_as_jobs(client, make_or
     assert job is not None and job.misfire_grace_time is None and job.coalesce is True
 
 
+async def test_a_new_booking_gets_its_jobs_at_its_commit_only_when_one_is_due_soon(
+    client, make_org, clock
+) -> None:
+    """After a booking's commit its timers get jobs at once if the first one falls inside
+    the window (no sweep needed), and nothing is read for them when all are further away
+    (TimerService.sync_new): both sides of that shortcut."""
+    app = client.app
+    service: TimerService = app[keys.TIMERS]
+    org = await make_org()
+    await org.make_evaluator()
+    await org.make_evaluator()  # both bookings are at START
+    _, far = await _book(org)
+    far_rows = {t.id for t in await _timers(app[keys.DB], far["id"])}
+    assert far_rows and not (far_rows & service.held)
+
+    window = service.lookahead
+    service.lookahead = R48 - clock.now() + timedelta(minutes=1)  # the 48 h reminder only
+    try:
+        _, soon = await _book(org)
+    finally:
+        service.lookahead = window
+    rows = {t.kind: t.id for t in await _timers(app[keys.DB], soon["id"])}
+    assert set(rows.values()) & service.held == {rows["reminder_48h"]}
+
+
 # --- Viva stopped and started again ---------------------------------------------------------
 
 
