@@ -44,6 +44,7 @@ from scheduler.evaluator_choice import free_evaluator, lock_evaluator
 from scheduler.history import Actor
 from scheduler.models import ACTIVE_STATUSES, Booking, Candidate, Evaluator
 from scheduler.policy import Policy, is_locked
+from scheduler.sql import among
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,8 @@ async def active_booking(
 # statement's construction and cache key would otherwise be redone on every booking.
 _CANDIDATE_STANDING = select(
     Candidate,
-    exists().where(Booking.candidate_id == Candidate.id, Booking.status.in_(ACTIVE_STATUSES)),
-    exists().where(Booking.candidate_id == Candidate.id, Booking.status.in_(HELD_STATUSES)),
+    exists().where(Booking.candidate_id == Candidate.id, among(Booking.status, ACTIVE_STATUSES)),
+    exists().where(Booking.candidate_id == Candidate.id, among(Booking.status, HELD_STATUSES)),
 ).where(Candidate.id == bindparam("candidate_id"))
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
 from scheduler.models import Booking, Evaluator, Organisation
+from scheduler.sql import any_of
 
 __all__ = ["read_version", "touch"]
 
@@ -34,7 +35,7 @@ _WATCHED = (Booking, Evaluator)
 _READ = select(Organisation.calendar_version).where(Organisation.id == bindparam("org"))
 _RAISE = (
     update(Organisation.__table__)
-    .where(Organisation.__table__.c.id.in_(bindparam("orgs", expanding=True)))
+    .where(any_of(Organisation.__table__.c.id, "orgs"))
     .values(calendar_version=Organisation.__table__.c.calendar_version + 1)
 )
 

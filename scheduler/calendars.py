@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from scheduler.availability import Availability
 from scheduler.models import ACTIVE_STATUSES, Booking, Evaluator, ExternalBusy
 from scheduler.slots import EvaluatorCalendar
+from scheduler.sql import among, any_of
 
 # Bookings this far outside the asked range still matter: buffers, and the daily cap counted
 # on an evaluator's local day, which can lie up to 14 hours either side of UTC.
@@ -115,8 +116,8 @@ def _busy_statement(exclude: bool) -> Select[str, str, str]:
             type_coerce(Booking.end_at, String),
         )
         .where(
-            Booking.evaluator_id.in_(bindparam("evaluator_ids", expanding=True)),
-            Booking.status.in_(ACTIVE_STATUSES),
+            any_of(Booking.evaluator_id, "evaluator_ids"),
+            among(Booking.status, ACTIVE_STATUSES),
             Booking.start_at < bindparam("before", type_=Booking.start_at.type),
             Booking.end_at > bindparam("after", type_=Booking.end_at.type),
             *([Booking.id != bindparam("exclude", type_=Booking.id.type)] if exclude else []),
@@ -168,7 +169,7 @@ _EXTERNAL = (
         type_coerce(ExternalBusy.end_at, String),
     )
     .where(
-        ExternalBusy.evaluator_id.in_(bindparam("evaluator_ids", expanding=True)),
+        any_of(ExternalBusy.evaluator_id, "evaluator_ids"),
         ExternalBusy.start_at < bindparam("before", type_=ExternalBusy.start_at.type),
         ExternalBusy.end_at > bindparam("after", type_=ExternalBusy.end_at.type),
     )

@@ -25,12 +25,16 @@ from scheduler.errors import SlotTaken
 from scheduler.models import ACTIVE_STATUSES, Booking, Evaluator
 from scheduler.policy import Policy
 from scheduler.slots import EvaluatorCalendar, choose_evaluator, is_free, week_bounds
+from scheduler.sql import among, any_of
+
+# After the first preferred evaluator, how many more have their bookings read at a time.
+_BATCHES = (4, 16)
 
 _WEEK_COUNTS = (
     select(Booking.evaluator_id, func.count())
     .where(
-        Booking.evaluator_id.in_(bindparam("evaluator_ids", expanding=True)),
-        Booking.status.in_(ACTIVE_STATUSES),
+        any_of(Booking.evaluator_id, "evaluator_ids"),
+        among(Booking.status, ACTIVE_STATUSES),
         Booking.start_at >= bindparam("week_start", type_=Booking.start_at.type),
         Booking.start_at < bindparam("week_end", type_=Booking.start_at.type),
     )
@@ -56,40 +60,29 @@ _LOCK_EVALUATOR = (
 )
 
 
-# The same lock, not waited for: None when another transaction holds it (or they were removed).
-_TRY_LOCK_EVALUATOR = (
-    select(Evaluator.id)
-    .where(Evaluator.id == bindparam("evaluator_id"), Evaluator.deleted_at.is_(None))
-    .with_for_update(skip_locked=True)
-)
-
-
 # Of `ids`, the first in that order whose row nobody holds, locked (PostgreSQL only).
 _FIRST_LOCKABLE = (
     select(Evaluator.id)
-    .where(Evaluator.id.in_(bindparam("ids", expanding=True)), Evaluator.deleted_at.is_(None))
+    .where(any_of(Evaluator.id, "ids"), Evaluator.deleted_at.is_(None))
     .order_by(func.array_position(bindparam("order", type_=ARRAY(Uuid())), Evaluator.id))
     .limit(1)
     .with_for_update(skip_locked=True)
 )
 
 
-async def lock_evaluator(
-    session: AsyncSession, evaluator_id: uuid.UUID, *, wait: bool = True
-) -> bool:
-    """Take the evaluator's row lock (PostgreSQL); False if they were removed meanwhile, or,
-    with `wait=False`, if another transaction holds it now."""
-    stmt = _LOCK_EVALUATOR if wait else _TRY_LOCK_EVALUATOR
-    locked = await session.scalar(stmt, {"evaluator_id": evaluator_id})
+async def lock_evaluator(session: AsyncSession, evaluator_id: uuid.UUID) -> bool:
+    """Take the evaluator's row lock (PostgreSQL); False if they were removed meanwhile."""
+    locked = await session.scalar(_LOCK_EVALUATOR, {"evaluator_id": evaluator_id})
     return locked is not None
 
 
 async def _lock_free(
     session: AsyncSession,
-    preferred: AsyncGenerator[uuid.UUID, None],
+    preferred: AsyncGenerator[list[uuid.UUID], None],
     still_free: Callable[[uuid.UUID], Awaitable[bool]],
 ) -> uuid.UUID | None:
-    """Lock the first evaluator in `preferred` who is still free under their lock (PostgreSQL).
+    """Lock the first evaluator in `preferred` (batches, best first) who is still free under
+    their lock (PostgreSQL).
 
     Deadlock-free by construction: a transaction never waits for an evaluator's lock while
     holding another's. Each try has its own savepoint: an evaluator who turns out busy under
@@ -99,32 +92,32 @@ async def _lock_free(
     another transaction holds are set aside; this also spreads a crowd, as concurrent
     bookings that prefer one evaluator take the next instead of queuing behind them. Only if
     none was free are the set-aside ones waited for, one at a time.
+
+    The batches are read one after another, only as far as needed: in a crowd most
+    transactions find the preferred evaluator held, and the next few usually have one free,
+    so the bookings of every later evaluator are not read.
     """
     skipped: list[uuid.UUID] = []
     async with aclosing(preferred):
-        async for evaluator_id in preferred:
-            # The first alone: usually free, and then the later ones' bookings are not read.
-            if await _try(session, evaluator_id, still_free, wait=False, skipped=skipped):
-                return evaluator_id
-            break
-        remaining = [evaluator_id async for evaluator_id in preferred]
-    while remaining:
-        # One statement finds the first of the rest that nobody holds, however many do.
-        attempt = await session.begin_nested()
-        got = await session.scalar(_FIRST_LOCKABLE, {"ids": remaining, "order": remaining})
-        if got is None:
-            await attempt.rollback()
-            skipped += remaining
-            break
-        at = remaining.index(got)
-        skipped += remaining[:at]
-        if await still_free(got):
-            await attempt.commit()
-            return got
-        await attempt.rollback()
-        remaining = remaining[at + 1 :]
+        async for batch in preferred:
+            remaining = batch
+            while remaining:
+                # One statement finds the first of these that nobody holds, however many do.
+                attempt = await session.begin_nested()
+                got = await session.scalar(_FIRST_LOCKABLE, {"ids": remaining, "order": remaining})
+                if got is None:
+                    await attempt.rollback()
+                    skipped += remaining
+                    break
+                at = remaining.index(got)
+                skipped += remaining[:at]
+                if await still_free(got):
+                    await attempt.commit()  # releases the savepoint, keeps the lock
+                    return got
+                await attempt.rollback()  # and with it the lock
+                remaining = remaining[at + 1 :]
     for evaluator_id in skipped:
-        if await _try(session, evaluator_id, still_free, wait=True):
+        if await _try(session, evaluator_id, still_free):
             return evaluator_id
     return None
 
@@ -133,18 +126,12 @@ async def _try(
     session: AsyncSession,
     evaluator_id: uuid.UUID,
     still_free: Callable[[uuid.UUID], Awaitable[bool]],
-    *,
-    wait: bool,
-    skipped: list[uuid.UUID] | None = None,
 ) -> bool:
-    """Lock one evaluator inside a savepoint; keep the lock only if they are still free."""
+    """Wait for one evaluator's lock inside a savepoint; keep it only if they are still free."""
     attempt = await session.begin_nested()
-    if await lock_evaluator(session, evaluator_id, wait=wait):
-        if await still_free(evaluator_id):
-            await attempt.commit()  # releases the savepoint, keeps the lock
-            return True
-    elif skipped is not None:
-        skipped.append(evaluator_id)  # held by another transaction (or just removed)
+    if await lock_evaluator(session, evaluator_id) and await still_free(evaluator_id):
+        await attempt.commit()  # releases the savepoint, keeps the lock
+        return True
     await attempt.rollback()  # and with it the lock, if it was taken
     return False
 
@@ -202,8 +189,13 @@ async def free_evaluator(
 
     first = next((i for i, eid in enumerate(order) if hours_allow(eid)), len(order))
     # The preferred evaluator whose hours allow `start` is usually free: their bookings are
-    # read alone, and only if they are not free, all the later ones' in one more query.
-    batches = [order[first : first + 1], order[first + 1 :]]
+    # read alone; then, only as far as needed, the next 4, the next 16, and all the rest.
+    batches = [order[first : first + 1]]
+    at = first + 1
+    for size in _BATCHES:
+        batches.append(order[at : at + size])
+        at += size
+    batches.append(order[at:])
 
     async def still_free(evaluator_id: uuid.UUID) -> bool:
         """Re-read under the evaluator's lock: what other transactions committed counts."""
@@ -216,14 +208,16 @@ async def free_evaluator(
         )
         return free_in(cal, tz)
 
-    async def looking_free() -> AsyncGenerator[uuid.UUID, None]:
-        """The evaluators free at `start` by this transaction's first reads, best first."""
+    async def looking_free() -> AsyncGenerator[list[uuid.UUID], None]:
+        """The evaluators free at `start` by this transaction's first reads, best first, a
+        batch at a time (each batch's bookings in one query)."""
         for batch in batches:
             if not batch:
                 continue
             busy = await busy_intervals(
                 session, batch, start - day, start + day, timedelta(0), exclude
             )
+            free = []
             for evaluator_id in batch:
                 tz, availability = evaluators[evaluator_id]
                 cal = calendar_of(
@@ -234,12 +228,14 @@ async def free_evaluator(
                     external.get(evaluator_id),
                 )
                 if free_in(cal, tz):
-                    yield evaluator_id
+                    free.append(evaluator_id)
+            if free:
+                yield free
 
     if db.sqlite:
         async with aclosing(looking_free()) as free:
-            async for evaluator_id in free:
-                return evaluator_id
+            async for batch in free:
+                return batch[0]
     else:
         chosen = await _lock_free(session, looking_free(), still_free)
         if chosen is not None:

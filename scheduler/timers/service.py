@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.date import DateTrigger
 from prometheus_client import Counter, Histogram
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.clock import Clock, SystemClock
@@ -37,6 +37,7 @@ from scheduler.db import Database
 from scheduler.models import Timer
 from scheduler.notify import Notifier
 from scheduler.policy import Policy
+from scheduler.sql import any_of
 from scheduler.timers.actions import Dropped, TimerActions
 from scheduler.timers.claims import (
     CLAIM_BATCH,
@@ -62,7 +63,7 @@ _SKIPPED_RETRY_SECONDS = 0.5
 _t = Timer.__table__
 # The pending timers of some bookings, as `sync` reads them after every change; built once.
 _PENDING_OF = select(_t.c.id, _t.c.booking_id, next_at.label("due_at")).where(
-    _t.c.booking_id.in_(bindparam("booking_ids", expanding=True)), _t.c.done_at.is_(None)
+    any_of(_t.c.booking_id, "booking_ids"), _t.c.done_at.is_(None)
 )
 
 

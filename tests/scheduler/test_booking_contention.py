@@ -253,3 +253,62 @@ async def test_concurrent_bookings_spread_over_equally_loaded_evaluators(pg_url:
         assert other == ids[1]
     finally:
         await db.dispose()
+
+
+async def test_a_booking_goes_past_every_held_evaluator_batch_after_batch(pg_url: str) -> None:
+    """The evaluators' bookings are read in growing batches, only as far as needed: with the
+    first six of eight equally loaded evaluators held by other transactions, the choice goes
+    through the first batches (1, then 4) to the first evaluator nobody holds, in the order
+    of preference, without waiting for any held one."""
+    from scheduler.db import Database
+    from scheduler.evaluator_choice import free_evaluator, lock_evaluator
+    from scheduler.policy import Policy
+
+    db = Database(pg_url)
+    try:
+        weekly = [{"day": "tue", "start": "09:00", "end": "12:00"}]
+        doc = Availability.from_document({"weekly": weekly}).to_document()
+        async with db.write() as session:
+            org = (
+                await create_organisation(session, name="Org", contact_email="o@org.test", now=T0)
+            ).organisation
+            ids = sorted((uuid.uuid4() for _ in range(8)), key=str)
+            await session.execute(
+                insert(Evaluator),
+                [
+                    dict(
+                        id=eid,
+                        organisation_id=org.id,
+                        name="E",
+                        email="e@org.test",
+                        timezone="Europe/Paris",
+                        languages=["en"],
+                        locale="fr",
+                        availability=doc,
+                        created_at=T0,
+                    )
+                    for eid in ids
+                ],
+            )
+        start = datetime(2026, 12, 1, 9, 0, tzinfo=PARIS).astimezone(UTC)
+        async with db.write() as holder:
+            for held in ids[:6]:
+                assert await lock_evaluator(holder, held)
+            async with db.write() as session:
+                # Bounded only so that a regression fails instead of hanging on a held lock.
+                chosen = await asyncio.wait_for(
+                    free_evaluator(
+                        db,
+                        session,
+                        organisation_id=org.id,
+                        language="en",
+                        start=start,
+                        policy=Policy(),
+                        now=T0,
+                        deadline=None,
+                    ),
+                    timeout=60,
+                )
+        assert chosen == ids[6]
+    finally:
+        await db.dispose()
