@@ -228,9 +228,11 @@ def free_port() -> int:
 class Server:
     """`viva serve` in its own process, as deployed; the benchmark client is another."""
 
-    def __init__(self, url: str, data_dir: Path, profile: Path | None = None) -> None:
+    def __init__(
+        self, url: str, data_dir: Path, profile: Path | None = None, pool_size: int = 20
+    ) -> None:
         """`profile`: run the server under cProfile (bench.profiled), between `profiling()`'s
-        start and stop, its stats written there."""
+        start and stop, its stats written there. `pool_size`: its PostgreSQL connections."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -241,7 +243,7 @@ class Server:
             "VIVA_SERVER_SECRET_KEY": SECRET,
             "VIVA_SERVER_DATA_DIR": str(data_dir),
             "VIVA_SERVER_LOG_LEVEL": "WARNING",
-            "VIVA_DATABASE_POOL_SIZE": "20",
+            "VIVA_DATABASE_POOL_SIZE": str(pool_size),
         }
         # A file, not a pipe: nobody reads the pipe while the benchmark runs, and a full pipe
         # would block the server on its next log line.
