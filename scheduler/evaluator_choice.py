@@ -210,9 +210,16 @@ async def free_evaluator(
 
     async def looking_free() -> AsyncGenerator[list[uuid.UUID], None]:
         """The evaluators free at `start` by this transaction's first reads, best first, a
-        batch at a time (each batch's bookings in one query)."""
-        for batch in batches:
+        batch at a time (each batch's bookings in one query); on PostgreSQL the first batch
+        unread, as its one evaluator is read under their lock anyway."""
+        for n, batch in enumerate(batches):
             if not batch:
+                continue
+            if n == 0 and not db.sqlite:
+                # On PostgreSQL whoever is yielded is read again under their lock
+                # (`still_free`, the read that decides): the first, usually free, is read
+                # only there.
+                yield batch
                 continue
             busy = await busy_intervals(
                 session, batch, start - day, start + day, timedelta(0), exclude
