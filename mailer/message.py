@@ -57,18 +57,24 @@ def clean_line(value: str, *, max_length: int = _MAX_LINE) -> str:
     sees (bidi overrides) or smuggle a header (CR/LF); runs of white space collapse. The
     length cap keeps a pasted essay from producing an unreadable subject.
     """
-    normalized = unicodedata.normalize("NFC", value)
-    kept: list[str] = []
-    for char in normalized:
-        if char in "\r\n\t\v\f\x85\u2028\u2029":
-            kept.append(" ")
-        elif unicodedata.category(char) in _DROPPED_CATEGORIES:
-            continue
-        elif char.isspace():
-            kept.append(" ")
-        else:
-            kept.append(char)
-    line = " ".join("".join(kept).split())
+    normalized = value if value.isascii() else unicodedata.normalize("NFC", value)
+    if normalized.isprintable():
+        # No character of the categories "Other" or "Separator" but the ASCII space (str's
+        # own definition): nothing to drop or turn into a space, only runs to collapse.
+        # Most names and subjects, without the per-character loop below.
+        line = " ".join(normalized.split())
+    else:
+        kept: list[str] = []
+        for char in normalized:
+            if char in "\r\n\t\v\f\x85\u2028\u2029":
+                kept.append(" ")
+            elif unicodedata.category(char) in _DROPPED_CATEGORIES:
+                continue
+            elif char.isspace():
+                kept.append(" ")
+            else:
+                kept.append(char)
+        line = " ".join("".join(kept).split())
     if len(line) > max_length:
         line = line[: max_length - 1].rstrip() + "…"
     return line

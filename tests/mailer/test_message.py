@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -340,3 +341,37 @@ def test_rendered_messages_choose_their_own_boundaries() -> None:
     outer, inner = BOUNDARY.findall(built)
     for raw, found in ((first, boundaries[:2]), (second, boundaries[2:])):
         assert raw == built.replace(outer, found[0]).replace(inner, found[1])
+
+
+def _clean_line_char_by_char(value: str) -> str:
+    """clean_line's rule written out plainly, one character at a time, for comparison."""
+    kept = []
+    for char in unicodedata.normalize("NFC", value):
+        if char in "\r\n\t\v\f\x85\u2028\u2029" or (
+            unicodedata.category(char) not in {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+            and char.isspace()
+        ):
+            kept.append(" ")
+        elif unicodedata.category(char) not in {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}:
+            kept.append(char)
+    line = " ".join("".join(kept).split())
+    return line if len(line) <= 200 else line[:199].rstrip() + "…"
+
+
+def test_clean_line_is_the_character_rule_on_every_kind_of_text() -> None:
+    """clean_line skips its per-character loop for printable text: on printable and
+    unprintable text alike (accents composed or not, other scripts, controls, bidi and
+    zero-width characters, odd spaces), the result must be the rule's."""
+    rng = random.Random(5322)
+    pools = [
+        "Zoé Lefèvre-Ngô ",
+        "e\u0301o\u0308 Ab",  # decomposed accents: NFC composes them
+        "日本語 Ελληνικά العربية",
+        "a b\tc\r\nd\x00\x1b",
+        "x\u202e\u200b\ufeff\u00a0\u2003\u2028y",
+        "x" * 30 + " ",
+    ]
+    for _ in range(3000):
+        pool = rng.choice(pools) + rng.choice(pools)
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 260)))
+        assert clean_line(text) == _clean_line_char_by_char(text), repr(text)
