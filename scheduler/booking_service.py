@@ -70,10 +70,18 @@ class BookingService:
 
         return await retry_conflicts(self.db.contention, attempt, what=what)
 
-    async def book(self, candidate_id: uuid.UUID, start: datetime) -> tuple[Booking, Candidate]:
+    async def book(
+        self,
+        candidate_id: uuid.UUID,
+        start: datetime,
+        *,
+        accepts: Callable[[Candidate], bool] | None = None,
+    ) -> tuple[Booking, Candidate]:
         """The candidate books `start`. The confirmations are written after the commit, so
         the evaluator's lock is not held while they are composed (scheduler.confirmations
-        sweeps up after a process that died in between)."""
+        sweeps up after a process that died in between). `accepts`: the candidate's link,
+        checked on the row the transaction reads (NotFound if refused), which spares the
+        request a connection and a read of its own."""
         now = self.clock.now()
         booking, candidate = await self._write(
             lambda session: bookings.book(
@@ -84,6 +92,7 @@ class BookingService:
                 policy=self.policy,
                 now=now,
                 effects=self.effects,
+                accepts=accepts,
             ),
             bookings.integrity_error,
             what="booking",

@@ -14,6 +14,7 @@ transaction and runs what follows the commit, so no caller has to remember it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -233,9 +234,11 @@ async def book(
     policy: Policy,
     now: datetime,
     effects: BookingEffects,
+    accepts: Callable[[Candidate], bool] | None = None,
 ) -> tuple[Booking, Candidate]:
     """Book `start` for the candidate in `session`'s write transaction, or raise SlotTaken /
-    AlreadyBooked / DeadlinePassed.
+    AlreadyBooked / DeadlinePassed; NotFound when `accepts` (the candidate's link, checked
+    against the row read here, scheduler.links.CandidateCheck) refuses them.
 
     The transaction holds nothing but the checks and the inserts (booking, history, timers);
     the confirmations are composed and written after its commit (`BookingEffects.confirm`,
@@ -244,6 +247,8 @@ async def book(
     (scheduler.evaluator_choice).
     """
     candidate, active, held = await _candidate_standing(session, candidate_id)
+    if accepts is not None and (candidate is None or not accepts(candidate)):
+        raise NotFound("this link is not valid")
     if candidate is None:
         raise SlotTaken("candidate not found")
     if active:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +24,15 @@ _CANDIDATE_AND_VERSION = (
 def room_nonce(booking: Booking, role: str) -> str:
     """The nonce behind `role`'s room link: each role's link is revoked on its own."""
     return booking.evaluator_room_nonce if role == "evaluator" else booking.candidate_room_nonce
+
+
+@dataclass(frozen=True)
+class CandidateCheck:
+    """A candidate link parsed but not yet verified: whose it claims to be, and the check
+    (HMAC with the candidate's current nonce, in constant time) that the row must pass."""
+
+    candidate_id: uuid.UUID
+    accepts: Callable[[Candidate], bool]
 
 
 class Links:
@@ -61,6 +74,17 @@ class Links:
         ):
             return None
         return evaluator
+
+    def candidate_check(self, token: str) -> CandidateCheck | None:
+        """The candidate a /c/{token} link names, and the check their row must pass, for a
+        caller that reads the row in a transaction of its own (the booking): None when the
+        token is not even a candidate link."""
+        link = parse_link(token, LinkKind.CANDIDATE)
+        if link is None:
+            return None
+        return CandidateCheck(
+            link.ident, lambda candidate: self.signer.verify(link, candidate.link_nonce)
+        )
 
     async def resolve_candidate(self, session: AsyncSession, token: str) -> Candidate | None:
         link = parse_link(token, LinkKind.CANDIDATE)

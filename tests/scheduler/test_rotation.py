@@ -26,7 +26,7 @@ from scheduler.app import create_app
 from scheduler.cli import main
 from scheduler.clock import FrozenClock
 from scheduler.config import Settings
-from scheduler.models import ApiKey
+from scheduler.models import ApiKey, Booking
 from tests.conftest import Org, app_environ, token_of
 
 PARIS_DEC_2 = "2026-12-02T09:00:00+01:00"
@@ -262,6 +262,28 @@ async def test_reissuing_a_candidates_links_revokes_the_old_ones_and_mails_the_n
         assert new["room"] in body and old_room not in body
         assert mail.booking_id == uuid.UUID(booking_id)
     assert b"text/calendar" not in mail.raw  # the time has not changed
+
+
+async def test_a_revoked_or_forged_candidate_link_cannot_book(make_org) -> None:
+    """The booking checks the link on the candidate's row inside its own transaction: a link
+    re-issued since, or one whose signature was altered, gets the same 404 as a made-up one
+    and books nothing; the current link books."""
+    org = await make_org()
+    await org.make_evaluator()
+    candidate = await org.make_candidate()
+    old = token_of(candidate["link"])
+    new = token_of((await org.ok("POST", f"/candidates/{candidate['id']}/link"))["link"])
+    swap = "B" if new[30] == "A" else "A"
+    forged = new[:30] + swap + new[31:]  # one signature character changed
+    for token in (old, forged):
+        resp = await org.client.post(f"/c/{token}/booking", json={"start": PARIS_DEC_2})
+        assert resp.status == 404, (token, await resp.text())
+        assert resp.content_type == "application/problem+json"
+    async with org.client.app[keys.DB].read() as session:
+        assert list(await session.scalars(select(Booking.id))) == []
+
+    resp = await org.client.post(f"/c/{new}/booking", json={"start": PARIS_DEC_2})
+    assert resp.status == 201, await resp.text()
 
 
 async def test_an_english_candidate_is_mailed_in_english(make_org) -> None:
