@@ -19,39 +19,16 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.availability import LocalClock
-from scheduler.calendars import busy_intervals, calendar_of, external_busy, qualified_evaluators
+from scheduler.calendars import busy_intervals, calendar_of, external_busy, qualified_for_booking
 from scheduler.db import Database
 from scheduler.errors import SlotTaken
-from scheduler.models import ACTIVE_STATUSES, Booking, Evaluator
+from scheduler.models import Evaluator
 from scheduler.policy import Policy
 from scheduler.slots import EvaluatorCalendar, choose_evaluator, is_free, week_bounds
-from scheduler.sql import among, any_of
+from scheduler.sql import any_of
 
 # After the first preferred evaluator, how many more have their bookings read at a time.
 _BATCHES = (4, 16)
-
-_WEEK_COUNTS = (
-    select(Booking.evaluator_id, func.count())
-    .where(
-        any_of(Booking.evaluator_id, "evaluator_ids"),
-        among(Booking.status, ACTIVE_STATUSES),
-        Booking.start_at >= bindparam("week_start", type_=Booking.start_at.type),
-        Booking.start_at < bindparam("week_end", type_=Booking.start_at.type),
-    )
-    .group_by(Booking.evaluator_id)
-)
-
-
-async def _week_counts(
-    session: AsyncSession, evaluator_ids: list[uuid.UUID], at: datetime
-) -> dict[uuid.UUID, int]:
-    week_start, week_end = week_bounds(at)
-    rows = await session.execute(
-        _WEEK_COUNTS,
-        {"evaluator_ids": evaluator_ids, "week_start": week_start, "week_end": week_end},
-    )
-    return {eid: n for eid, n in rows}
-
 
 _LOCK_EVALUATOR = (
     select(Evaluator.id)
@@ -159,16 +136,19 @@ async def free_evaluator(
     the first free one is the preferred among the free ones. That lets the bookings read
     be, most of the time, one evaluator's rather than every qualified evaluator's.
     """
-    evaluators = {
-        eid: (tz, av)
-        for eid, tz, av in await qualified_evaluators(session, organisation_id, language)
-    }
-    counts = await _week_counts(session, list(evaluators), start) if evaluators else {}
+    week_start, week_end = week_bounds(start)
+    rows = await qualified_for_booking(session, organisation_id, language, week_start, week_end)
+    evaluators = {eid: (tz, av) for eid, tz, av, _count, _has in rows}
+    counts = {eid: n for eid, _tz, _av, n, _has in rows if n}
     order = choose_evaluator(list(evaluators), counts)
     day = timedelta(days=1)  # the evaluator's local day around `start`, for the daily cap
-    # Their own calendars' busy times: the last good copy in the database, never a fetch.
-    external = await external_busy(
-        session, list(evaluators), start - day, start + day, timedelta(0)
+    # Their own calendars' busy times: the last good copy in the database, never a fetch;
+    # read only for those who have calendars (usually nobody: no query at all).
+    with_calendars = [eid for eid, _tz, _av, _n, has in rows if has]
+    external = (
+        await external_busy(session, with_calendars, start - day, start + day, timedelta(0))
+        if with_calendars
+        else {}
     )
 
     clocks: dict[str, LocalClock] = {}  # one per zone: most evaluators share theirs
