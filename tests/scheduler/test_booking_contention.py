@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.tokens import LinkKind, LinkSigner, new_nonce
 from scheduler import keys
@@ -32,8 +33,11 @@ from scheduler.app import create_app
 from scheduler.availability import Availability
 from scheduler.clock import FrozenClock
 from scheduler.config import load_settings, secret_key
+from scheduler.db import Database
+from scheduler.evaluator_choice import free_evaluator, lock_evaluator
 from scheduler.models import Booking, Candidate, Evaluator
 from scheduler.orgs import create_organisation
+from scheduler.policy import Policy
 from tests.conftest import T0, _run, _truncate, app_environ
 
 pytestmark = pytest.mark.postgres
@@ -196,60 +200,67 @@ async def test_crowds_through_three_apps_get_201_or_409_never_5xx(
     assert booked == statuses[201]
 
 
+async def _equal_evaluators(db: Database, count: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """An organisation with `count` English evaluators, free on Tuesday mornings and without
+    bookings, so only the tie-break (their id) orders them: (organisation id, sorted ids)."""
+    weekly = [{"day": "tue", "start": "09:00", "end": "12:00"}]
+    doc = Availability.from_document({"weekly": weekly}).to_document()
+    async with db.write() as session:
+        org = (
+            await create_organisation(session, name="Org", contact_email="o@org.test", now=T0)
+        ).organisation
+        ids = sorted((uuid.uuid4() for _ in range(count)), key=str)
+        await session.execute(
+            insert(Evaluator),
+            [
+                dict(
+                    id=eid,
+                    organisation_id=org.id,
+                    name="E",
+                    email="e@org.test",
+                    timezone="Europe/Paris",
+                    languages=["en"],
+                    locale="fr",
+                    availability=doc,
+                    created_at=T0,
+                )
+                for eid in ids
+            ],
+        )
+    return org.id, ids
+
+
+async def _choose(db: Database, session: AsyncSession, org_id: uuid.UUID) -> uuid.UUID:
+    """The evaluator for Tuesday 1 December 09:00 Paris, bounded only so that a regression
+    fails instead of hanging on a held lock."""
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=PARIS).astimezone(UTC)
+    return await asyncio.wait_for(
+        free_evaluator(
+            db,
+            session,
+            organisation_id=org_id,
+            language="en",
+            start=start,
+            policy=Policy(),
+            now=T0,
+            deadline=None,
+        ),
+        timeout=60,
+    )
+
+
 async def test_concurrent_bookings_spread_over_equally_loaded_evaluators(pg_url: str) -> None:
     """Two transactions booking one start at once take two evaluators with the same load,
     rather than the second queuing behind the first one's lock to find them busy."""
-    from scheduler.db import Database
-    from scheduler.evaluator_choice import free_evaluator
-    from scheduler.policy import Policy
-
     db = Database(pg_url)
     try:
-        weekly = [{"day": "tue", "start": "09:00", "end": "12:00"}]
-        doc = Availability.from_document({"weekly": weekly}).to_document()
-        async with db.write() as session:
-            org = (
-                await create_organisation(session, name="Org", contact_email="o@org.test", now=T0)
-            ).organisation
-            ids = sorted((uuid.uuid4() for _ in range(2)), key=str)
-            await session.execute(
-                insert(Evaluator),
-                [
-                    dict(
-                        id=eid,
-                        organisation_id=org.id,
-                        name="E",
-                        email="e@org.test",
-                        timezone="Europe/Paris",
-                        languages=["en"],
-                        locale="fr",
-                        availability=doc,
-                        created_at=T0,
-                    )
-                    for eid in ids
-                ],
-            )
-        start = datetime(2026, 12, 1, 9, 0, tzinfo=PARIS).astimezone(UTC)
-
-        async def choose(session) -> uuid.UUID:  # type: ignore[no-untyped-def]
-            return await free_evaluator(
-                db,
-                session,
-                organisation_id=org.id,
-                language="en",
-                start=start,
-                policy=Policy(),
-                now=T0,
-                deadline=None,
-            )
-
+        org_id, ids = await _equal_evaluators(db, 2)
         async with db.write() as first:
-            chosen = await choose(first)
+            chosen = await _choose(db, first, org_id)
             assert chosen == ids[0]  # alone, the rule: fewest that week, then id
             async with db.write() as second:
-                # Bounded only so that a regression fails instead of hanging: were the lock
-                # waited for, this would wait for `first`, which waits for this.
-                other = await asyncio.wait_for(choose(second), timeout=60)
+                # Were the lock waited for, this would wait for `first`, which waits for this.
+                other = await _choose(db, second, org_id)
         assert other == ids[1]
     finally:
         await db.dispose()
@@ -260,55 +271,14 @@ async def test_a_booking_goes_past_every_held_evaluator_batch_after_batch(pg_url
     first six of eight equally loaded evaluators held by other transactions, the choice goes
     through the first batches (1, then 4) to the first evaluator nobody holds, in the order
     of preference, without waiting for any held one."""
-    from scheduler.db import Database
-    from scheduler.evaluator_choice import free_evaluator, lock_evaluator
-    from scheduler.policy import Policy
-
     db = Database(pg_url)
     try:
-        weekly = [{"day": "tue", "start": "09:00", "end": "12:00"}]
-        doc = Availability.from_document({"weekly": weekly}).to_document()
-        async with db.write() as session:
-            org = (
-                await create_organisation(session, name="Org", contact_email="o@org.test", now=T0)
-            ).organisation
-            ids = sorted((uuid.uuid4() for _ in range(8)), key=str)
-            await session.execute(
-                insert(Evaluator),
-                [
-                    dict(
-                        id=eid,
-                        organisation_id=org.id,
-                        name="E",
-                        email="e@org.test",
-                        timezone="Europe/Paris",
-                        languages=["en"],
-                        locale="fr",
-                        availability=doc,
-                        created_at=T0,
-                    )
-                    for eid in ids
-                ],
-            )
-        start = datetime(2026, 12, 1, 9, 0, tzinfo=PARIS).astimezone(UTC)
+        org_id, ids = await _equal_evaluators(db, 8)
         async with db.write() as holder:
             for held in ids[:6]:
                 assert await lock_evaluator(holder, held)
             async with db.write() as session:
-                # Bounded only so that a regression fails instead of hanging on a held lock.
-                chosen = await asyncio.wait_for(
-                    free_evaluator(
-                        db,
-                        session,
-                        organisation_id=org.id,
-                        language="en",
-                        start=start,
-                        policy=Policy(),
-                        now=T0,
-                        deadline=None,
-                    ),
-                    timeout=60,
-                )
+                chosen = await _choose(db, session, org_id)
         assert chosen == ids[6]
     finally:
         await db.dispose()
