@@ -313,6 +313,10 @@ class ExternalPushed(Base):
     when it changes, and to delete when it is cancelled or goes to another evaluator."""
 
     __tablename__ = "external_pushed"
+    # `sequence` of a copy that must be written again whatever its booking's SEQUENCE, past
+    # interviews included: its candidate was erased (scheduler.privacy), and the copy on the
+    # evaluator's server still names them.
+    REWRITE = -1
     calendar_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("external_calendars.id"), primary_key=True
     )

@@ -49,6 +49,7 @@ from scheduler.models import (
     Booking,
     BookingEvent,
     Candidate,
+    ExternalPushed,
     Result,
     ResultVersion,
     Timer,
@@ -242,6 +243,13 @@ async def erase_candidate(
         )
         await session.execute(
             update(Timer).where(Timer.booking_id.in_(ids)).values(last_error=None)
+        )
+        # The interviews written into evaluators' own calendars name the candidate: their next
+        # write-back pass rewrites them, past ones included, without the name.
+        await session.execute(
+            update(ExternalPushed)
+            .where(ExternalPushed.booking_id.in_(ids))
+            .values(sequence=ExternalPushed.REWRITE)
         )
         await _erase_assessment_comments(session, ids)
         await webhook_store.drop_reasons(session, ids)

@@ -3,11 +3,13 @@
 Opt-in per calendar (`write_back`). Each interview ahead is PUT as a calendar object of its
 own, named after the booking and carrying the invitation's event (same UID and SEQUENCE,
 scheduler.feeds.one_interview), and rewritten when its SEQUENCE changes (moved, locked,
-cancelled). An interview cancelled or given to another evaluator is DELETEd. What was
-written, at which SEQUENCE, is kept (`external_pushed`), so each pass sends only changes.
-It runs with the calendar's fetch (scheduler.external_calendars), never in a booking, so a
-calendar server that is down delays the copy, never the booking; reading busy times skips
-these events (their UIDs are Viva's bookings).
+cancelled). An interview cancelled or given to another evaluator is DELETEd. Once written,
+the past stays as it was, except that a candidate's erasure has every copy naming them
+written again without the name (scheduler.privacy marks them `ExternalPushed.REWRITE`).
+What was written, at which SEQUENCE, is kept (`external_pushed`), so each pass sends only
+changes. It runs with the calendar's fetch (scheduler.external_calendars), never in a
+booking, so a calendar server that is down delays the copy, never the booking; reading busy
+times skips these events (their UIDs are Viva's bookings).
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class Writer:
                 select(ExternalPushed).where(ExternalPushed.calendar_id == calendar.id)
             )
         }
+        rewrite = [b for b, sequence in pushed.items() if sequence == ExternalPushed.REWRITE]
         evaluator = await session.get(Evaluator, calendar.evaluator_id)
         org = await session.get(Organisation, calendar.organisation_id)
         assert evaluator is not None and org is not None  # foreign keys
@@ -111,13 +114,20 @@ class Writer:
                     Booking.evaluator_id == evaluator.id,
                     Booking.id.in_(list(pushed)),
                 ),
-                Booking.end_at > now,  # the past stays as it was written
+                or_(
+                    Booking.end_at > now,  # the past stays as it was written,
+                    Booking.id.in_(rewrite),  # unless it names an erased candidate
+                ),
             )
         )
         put: dict[uuid.UUID, tuple[int, bytes]] = {}
         gone: list[uuid.UUID] = []
         for booking, candidate in rows:
-            ours = booking.evaluator_id == evaluator.id and booking.status in ACTIVE_STATUSES
+            ours = booking.evaluator_id == evaluator.id and (
+                booking.status in ACTIVE_STATUSES
+                # A past interview is rewritten as it ended (held, missed), the name gone.
+                or (booking.id in rewrite and booking.status != "cancelled")
+            )
             if not ours:
                 if booking.id in pushed:
                     gone.append(booking.id)

@@ -348,3 +348,54 @@ async def test_write_back_puts_moves_and_deletes_the_interviews_with_their_uids(
     (status,) = await refresh(org, ev)
     assert status["last_error"] is None
     assert await on_server() is None
+
+
+async def test_a_candidates_erasure_rewrites_their_past_interview_without_their_name(
+    make_org, radicale: Radicale
+) -> None:
+    """Write-back leaves the past as written, but not a name the organisation must erase."""
+    org = await make_org()
+    ev = await org.make_evaluator()
+    calendars = [
+        {
+            "type": "caldav",
+            "url": radicale.url,
+            "username": USER,
+            "password": PASSWORD,
+            "write_back": True,
+        }
+    ]
+    await org.ok("PUT", f"/evaluators/{ev['id']}/calendars", json={"calendars": calendars})
+    candidate = await org.make_candidate(name="Zéphyrine Quillard")
+    token = token_of(candidate["link"])
+    resp = await org.client.post(f"/c/{token}/booking", json={"start": "2026-12-02T09:00:00+01:00"})
+    assert resp.status == 201
+    booking = await resp.json()
+    await refresh(org, ev)
+    code, before = await radicale.get(f"viva-{booking['id']}")
+    assert code == 200 and "Zéphyrine Quillard" in _unfolded(before)
+
+    clock = org.client.app[keys.CLOCK]
+    clock.advance(datetime(2026, 12, 3, tzinfo=UTC) - clock.now())  # the interview is past
+    await org.ok("DELETE", f"/candidates/{candidate['id']}", json={"mode": "erase"})
+    (status,) = await refresh(org, ev)
+    assert status["last_error"] is None
+    code, after = await radicale.get(f"viva-{booking['id']}")
+    assert code == 200  # the evaluator's past keeps the interview, at its time, with its UID
+    (written,) = icalendar.Calendar.from_ical(after).walk("VEVENT")
+    assert str(written["UID"]) == booking["id"]
+    assert written.decoded("DTSTART").astimezone(UTC) == datetime(2026, 12, 2, 8, tzinfo=UTC)
+    text = _unfolded(after)
+    assert "Quillard" not in text and "Zéphyrine" not in text
+    if candidate["email"] in _unfolded(before):
+        assert candidate["email"] not in text
+
+    # Written once: the next pass sends nothing more (the record holds its SEQUENCE again).
+    await radicale.delete(f"viva-{booking['id']}")
+    await refresh(org, ev)
+    assert (await radicale.get(f"viva-{booking['id']}"))[0] == 404
+
+
+def _unfolded(body: bytes) -> str:
+    """The calendar object's text with its folded lines joined (a name may span a fold)."""
+    return body.decode().replace("\r\n ", "").replace("\r\n\t", "")
