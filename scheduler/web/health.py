@@ -57,12 +57,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _sqlite_write(raw: Any) -> None:
+async def _sqlite_write(raw: Any, busy_timeout: float) -> None:
     """BEGIN IMMEDIATE with a short busy timeout, the no-op write, ROLLBACK.
 
     On the pool's own connection (the one the app writes with), through the driver, so
-    SQLAlchemy's transaction handling (`scheduler.db`) is not involved; its busy timeout is
-    restored before the connection goes back to the pool.
+    SQLAlchemy's transaction handling (`scheduler.db`) is not involved; the pool's busy
+    timeout (`busy_timeout`, seconds: `[database] busy_timeout_seconds`) is restored before
+    the connection goes back, or its next writer would wait longer than configured before
+    it is turned away with a 503.
     """
     await raw.execute(f"PRAGMA busy_timeout={int(WRITE_LOCK_TIMEOUT_SECONDS * 1000)}")
     try:
@@ -72,7 +74,7 @@ async def _sqlite_write(raw: Any) -> None:
         finally:
             await raw.execute("ROLLBACK")
     finally:
-        await raw.execute("PRAGMA busy_timeout=30000")
+        await raw.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
 
 
 async def _checks(db: Database) -> list[Check]:
@@ -88,7 +90,7 @@ async def _checks(db: Database) -> list[Check]:
                 return [Check("read", False, _describe(exc))]
             checks.append(Check("read", True, "ok"))
             try:
-                await _sqlite_write(raw)
+                await _sqlite_write(raw, db.busy_timeout)
                 checks.append(Check("write", True, "ok"))
             except Exception as exc:
                 checks.append(Check("write", False, _describe(exc)))

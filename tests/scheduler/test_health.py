@@ -122,6 +122,26 @@ async def test_not_ready_when_the_schema_is_behind_head(db_url: str, tmp_path: P
     assert all(head in checks["schema"].detail for head in expected_heads())
 
 
+async def test_the_probe_gives_the_connection_back_with_the_configured_busy_timeout(
+    sqlite_template, tmp_path: Path
+) -> None:
+    """The probe shortens SQLite's busy timeout on a pooled connection for its own write; the
+    next writer on that connection must wait the configured time, no longer, before its 503."""
+    path = tmp_path / "viva.db"
+    shutil.copy(sqlite_template, path)
+    db = Database(f"sqlite+aiosqlite:///{path}", busy_timeout=2.5)
+    try:
+        checks = await readiness(db)
+        async with db.engine.connect() as conn:
+            # The pool holds one connection: the probe's.
+            assert db.engine.pool.checkedout() == 1 and db.engine.pool.checkedin() == 0
+            timeout = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+    finally:
+        await db.dispose()
+    assert all(c.ok for c in checks), checks
+    assert timeout == 2500
+
+
 @pytest.mark.parametrize(
     "url",
     [
