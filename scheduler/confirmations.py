@@ -7,12 +7,14 @@ the commit, and a second transaction writes them: on SQLite they are composed be
 begins (it takes the one write lock); on PostgreSQL inside it, where it locks nothing but
 the new booking's row.
 
-No message can be lost between the two: a booking still without any message in the outbox
-is one whose second step never ran (the process died in between). The sweep here finds such
-bookings (active, never changed, created a little while ago) and writes their confirmations,
-composed with the booking's creation time as "now": the messages it would have had. The
-booking's row is locked while its messages are checked and written, so the request and a
-sweep, in any process, never both write them.
+No message can be lost between the two: a booking still without its confirmations in the
+outbox is one whose second step never ran (the process died in between, or the second
+transaction failed: the booking stands, and its answer is still 201,
+scheduler.booking_service). The sweep here finds such bookings (active, never changed,
+created a little while ago) and writes their confirmations, composed with the booking's
+creation time as "now": the messages it would have had. The booking's row is locked before
+its confirmations are looked for and written, so the request and a sweep, in any process,
+never both write them.
 """
 
 from __future__ import annotations
@@ -38,11 +40,23 @@ GRACE = timedelta(minutes=1)  # the request path writes them within milliseconds
 WINDOW = timedelta(days=2)  # how far back the sweep looks (a process down that long...)
 INTERVAL = 60.0  # seconds between sweeps
 
-_HAS_MESSAGES = exists().where(outbox_messages.c.booking_id == Booking.id)
-# The booking, if it has no message yet; built once (a statement built per call computes its
-# cache key again), with its locking form for PostgreSQL.
-_MINE = select(Booking).where(Booking.id == bindparam("booking_id"), ~_HAS_MESSAGES)
-_MINE_LOCKED = _MINE.with_for_update(of=Booking)
+KIND = "booking_confirmed"
+# Its confirmations, not any message: a reminder, or re-issued links, may reach the outbox
+# first when the process died between the booking's commit and its confirmations.
+_HAS_CONFIRMATIONS = exists().where(
+    outbox_messages.c.booking_id == Booking.id, outbox_messages.c.kind == KIND
+)
+# Built once (a statement built per call computes its cache key again).
+_MINE = select(Booking).where(Booking.id == bindparam("booking_id"), ~_HAS_CONFIRMATIONS)
+# PostgreSQL: the lock first, the check in a statement of its own after it. A locking
+# SELECT that waited re-reads the row it locked, not a subquery: its NOT EXISTS would still
+# be the snapshot from before the other writer committed the messages.
+_LOCK = select(Booking).where(Booking.id == bindparam("booking_id")).with_for_update()
+_WRITTEN = select(
+    exists().where(
+        outbox_messages.c.booking_id == bindparam("booking_id"), outbox_messages.c.kind == KIND
+    )
+)
 
 
 async def write_confirmations(
@@ -66,8 +80,8 @@ async def write_confirmations(
     # PostgreSQL: composed inside, which spares a connection checkout; the only lock held
     # meanwhile is the new booking's own row, which nothing else is waiting for.
     async with db.write() as session:
-        current = await session.scalar(_MINE_LOCKED, mine)
-        if current is None:
+        current = await session.scalar(_LOCK, mine)
+        if current is None or await session.scalar(_WRITTEN, mine):
             return False
         contents = await notifier.confirmations(session, current, candidate, now)
         await notifier.write(session, current, contents, now)
@@ -86,7 +100,7 @@ async def sweep(db: Database, notifier: Notifier, now: datetime) -> int:
                     Booking.status.in_(ACTIVE_STATUSES),
                     Booking.created_at <= now - GRACE,
                     Booking.created_at >= now - WINDOW,
-                    ~_HAS_MESSAGES,
+                    ~_HAS_CONFIRMATIONS,
                 )
             )
         ).all()
