@@ -15,6 +15,7 @@ serialization failure (scheduler.contention); each try is one whole transaction.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from scheduler.models import Booking, Candidate
 from scheduler.policy import Policy
 
 T = TypeVar("T")
+
+log = logging.getLogger("viva.bookings")
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,17 @@ class BookingService:
             bookings.integrity_error,
             what="booking",
         )
-        await self.effects.confirm(self.db, booking, candidate, now)
+        try:
+            await self.effects.confirm(self.db, booking, candidate, now)
+        except Exception:
+            # The booking is committed: its answer is 201 whatever happens to this second
+            # transaction (the write lock taken by another process, a connection lost). The
+            # sweep writes the confirmations of a booking left without them.
+            log.exception(
+                "booking %s is made; its confirmations were not written now, the sweep will "
+                "write them",
+                booking.id,
+            )
         await self.after_commit.booking_created(booking)
         return booking, candidate
 

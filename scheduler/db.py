@@ -99,12 +99,33 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed on normal exit, rolled back on error."""
         if self.sqlite:
-            async with self._write_lock, self._turned_away():
+            async with self._write_turn(), self._turned_away():
                 async with self._writer() as session, session.begin():
                     yield session
         else:
             async with self._turned_away(), self._writer() as session, session.begin():
                 yield session
+
+    @asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        """This process's turn at SQLite's one write lock, waited for at most the busy timeout:
+        behind a writer that waits out its own busy timeout, every queued writer would
+        otherwise wait for all those ahead in turn (the 20th, twenty busy timeouts), where
+        each should be turned away (`Busy`) after one."""
+        try:
+            async with asyncio.timeout(self.busy_timeout):
+                await self._write_lock.acquire()
+        except TimeoutError:
+            self.contention.busy += 1
+            log.warning("SQLite writers queued for %.1f s: turned away", self.busy_timeout)
+            raise Busy(
+                "the database is busy; please try again in a moment",
+                retry_after=max(1, round(self.busy_timeout)),
+            ) from None
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     @asynccontextmanager
     async def _turned_away(self) -> AsyncIterator[None]:
