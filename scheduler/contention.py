@@ -23,6 +23,8 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from scheduler.errors import Busy
+
 log = logging.getLogger("viva.contention")
 
 T = TypeVar("T")
@@ -39,7 +41,7 @@ class Contention:
 
     deadlock_retries: int = 0
     serialization_retries: int = 0
-    gave_up: int = 0  # conflicts still refused after the last attempt (they answer 500)
+    gave_up: int = 0  # conflicts still refused after the last attempt (they answer 503)
     busy: int = 0  # SQLite writers turned away after the busy timeout (they answer 503)
 
 
@@ -71,7 +73,9 @@ async def retry_conflicts(
             if n + 1 == attempts:
                 contention.gave_up += 1
                 log.error("%s: %s after %d attempts, giving up", what, _name(state), attempts)
-                raise
+                # Every try was rolled back: nothing changed, and the same request may be
+                # sent again (503 with Retry-After), never a 500.
+                raise Busy("the server is busy; please try again in a moment") from exc
             if state == DEADLOCK:
                 contention.deadlock_retries += 1
             else:

@@ -10,6 +10,7 @@ cost nothing in between.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -22,6 +23,8 @@ from rooms.signaling import RoomServer
 from scheduler.contention import Contention
 from scheduler.db import Database
 from scheduler.models import Timer
+
+log = logging.getLogger("viva.metrics")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _LAG_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600)
@@ -66,6 +69,13 @@ class Metrics:
             "viva_timer_failures",
             "Timer actions given up for good (their deadline passed while they kept failing).",
             ["kind"],
+            registry=r,
+        )
+        self.state_read = Gauge(
+            "viva_state_read",
+            "1 if the figures read from the database at this scrape (outbox, timers) are "
+            "current; 0 if the database did not answer, and they are those of the last scrape "
+            "that could read them.",
             registry=r,
         )
         self.timers_pending = Gauge(
@@ -136,7 +146,23 @@ class Metrics:
         self.registry.register(_ContentionCollector(contention))
 
     async def collect_state(self, db: Database, rooms: RoomServer, now: datetime) -> None:
-        """Read the figures that are a state, just before they are exposed."""
+        """Read the figures that are a state, just before they are exposed.
+
+        A database that does not answer does not take the process's own figures down with
+        it (busy writers, retries, rooms): those are what an operator needs then. The
+        database's figures keep their last values, and `viva_state_read` says 0."""
+        live = [room for room in rooms.rooms.values() if room.connections]
+        self.rooms_live.set(len(live))
+        self.room_participants.set(sum(len(room.connections) for room in live))
+        try:
+            await self._read_state(db, now)
+        except Exception:
+            log.warning("metrics: the database's figures could not be read", exc_info=True)
+            self.state_read.set(0)
+        else:
+            self.state_read.set(1)
+
+    async def _read_state(self, db: Database, now: datetime) -> None:
         t = Timer.__table__
         async with db.read() as session:
             by_status: dict[str, int] = dict(
@@ -176,9 +202,6 @@ class Metrics:
         lag = (now - overdue).total_seconds() if overdue is not None else 0.0
         self.timers_overdue.set(max(lag, 0.0))
         self.timers_failed.set(failed or 0)
-        live = [room for room in rooms.rooms.values() if room.connections]
-        self.rooms_live.set(len(live))
-        self.room_participants.set(sum(len(room.connections) for room in live))
 
 
 class _ContentionCollector:
@@ -202,7 +225,7 @@ class _ContentionCollector:
         retries.add_metric(["serialization"], c.serialization_retries)
         gave_up = CounterMetricFamily(
             "viva_booking_conflicts_given_up",
-            "Booking transactions still refused after the last retry (they answered 500).",
+            "Booking transactions still refused after the last retry (they answered 503).",
             value=c.gave_up,
         )
         busy = CounterMetricFamily(

@@ -8,24 +8,18 @@ form from posting to them), and a `/healthz` that really asks the database.
 
 from __future__ import annotations
 
-import gc
 import json
-import os
 import uuid
-import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 
 from rooms.tokens import LinkKind, LinkSigner, new_nonce
 from scheduler import keys
-from scheduler.db import Database
 from scheduler.models import ApiKey, Booking
 from scheduler.orgs import add_api_key
-from tests.conftest import _pg_admin, token_of
+from tests.conftest import token_of
+from tests.support.unreachable import unreachable
 
 PROBLEM = "application/problem+json"
 
@@ -169,45 +163,12 @@ async def test_api_refuses_valid_json_sent_with_another_content_type(make_org) -
 # --- /healthz asks the database ---------------------------------------------------------------
 
 
-@asynccontextmanager
-async def _unreachable(db: Database) -> AsyncIterator[None]:
-    """Take the app's database away while the server runs, then give it back."""
-    await db.engine.dispose()  # no pooled connection may answer for the database
-    if db.sqlite:
-        path = Path(db.url.split("///", 1)[1])
-        aside = path.with_name(path.name + ".aside")
-        os.replace(path, aside)
-        os.mkdir(path)  # a directory where the file was: "unable to open database file"
-        try:
-            yield
-        finally:
-            os.rmdir(path)
-            os.replace(aside, path)
-            # aiosqlite leaves the connection that failed to open for the garbage collector,
-            # which warns; collect it here, where that is expected, not in a later test.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ResourceWarning)
-                gc.collect()
-    else:
-        name = db.url.rsplit("/", 1)[1]
-        await _pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await _pg_admin(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-        )
-        try:
-            yield
-        finally:
-            await _pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-    await db.engine.dispose()
-
-
 async def test_readyz_fails_when_the_database_is_unreachable(client) -> None:
     """Readiness asks the database; liveness (/healthz) only says the process answers, so a
     load balancer takes the process out of rotation without restarting it."""
     db = client.app[keys.DB]
     assert (await client.get("/readyz")).status == 200
-    async with _unreachable(db):
+    async with unreachable(db):
         resp = await client.get("/readyz")
         assert resp.status == 503 and resp.content_type == PROBLEM
         assert "read" in (await resp.json())["failed"]

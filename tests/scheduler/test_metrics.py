@@ -14,6 +14,7 @@ from scheduler.clock import FrozenClock
 from scheduler.config import load_settings
 from scheduler.orgs import create_organisation
 from tests.conftest import Org, app_environ
+from tests.support.unreachable import unreachable
 
 
 def _figures(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -119,3 +120,26 @@ async def test_bookings_outbox_and_rooms_figures_move(open_client, clock: Frozen
     assert final[("viva_booking_retries_total", (("reason", "deadlock"),))] == 2
     assert final[("viva_booking_retries_total", (("reason", "serialization"),))] == 0
     assert final[("viva_database_busy_total", ())] == 1
+
+
+async def test_a_database_that_does_not_answer_leaves_the_process_figures_readable(
+    open_client,
+) -> None:
+    """When the database is down, /metrics still answers with what the process counted (the
+    busy writers, the retries: what an operator needs then), and says its database figures
+    are not current."""
+    client = open_client
+    first = _figures(await (await client.get("/metrics")).text())
+    assert first[("viva_state_read", ())] == 1
+    async with unreachable(client.app[keys.DB]):
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        figures = _figures(await resp.text())
+    assert figures[("viva_state_read", ())] == 0
+    assert ("viva_database_busy_total", ()) in figures
+    assert (
+        figures[("viva_outbox_messages", (("status", "pending"),))]
+        == first[("viva_outbox_messages", (("status", "pending"),))]
+    )
+    again = _figures(await (await client.get("/metrics")).text())
+    assert again[("viva_state_read", ())] == 1  # back with the database
