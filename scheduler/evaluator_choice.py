@@ -1,10 +1,11 @@
 """Which evaluator takes a booking at a given time, and the row lock that makes it theirs.
 
-Among the qualified evaluators free at the time, the one with the fewest bookings that week
-(scheduler.slots.choose_evaluator). On PostgreSQL the chosen evaluator's row is locked
-(`SELECT … FOR UPDATE`) and their bookings re-read before the choice is final, in a way that
-cannot deadlock (`_lock_free`); on SQLite the write transaction is already exclusive from
-its first read (scheduler.db). Used by every booking change (scheduler.bookings).
+Among the qualified evaluators free at the time, the one with the fewest bookings that week,
+equals in an order drawn per start (scheduler.slots.choose_evaluator). On PostgreSQL the
+chosen evaluator's row is locked (`SELECT … FOR UPDATE`) and their bookings re-read before
+the choice is final, in a way that cannot deadlock (`_lock_free`); on SQLite the write
+transaction is already exclusive from its first read (scheduler.db). Used by every booking
+change (scheduler.bookings).
 """
 
 from __future__ import annotations
@@ -128,9 +129,10 @@ async def free_evaluator(
     """The evaluator a booking at `start` goes to, or SlotTaken.
 
     Among the qualified evaluators free at `start`, the one with the fewest bookings that
-    week (ties broken by id). On PostgreSQL the evaluator's row is locked and their
-    bookings re-read before the choice is final (see `_lock_free`); on SQLite the write
-    transaction is already exclusive from its first read.
+    week, equals in an order drawn per start (scheduler.slots.choose_evaluator). On
+    PostgreSQL the evaluator's row is locked and their bookings re-read before the choice is
+    final (see `_lock_free`); on SQLite the write transaction is already exclusive from its
+    first read.
 
     The qualified evaluators are put in that order first and tried one after another, so
     the first free one is the preferred among the free ones. That lets the bookings read
@@ -140,7 +142,7 @@ async def free_evaluator(
     rows = await qualified_for_booking(session, organisation_id, language, week_start, week_end)
     evaluators = {eid: (tz, av) for eid, tz, av, _count, _has in rows}
     counts = {eid: n for eid, _tz, _av, n, _has in rows if n}
-    order = choose_evaluator(list(evaluators), counts)
+    order = choose_evaluator(list(evaluators), counts, start)
     day = timedelta(days=1)  # the evaluator's local day around `start`, for the daily cap
     # Their own calendars' busy times: the last good copy in the database, never a fetch;
     # read only for those who have calendars (usually nobody: no query at all).

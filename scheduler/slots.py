@@ -16,6 +16,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from hashlib import blake2b
 from itertools import accumulate
 from operator import le
 from zoneinfo import ZoneInfo
@@ -360,15 +361,26 @@ def is_free(
 
 
 def choose_evaluator(
-    evaluator_ids: Sequence[uuid.UUID], week_counts: Mapping[uuid.UUID, int]
+    evaluator_ids: Sequence[uuid.UUID], week_counts: Mapping[uuid.UUID, int], start: datetime
 ) -> list[uuid.UUID]:
-    """Candidates in order of preference: fewest bookings that week, then str(id).
+    """Candidates in order of preference: fewest bookings that week, then a draw.
 
-    Spreading the load evenly is the point; the id tie-break makes the choice reproducible, so
-    retries and tests see the same order. Missing counts mean no booking yet.
+    Spreading the load evenly is the point. Among equals the order is a hash of the
+    evaluator and the booking's `start`: the same for every look at one start (a retry, two
+    processes, the re-check under the lock), different from one start to the next, so that
+    no evaluator is first among equals every time (with a fixed tie-break the one with the
+    smallest id took every booking that did not divide evenly, week after week). Concurrent
+    bookings of one start still spread: the first takes the preferred evaluator's lock and
+    the others go on to the next (scheduler.evaluator_choice). Missing counts mean no
+    booking yet.
     """
+    salt = to_us(start).to_bytes(8, "big", signed=True)
     return sorted(
-        evaluator_ids, key=lambda evaluator: (week_counts.get(evaluator, 0), str(evaluator))
+        evaluator_ids,
+        key=lambda evaluator: (
+            week_counts.get(evaluator, 0),
+            blake2b(evaluator.bytes + salt, digest_size=8).digest(),
+        ),
     )
 
 

@@ -38,6 +38,7 @@ from scheduler.evaluator_choice import free_evaluator, lock_evaluator
 from scheduler.models import Booking, Candidate, Evaluator
 from scheduler.orgs import create_organisation
 from scheduler.policy import Policy
+from scheduler.slots import choose_evaluator
 from tests.conftest import T0, _run, _truncate, app_environ
 
 pytestmark = pytest.mark.postgres
@@ -202,14 +203,15 @@ async def test_crowds_through_three_apps_get_201_or_409_never_5xx(
 
 async def _equal_evaluators(db: Database, count: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """An organisation with `count` English evaluators, free on Tuesday mornings and without
-    bookings, so only the tie-break (their id) orders them: (organisation id, sorted ids)."""
+    bookings, so only the draw among equals orders them: (organisation id, the ids in the
+    order of preference for `_choose`'s start)."""
     weekly = [{"day": "tue", "start": "09:00", "end": "12:00"}]
     doc = Availability.from_document({"weekly": weekly}).to_document()
     async with db.write() as session:
         org = (
             await create_organisation(session, name="Org", contact_email="o@org.test", now=T0)
         ).organisation
-        ids = sorted((uuid.uuid4() for _ in range(count)), key=str)
+        ids = choose_evaluator([uuid.uuid4() for _ in range(count)], {}, _START)
         await session.execute(
             insert(Evaluator),
             [
@@ -230,17 +232,19 @@ async def _equal_evaluators(db: Database, count: int) -> tuple[uuid.UUID, list[u
     return org.id, ids
 
 
+_START = datetime(2026, 12, 1, 9, 0, tzinfo=PARIS).astimezone(UTC)
+
+
 async def _choose(db: Database, session: AsyncSession, org_id: uuid.UUID) -> uuid.UUID:
-    """The evaluator for Tuesday 1 December 09:00 Paris, bounded only so that a regression
-    fails instead of hanging on a held lock."""
-    start = datetime(2026, 12, 1, 9, 0, tzinfo=PARIS).astimezone(UTC)
+    """The evaluator for Tuesday 1 December 09:00 Paris (`_START`), bounded only so that a
+    regression fails instead of hanging on a held lock."""
     return await asyncio.wait_for(
         free_evaluator(
             db,
             session,
             organisation_id=org_id,
             language="en",
-            start=start,
+            start=_START,
             policy=Policy(),
             now=T0,
             deadline=None,
@@ -257,7 +261,7 @@ async def test_concurrent_bookings_spread_over_equally_loaded_evaluators(pg_url:
         org_id, ids = await _equal_evaluators(db, 2)
         async with db.write() as first:
             chosen = await _choose(db, first, org_id)
-            assert chosen == ids[0]  # alone, the rule: fewest that week, then id
+            assert chosen == ids[0]  # alone, the rule: fewest that week, then the draw
             async with db.write() as second:
                 # Were the lock waited for, this would wait for `first`, which waits for this.
                 other = await _choose(db, second, org_id)

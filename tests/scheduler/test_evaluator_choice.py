@@ -3,7 +3,8 @@
 `free_evaluator` tries the qualified evaluators in order of preference and reads the bookings
 of the first one alone before the others'; whatever the order of its reads, the evaluator it
 returns must be the one the rule names: among the qualified evaluators free at that start,
-the one with the fewest active bookings that ISO week (UTC), ties broken by id.
+the one with the fewest active bookings that ISO week (UTC), equals in the order drawn for
+that start (a hash of the evaluator and the start).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from hashlib import blake2b
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select
 
 from rooms.tokens import new_nonce
-from scheduler.availability import Availability
+from scheduler.availability import Availability, to_us
 from scheduler.calendars import load_calendars, qualified_evaluators
 from scheduler.db import Database
 from scheduler.errors import SlotTaken
@@ -137,7 +139,13 @@ async def _by_the_rule(
         )
         for evaluator in free
     }
-    return min(free, key=lambda e: (load[e], str(e))) if free else None
+    # Equals in the order of a hash of the evaluator and the start (the draw per start).
+    salt = to_us(start).to_bytes(8, "big", signed=True)
+    return (
+        min(free, key=lambda e: (load[e], blake2b(e.bytes + salt, digest_size=8).digest()))
+        if free
+        else None
+    )
 
 
 async def test_the_chosen_evaluator_is_the_one_the_rule_names(db: Database) -> None:

@@ -428,17 +428,33 @@ def test_calendar_requires_sorted_busy_and_build_sorts() -> None:
     )
 
 
-def test_choose_evaluator_prefers_the_least_loaded_then_id() -> None:
+def test_choose_evaluator_prefers_the_least_loaded() -> None:
     a, b, c, d, e = (uuid.UUID(f"{n}" * 32) for n in "abcde")
     counts = {a: 2, b: 0, c: 2, d: 1}  # e has no booking that week
-    assert choose_evaluator([c, a, e, d, b], counts) == [b, e, d, a, c]
-    assert choose_evaluator([], counts) == []
-    assert choose_evaluator([e, b], {}) == [b, e]
+    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    order = choose_evaluator([c, a, e, d, b], counts, start)
+    assert set(order[:2]) == {b, e} and order[2] == d and set(order[3:]) == {a, c}
+    assert choose_evaluator([], counts, start) == []
+    assert sorted(choose_evaluator([e, b], {}, start)) == [b, e]
 
 
-def test_choose_evaluator_ties_use_string_order() -> None:
-    ids = [uuid.uuid4() for _ in range(10)]
-    assert choose_evaluator(ids, dict.fromkeys(ids, 3)) == sorted(ids, key=str)
+def test_choose_evaluator_draws_among_equals_per_start() -> None:
+    """Among equally loaded evaluators: one order for one start, whoever asks and however
+    they are listed; across starts, each is first about as often as the others, where a
+    fixed tie-break made the same one first every time."""
+    ids = [uuid.UUID(int=n * 7919 + 1) for n in range(4)]
+    counts = dict.fromkeys(ids, 3)
+    starts = [
+        datetime(2026, 12, 1, 8, 0, tzinfo=UTC) + timedelta(minutes=20 * n) for n in range(400)
+    ]
+    for start in starts[:20]:
+        assert choose_evaluator(ids, counts, start) == choose_evaluator(ids[::-1], counts, start)
+    firsts = Counter(choose_evaluator(ids, counts, start)[0] for start in starts)
+    assert set(firsts) == set(ids)
+    assert min(firsts.values()) >= 60, firsts  # 100 each on average
+    # The load still comes first: one booking fewer puts an evaluator first at every start.
+    lighter = {**counts, ids[2]: 2}
+    assert all(choose_evaluator(ids, lighter, start)[0] == ids[2] for start in starts)
 
 
 @pytest.mark.parametrize(
