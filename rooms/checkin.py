@@ -95,12 +95,11 @@ class CheckIn:
             return None
         return ticket
 
-    def arriving(self, ticket: Ticket) -> Callable[[], None]:
-        """Note a candidate's arrival until they are seated (their attendance row is then
-        committed) or refused; returns what ends the note."""
+    def arriving(self, ticket: Ticket, at: datetime) -> Callable[[], None]:
+        """Note a candidate's arrival at `at` until they are seated (their attendance row,
+        which records `at`, is then committed) or refused; returns what ends the note."""
         if ticket.role != "candidate":
             return lambda: None
-        at = self._clock.now()
         arrivals = self._arrivals.setdefault(ticket.booking_id, [])
         arrivals.append(at)
 

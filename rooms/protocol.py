@@ -104,6 +104,9 @@ class Connection:
     ws: web.WebSocketResponse
     ticket: Ticket
     token: str = ""  # the link it came with (to send it to another process's address)
+    # When it checked in (its link resolved): the arrival its attendance row records, and
+    # the one the no-show mark is decided on, however long the seating then took.
+    arrived_at: datetime | None = None
     attendance_id: uuid.UUID | None = None
     errors: int = 0
     offered: bool = False

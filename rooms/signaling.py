@@ -215,8 +215,11 @@ class RoomServer:
             ticket = await self.check_in.ticket(ws, request.match_info["token"], any_time=False)
             if ticket is None:
                 return ws
-            connection = Connection(ws, ticket, token=request.match_info["token"])
-            arrival = self.check_in.arriving(ticket)
+            arrived_at = self.clock.now()
+            connection = Connection(
+                ws, ticket, token=request.match_info["token"], arrived_at=arrived_at
+            )
+            arrival = self.check_in.arriving(ticket, arrived_at)
             try:
                 room = await self._enter(connection, seen)
             except _ResolveAgain:
@@ -339,12 +342,15 @@ class RoomServer:
             if room.recording and not ticket.consented:
                 return ("consent_required", NO_CONSENT, CloseCode.CONSENT_REQUIRED, {})
             async with self._sessions.write() as session:
-                now = self.clock.now()
+                # The check-in instant, not this commit's: a candidate who checked in before
+                # the no-show deadline arrived in time, however long the seating took (the
+                # room's lock, the database's write lock, the lease).
+                at = connection.arrived_at or self.clock.now()
                 connection.attendance_id = await record_join(
-                    session, ticket.booking_id, ticket.role, now
+                    session, ticket.booking_id, ticket.role, at
                 )
                 if ticket.role == "candidate" and self._on_joined is not None:
-                    await self._on_joined(session, ticket.booking_id, now)
+                    await self._on_joined(session, ticket.booking_id, at)
         except Exception:
             log.exception("room %s: could not record an arrival", ticket.booking_id)
             self._count_error("internal")

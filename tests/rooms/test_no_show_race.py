@@ -9,10 +9,12 @@ Both databases, a real WebSocket through the real server.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from sqlalchemy import text
 
 from scheduler import keys
 from tests.rooms.room_support import Booked, Tab
@@ -41,7 +43,10 @@ async def test_a_candidate_arriving_before_the_deadline_is_not_marked_absent(
     await candidate.expect("hello")  # seated once the lock is free
     report = await booked.report()
     assert report["status"] == "locked"
-    assert [a["role"] for a in report["room"]["attendance"]] == ["evaluator", "candidate"]
+    # Both recorded; the candidate's arrival is their check-in, before the deadline.
+    arrivals = {a["role"]: a["joined_at"] for a in report["room"]["attendance"]}
+    assert sorted(arrivals) == ["candidate", "evaluator"]
+    assert datetime.fromisoformat(arrivals["candidate"]) < deadline
     # The mark was dropped for good, not postponed: moving on changes nothing.
     clock.advance(timedelta(minutes=5))
     await timers.run_due()
@@ -68,3 +73,45 @@ async def test_a_candidate_arriving_after_the_deadline_is_still_marked(
         await timers.run_due()
     assert (await booked.report())["status"] == "no_show"
     await asyncio.gather(candidate.close(), evaluator.close())
+
+
+async def test_a_mark_retried_after_a_seating_that_ended_late_still_sees_the_arrival(
+    client: TestClient, booked: Booked, clock: Any
+) -> None:
+    """The candidate checks in 5 ms before the deadline; their seating ends 20 ms after it;
+    the mark's first try fails (a transient error) and its retry runs after they left. The
+    attendance row must say when they arrived (checked in), not when the seating ended, or
+    the retry marks absent a candidate who came in time."""
+    timers = client.app[keys.TIMERS]
+    server = client.app[keys.ROOMS]
+    deadline = booked.start + timedelta(minutes=10)
+    clock.set(deadline - timedelta(milliseconds=5))
+    await timers.run_due()
+    evaluator = await enter(client, booked, "evaluator")
+    room = server.rooms[booked.booking_id]
+    failures = 1
+
+    async def transient(session: Any, booking_id: uuid.UUID, kind: str) -> None:
+        nonlocal failures
+        if kind == "no_show" and failures:
+            failures -= 1
+            await session.execute(text("SELECT x FROM no_such_table"))
+
+    timers.before_action = transient
+    async with room.lock:
+        candidate = await Tab.open(client, booked.candidate_token)  # checks in now
+        await eventually(lambda: bool(room.lock._waiters), "the candidate waiting to be seated")
+        clock.set(deadline)
+        await timers.run_due()  # the mark fails once: planned again a little later
+        clock.set(deadline + timedelta(milliseconds=20))  # the seating ends now
+    await candidate.expect("hello")
+    await candidate.close()
+    await eventually(lambda: "candidate" not in room.connections, "the candidate gone")
+    clock.set(deadline + timedelta(minutes=1))
+    await timers.run_due()
+    report = await booked.report()
+    assert failures == 0  # the mark did fail once, and was run again
+    assert report["status"] == "locked", report
+    (arrival,) = [a for a in report["room"]["attendance"] if a["role"] == "candidate"]
+    assert datetime.fromisoformat(arrival["joined_at"]) < deadline
+    await evaluator.close()
