@@ -17,12 +17,14 @@ is one round trip; the Message-ID is the same on the retry, so clients can de-du
 Leases: a claim leases its rows to one worker (`claimed_by`: the worker's owner name and a
 token unique to the claim, which fences every later write) for `lease_seconds`, kept short.
 While a batch is being sent a heartbeat extends the lease every third of it; a send whose
-lease cannot be extended (another worker took the row over, or the database has not answered
-for most of a lease) is stopped at once, so no message is ever on the wire without a live
-lease. A worker restarting under the same owner name (host and port) takes back its previous
-incarnation's rows at once (`reclaim_own`) instead of waiting for their leases to end. Lease
-instants come from `lease_now` (the database's clock on PostgreSQL, so hosts whose clocks
-disagree still agree on who holds a lease); retry times come from the injected clock.
+lease cannot be extended (another worker took the row over, or no renewal has succeeded for
+nine tenths of a lease) is stopped at once, so no message is ever on the wire without a live
+lease. Each renewal is bounded by the time the lease can still be vouched for, so a database
+that hangs rather than fails stops the send too. A worker restarting under the same owner
+name (host and port) takes back its previous incarnation's rows at once (`reclaim_own`)
+instead of waiting for their leases to end. Lease instants come from `lease_now` (the
+database's clock on PostgreSQL, so hosts whose clocks disagree still agree on who holds a
+lease); retry times come from the injected clock.
 """
 
 from __future__ import annotations
@@ -124,14 +126,22 @@ class _Heartbeat:
     """Keeps a batch's lease alive while it is sent, and stops the send it can no longer
     cover (`lose`)."""
 
-    def __init__(self, rows: Sequence[_Claimed]) -> None:
+    def __init__(self, rows: Sequence[_Claimed], lease_seconds: float) -> None:
         self.rows = rows
         self.index = 0  # rows before it are done with
         self.ours: set[uuid.UUID] = {row.id for row in rows}
+        self.lease_seconds = lease_seconds
+        # Loop time taken just before the last renewal that succeeded (before the claim's
+        # first check, the heartbeat's creation): the lease runs at least a lease from it.
         self.renewed_at = asyncio.get_running_loop().time()
         self.sending: asyncio.Future[bool] | None = None
         self.current: uuid.UUID | None = None
         self.lost: str | None = None
+
+    def vouched_until(self) -> float:
+        """Loop time until which the lease is surely ours, with a margin (a tenth of a lease)
+        for clocks that run at different rates and for the stopped send to wind down."""
+        return self.renewed_at + self.lease_seconds * 0.9
 
     def lose(self, why: str) -> None:
         if self.lost is None:
@@ -437,8 +447,8 @@ class Outbox:
             return 0
         # The claim may be old (a slow connect): check the rows are still ours first. Then a
         # heartbeat keeps the lease alive for as long as the batch takes.
-        beat = _Heartbeat(rows)
-        beat.ours = await self._renew(rows)
+        beat = _Heartbeat(rows, self._settings.lease_seconds)
+        await self._renew_in_time(beat)
         keeper = asyncio.ensure_future(self._keep_lease(beat))
         # Each accepted message's "sent" is recorded while the next one is on the wire: at
         # most one record is in flight, so a crash can resend at most the last two accepted
@@ -491,22 +501,35 @@ class Outbox:
             smtp.close()
         return sent
 
+    async def _renew_in_time(self, beat: _Heartbeat) -> None:
+        """Extend the lease of what is left of the batch, bounded by the time the lease can
+        still be vouched for: a renewal that just waits (a half-open connection, a pool whose
+        own timeout is longer than the lease) raises TimeoutError once that time is up,
+        rather than letting the lease lapse under a send. The instant is taken before the
+        renewal, the safe side: the new lease runs at least a lease from it."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(max(beat.vouched_until() - started, 0.001)):
+            ours = await self._renew(beat.rows[beat.index :])
+        beat.ours = ours
+        beat.renewed_at = started
+
     async def _keep_lease(self, beat: _Heartbeat) -> None:
         """Extend the batch's lease every third of it until cancelled. A row found taken
-        over stops its send; a database that does not answer for so long that the lease may
-        end before the next try stops the batch (the lease can no longer be vouched for)."""
+        over stops its send; so does a renewal that has not succeeded by the time the lease
+        may end, whether the database failed or never answered (the lease can no longer be
+        vouched for)."""
         loop = asyncio.get_running_loop()
-        lease = self._settings.lease_seconds
-        interval = lease / 3
+        interval = self._settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
             try:
-                beat.ours = await self._renew(beat.rows[beat.index :])
-                beat.renewed_at = loop.time()
+                await self._renew_in_time(beat)
             except Exception as exc:
-                logger.warning("mail: could not extend the lease: %s", _describe(exc))
-                if loop.time() - beat.renewed_at + interval >= lease:
-                    beat.lose(f"the lease could not be extended: {_describe(exc)}")
+                why = "no answer in time" if isinstance(exc, TimeoutError) else _describe(exc)
+                logger.warning("mail: could not extend the lease: %s", why)
+                if loop.time() + interval >= beat.vouched_until():
+                    beat.lose(f"the lease could not be extended: {why}")
                     return
                 continue
             if beat.current is not None and beat.current not in beat.ours:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailer.models import outbox_messages as t
-from mailer.outbox import Outbox
+from mailer.outbox import Outbox, _Claimed
 from mailer.settings import SmtpSettings
 from scheduler.leases import lease_clock
 from tests.mailer.mailer_support import MovableClock, RecordingHandler, SmtpServer
@@ -35,10 +35,17 @@ class SlowHandler(RecordingHandler):
         super().__init__()
         self.arrived = threading.Event()
         self.gate = threading.Event()
+        # Set when a client hangs up while its DATA waits: aiosmtpd then cancels the
+        # handler, and that message is never kept.
+        self.cut_off = threading.Event()
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         self.arrived.set()
-        await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
+        except asyncio.CancelledError:
+            self.cut_off.set()
+            raise
         return await super().handle_DATA(server, session, envelope)
 
 
@@ -113,6 +120,47 @@ async def test_a_send_whose_lease_is_lost_is_stopped_at_once(
     assert lost == [1]
     row = await _row(mail_sessions, row_id)
     assert (row["status"], row["claimed_by"]) == ("sending", "elsewhere:1 x")  # untouched
+
+
+async def test_a_renewal_that_never_answers_stops_the_send_before_the_lease_ends(
+    mail_sessions, slow_settings, slow_server, clock: MovableClock
+) -> None:
+    (row_id,) = await enqueue_simple(mail_sessions, clock, ["zoe@example.test"])
+    loop = asyncio.get_running_loop()
+    lost_at: list[float] = []
+    first = Outbox(
+        mail_sessions, slow_settings, clock, on_lease_lost=lambda: lost_at.append(loop.time())
+    )
+    real_renew = first._renew
+    renewed_from: list[float] = []
+
+    async def renew(rows: Sequence[_Claimed]) -> set[uuid.UUID]:
+        if renewed_from:
+            await asyncio.Event().wait()  # the database stops answering (half-open TCP)
+        renewed_from.append(loop.time())  # the lease runs at least a lease from here
+        return await real_renew(rows)
+
+    first._renew = renew  # type: ignore[method-assign]
+    sending = asyncio.create_task(first.deliver_due())
+    handler: SlowHandler = slow_server.handler  # type: ignore[assignment]
+    await eventually(handler.arrived.is_set, "the DATA to arrive")
+
+    # The server never answers and no renewal after the first ever returns: the send is
+    # stopped anyway, before the one lease the first renewal vouched for has ended.
+    async with asyncio.timeout(20):
+        assert await sending == 0
+    assert len(lost_at) == 1
+    assert lost_at[0] < renewed_from[0] + slow_settings.lease_seconds
+    assert not handler.gate.is_set()
+    assert (await _row(mail_sessions, row_id))["status"] == "sending"  # left for the next claim
+
+    # Once the lease has ended another worker sends the message: the server has it once.
+    await eventually(handler.cut_off.is_set, "the server to see the cut-off send")
+    clock.advance(timedelta(seconds=10))
+    handler.gate.set()
+    assert await Outbox(mail_sessions, slow_settings, clock).deliver_due() == 1
+    assert received_ids(slow_server) == [f"<{row_id}@viva.example.test>"]
+    assert (await _row(mail_sessions, row_id))["status"] == "sent"
 
 
 async def test_a_restarted_worker_takes_its_own_rows_back_at_once(
