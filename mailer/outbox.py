@@ -134,7 +134,7 @@ class _Heartbeat:
         # Loop time taken just before the last renewal that succeeded (before the claim's
         # first check, the heartbeat's creation): the lease runs at least a lease from it.
         self.renewed_at = asyncio.get_running_loop().time()
-        self.sending: asyncio.Future[bool] | None = None
+        self.sending: asyncio.Future[Exception | None] | None = None
         self.current: uuid.UUID | None = None
         self.lost: str | None = None
 
@@ -411,28 +411,36 @@ class Outbox:
             start_tls=s.security == "starttls",
         )
 
-    async def _send_one(self, smtp: aiosmtplib.SMTP, row: _Claimed) -> bool:
-        """Send one row; True if the server accepted it (the caller records that), else
-        the failure is recorded here.
+    async def _send_one(self, smtp: aiosmtplib.SMTP, row: _Claimed) -> Exception | None:
+        """Put one row on the wire: None if the server accepted it, else why not.
 
-        Raises _ConnectionLost when the session is no longer usable.
+        Nothing is recorded here: this is the part the heartbeat covers (and stops when the
+        lease is lost); the caller records the outcome once the heartbeat no longer answers
+        for the row, so a row it has just recorded is never taken for one taken over.
         """
         try:
             await smtp.sendmail(self._settings.from_address, [row.recipient], row.raw)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+        except (aiosmtplib.SMTPException, ValueError, OSError) as exc:
+            return exc
+        return None
+
+    async def _record_refusal(self, smtp: aiosmtplib.SMTP, row: _Claimed, exc: Exception) -> None:
+        """Record a send the server did not accept.
+
+        Raises _ConnectionLost when the session is no longer usable.
+        """
+        lost = aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError | OSError
+        if isinstance(exc, lost):
             # The server may or may not have the message; only an answer would tell. Retrying
             # is the safe side: a duplicate with the same Message-ID beats a lost invitation.
             await self._retry_later(row, _describe(exc))
             raise _ConnectionLost(_describe(exc)) from exc
-        except (aiosmtplib.SMTPException, ValueError) as exc:
-            if _is_permanent(exc):
-                await self._mark_failed(row, _describe(exc))
-            else:
-                await self._retry_later(row, _describe(exc))
-            if not smtp.is_connected:  # e.g. 421: the server closed the session
-                raise _ConnectionLost(_describe(exc)) from exc
-            return False
-        return True
+        if _is_permanent(exc):
+            await self._mark_failed(row, _describe(exc))
+        else:
+            await self._retry_later(row, _describe(exc))
+        if not smtp.is_connected:  # e.g. 421: the server closed the session
+            raise _ConnectionLost(_describe(exc)) from exc
 
     async def _deliver_over_smtp(self, rows: Sequence[_Claimed]) -> int:
         sent = 0
@@ -464,18 +472,24 @@ class Outbox:
                 beat.current = row.id
                 beat.sending = asyncio.ensure_future(self._send_one(smtp, row))
                 try:
-                    accepted = await beat.sending
-                except _ConnectionLost as exc:
-                    for rest in rows[index + 1 :]:
-                        await self._retry_later(rest, f"connection lost during batch: {exc}")
-                    break
+                    refused = await beat.sending
                 except asyncio.CancelledError:
                     current = asyncio.current_task()
                     if beat.lost is None or (current is not None and current.cancelling()):
                         raise  # we are being cancelled ourselves
                     raise _LeaseLost(beat.lost) from None
                 finally:
+                    # Off the wire: the row's outcome is recorded next, and a renewal that
+                    # then misses it must not take it for a row another worker took over.
                     beat.current = beat.sending = None
+                accepted = refused is None
+                if refused is not None:
+                    try:
+                        await self._record_refusal(smtp, row, refused)
+                    except _ConnectionLost as exc:
+                        for rest in rows[index + 1 :]:
+                            await self._retry_later(rest, f"connection lost during batch: {exc}")
+                        break
                 if recording is not None:
                     await recording
                     recording = None

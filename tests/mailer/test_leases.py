@@ -163,6 +163,51 @@ async def test_a_renewal_that_never_answers_stops_the_send_before_the_lease_ends
     assert (await _row(mail_sessions, row_id))["status"] == "sent"
 
 
+async def test_a_message_just_recorded_failed_is_not_taken_for_a_lost_lease(
+    mail_sessions, smtp_settings, smtp_server, clock: MovableClock
+) -> None:
+    (row_id,) = await enqueue_simple(mail_sessions, clock, ["nobody@example.test"])
+    smtp_server.handler.rcpt_reply = "550 5.1.1 No such user"
+    settings = smtp_settings.model_copy(update={"lease_seconds": 0.6})  # renewed every 0.2 s
+    failed: list[int] = []
+    lost: list[int] = []
+    outbox = Outbox(
+        mail_sessions,
+        settings,
+        clock,
+        on_failed=lambda: failed.append(1),
+        on_lease_lost=lambda: lost.append(1),
+    )
+    recorded = asyncio.Event()  # the failure is committed (the row no longer 'sending')
+    renewed = asyncio.Event()  # a renewal begun after that has returned
+    real_renew, real_finish = outbox._renew, outbox._finish
+
+    async def renew(rows: Sequence[_Claimed]) -> set[uuid.UUID]:
+        after = recorded.is_set()
+        ours = await real_renew(rows)
+        if after:
+            renewed.set()
+        return ours
+
+    async def finish(row: _Claimed, **values: object) -> bool:
+        done = await real_finish(row, **values)
+        recorded.set()
+        # The rest of recording it (the session handed back, the metric, the log line) is
+        # still to come when the heartbeat's next renewal finds the row recorded.
+        async with asyncio.timeout(20):
+            await renewed.wait()
+        return done
+
+    outbox._renew = renew  # type: ignore[method-assign]
+    outbox._finish = finish  # type: ignore[method-assign]
+    assert await outbox.deliver_due() == 0
+    row = await _row(mail_sessions, row_id)
+    assert (row["status"], row["claimed_by"]) == ("failed", None)
+    assert row["last_error"].startswith("550 ")
+    assert failed == [1]  # counted as a failure
+    assert lost == []  # not as a lease lost
+
+
 async def test_a_restarted_worker_takes_its_own_rows_back_at_once(
     mail_sessions, smtp_settings, smtp_server, clock: MovableClock
 ) -> None:
