@@ -6,13 +6,18 @@ those names are importable from here too.
 Delivering: `Outbox.deliver_due` claims due rows with one atomic UPDATE (safe with several
 processes on one PostgreSQL: `FOR UPDATE SKIP LOCKED` plus a re-checked WHERE), sends them
 over one SMTP connection, and records each outcome in its own short transaction right after
-the server's answer, so an accepted message is marked 'sent' before the next one is tried.
-Transient failures (no connection, timeouts, 4xx) go back to 'pending' with exponential
-backoff; permanent ones (5xx for that message) become 'failed' with the server's answer.
+the server's answer (an accepted message's 'sent' while the next one is on the wire, so at
+most one record is in flight). Transient failures (no connection, timeouts, 4xx) go back to
+'pending' with exponential backoff; permanent ones (5xx for that message) become 'failed'
+with the server's answer. A 'sent' that cannot be recorded (a database error) stops the
+batch: nothing more is sent, that record and the one of the message accepted meanwhile are
+tried once more, the rows not tried are given back, and the SMTP session is closed.
 
 Delivery is at least once, as with any SMTP client: a crash after the server accepted a
-message but before 'sent' is committed makes it go again once the lease expires. The window
-is one round trip; the Message-ID is the same on the retry, so clients can de-duplicate.
+message but before 'sent' is committed makes it go again once the lease expires, and so does
+an accepted message whose 'sent' the database refused twice. Either way at most the last two
+accepted messages of a batch; the Message-ID is the same on the retry, so clients can
+de-duplicate.
 
 Leases: a claim leases its rows to one worker (`claimed_by`: the worker's owner name and a
 token unique to the claim, which fences every later write) for `lease_seconds`, kept short.
@@ -443,7 +448,6 @@ class Outbox:
             raise _ConnectionLost(_describe(exc)) from exc
 
     async def _deliver_over_smtp(self, rows: Sequence[_Claimed]) -> int:
-        sent = 0
         smtp = self._client()
         try:
             await smtp.connect()
@@ -453,15 +457,38 @@ class Outbox:
             for row in rows:
                 await self._retry_later(row, error)
             return 0
+        try:
+            return await self._send_batch(smtp, rows)
+        finally:
+            # Whatever ended the batch (done, a lease lost, a database error), the session
+            # ends here.
+            if smtp.is_connected:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    # The messages are recorded already; a failing QUIT changes nothing.
+                    await smtp.quit()
+            smtp.close()
+
+    async def _send_batch(self, smtp: aiosmtplib.SMTP, rows: Sequence[_Claimed]) -> int:
+        """Send the claimed rows over a connected session; returns how many it accepted.
+
+        Each accepted message's "sent" is recorded while the next one is on the wire: at most
+        one record is in flight, so a crash can resend at most the last two accepted messages
+        (never more), and the SMTP and database round trips overlap. A record that fails (a
+        database error) stops the batch: nothing more is sent; the failed record and that of
+        the message accepted meanwhile are tried once more before the pass ends, and the rows
+        not tried yet are given back. If the database fails that second time too, the pass
+        raises and those (at most the same two) go again once their lease ends.
+        """
         # The claim may be old (a slow connect): check the rows are still ours first. Then a
         # heartbeat keeps the lease alive for as long as the batch takes.
         beat = _Heartbeat(rows, self._settings.lease_seconds)
         await self._renew_in_time(beat)
         keeper = asyncio.ensure_future(self._keep_lease(beat))
-        # Each accepted message's "sent" is recorded while the next one is on the wire: at
-        # most one record is in flight, so a crash can resend at most the last two accepted
-        # messages (never more), and the SMTP and database round trips overlap.
-        recording: asyncio.Task[bool] | None = None
+        sent = 0
+        recording: tuple[_Claimed, asyncio.Task[Exception | None]] | None = None
+        unrecorded: list[_Claimed] = []  # accepted, "sent" not recorded
+        failure: Exception | None = None  # the first record that failed
+        untried: Sequence[_Claimed] = ()  # given back when a failed record stops the batch
         try:
             for index, row in enumerate(rows):
                 beat.index = index
@@ -482,7 +509,6 @@ class Outbox:
                     # Off the wire: the row's outcome is recorded next, and a renewal that
                     # then misses it must not take it for a row another worker took over.
                     beat.current = beat.sending = None
-                accepted = refused is None
                 if refused is not None:
                     try:
                         await self._record_refusal(smtp, row, refused)
@@ -491,11 +517,20 @@ class Outbox:
                             await self._retry_later(rest, f"connection lost during batch: {exc}")
                         break
                 if recording is not None:
-                    await recording
+                    previous, task = recording
                     recording = None
-                if accepted:
+                    if (error := await task) is not None:
+                        failure = error
+                        unrecorded.append(previous)
+                if refused is None:
                     sent += 1
-                    recording = asyncio.ensure_future(self._mark_sent(row, "sent"))
+                    if failure is None:
+                        recording = row, asyncio.ensure_future(self._try_mark_sent(row))
+                    else:
+                        unrecorded.append(row)
+                if failure is not None:
+                    untried = rows[index + 1 :]
+                    break
         except _LeaseLost as lost:
             # The message on the wire was cut off (the server may or may not have it); the
             # lease's new holder, or the next claim once it ends, sends what is left.
@@ -507,13 +542,60 @@ class Outbox:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
             if recording is not None:
-                await recording
-            if smtp.is_connected:
-                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                    # The messages are recorded already; a failing QUIT changes nothing.
-                    await smtp.quit()
-            smtp.close()
+                previous, task = recording
+                if (error := await task) is not None:
+                    failure = failure or error
+                    unrecorded.append(previous)
+            # A second chance for what the server accepted: a database blip is often over.
+            unrecorded = [row for row in unrecorded if await self._try_mark_sent(row)]
+            if untried:
+                await self._give_back(untried)
+        if failure is not None and unrecorded:
+            for row in unrecorded:
+                logger.error(
+                    "mail accepted but not recorded as sent; it goes again once its lease "
+                    "ends: message_id=%s",
+                    row.message_id,
+                    extra={"message_id": row.message_id},
+                )
+            raise failure
         return sent
+
+    async def _try_mark_sent(self, row: _Claimed) -> Exception | None:
+        """Record an accepted message as sent; the error if the database failed."""
+        try:
+            await self._mark_sent(row, "sent")
+        except Exception as exc:
+            logger.warning(
+                "mail accepted, could not record it as sent: message_id=%s error=%s",
+                row.message_id,
+                _describe(exc),
+                extra={"message_id": row.message_id},
+            )
+            return exc
+        return None
+
+    async def _give_back(self, rows: Sequence[_Claimed]) -> None:
+        """Rows of a stopped batch that were never tried go back to 'pending', due at once
+        and their claim's attempt uncounted; if the database fails here too, they wait for
+        their lease to end."""
+        ours = or_(*(and_(t.c.id == row.id, t.c.claimed_by == row.token) for row in rows))
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(
+                    update(t)
+                    .where(t.c.status == "sending", ours)
+                    .values(
+                        status="pending",
+                        next_attempt_at=self._now(),
+                        attempts=t.c.attempts - 1,
+                        claimed_by=None,
+                    )
+                )
+        except Exception as exc:
+            logger.warning(
+                "mail: %d messages not tried wait for their lease: %s", len(rows), _describe(exc)
+            )
 
     async def _renew_in_time(self, beat: _Heartbeat) -> None:
         """Extend the lease of what is left of the batch, bounded by the time the lease can

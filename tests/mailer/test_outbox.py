@@ -10,11 +10,12 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
+import aiosmtplib
 import icalendar
 import jinja2
 import pytest
@@ -26,7 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from mailer.compose import BookingMail, Organisation, Reader, booking_confirmed
 from mailer.message import build_message
 from mailer.models import outbox_messages
-from mailer.outbox import Outbox, enqueue, enqueue_content, get_message, list_messages
+from mailer.outbox import (
+    Outbox,
+    _Claimed,
+    enqueue,
+    enqueue_content,
+    get_message,
+    list_messages,
+)
 from mailer.settings import SmtpSettings
 from tests.mailer.mailer_support import MovableClock, SmtpServer, create_schema
 from tests.support.polling import eventually
@@ -542,6 +550,145 @@ async def test_a_stale_worker_does_not_send_a_row_taken_over(
     assert await Outbox(mail_sessions, smtp_settings, clock).deliver_due() == 1  # ...taken over
 
     assert await slow._deliver_over_smtp([claimed]) == 0  # it finds the row is no longer its
+    assert received_ids(smtp_server) == [f"<{row_id}@viva.example.test>"]
+
+
+# --- a database that fails while a batch is recorded -------------------------------------------
+
+
+async def enqueue_in_order(
+    sessions: async_sessionmaker[AsyncSession], clock: MovableClock
+) -> list[uuid.UUID]:
+    """Three messages enqueued a second apart: one batch sends them in this order."""
+    ids = []
+    for recipient in ["a@example.test", "b@example.test", "c@example.test"]:
+        ids += await enqueue_simple(sessions, clock, [recipient])
+        clock.advance(timedelta(seconds=1))
+    return ids
+
+
+def sessions_of(outbox: Outbox) -> list[aiosmtplib.SMTP]:
+    """The SMTP clients the outbox opens, kept to see that each was closed."""
+    opened: list[aiosmtplib.SMTP] = []
+    real = outbox._client
+
+    def client() -> aiosmtplib.SMTP:
+        opened.append(real())
+        return opened[-1]
+
+    outbox._client = client  # type: ignore[method-assign]
+    return opened
+
+
+async def test_a_sent_record_that_fails_once_stops_the_batch_and_is_made_again(
+    mail_sessions: async_sessionmaker[AsyncSession],
+    smtp_settings: SmtpSettings,
+    smtp_server: SmtpServer,
+    clock: MovableClock,
+) -> None:
+    a, b, c = await enqueue_in_order(mail_sessions, clock)
+    outbox = Outbox(mail_sessions, smtp_settings, clock)
+    real = outbox._mark_sent
+    calls: list[uuid.UUID] = []
+
+    async def mark_sent(row: _Claimed, how: str) -> bool:
+        calls.append(row.id)
+        if len(calls) == 1:
+            raise ConnectionError("the database went away")  # a blip: once
+        return await real(row, how)
+
+    outbox._mark_sent = mark_sent  # type: ignore[method-assign]
+    opened = sessions_of(outbox)
+
+    # a's record fails while b is on the wire: b is accepted and recorded, c is not sent,
+    # and a's record is made again once the database answers.
+    assert await outbox.deliver_due() == 2
+    assert received_ids(smtp_server) == [f"<{a}@viva.example.test>", f"<{b}@viva.example.test>"]
+    state = await rows(mail_sessions)
+    assert (state[a]["status"], state[b]["status"]) == ("sent", "sent")
+    # c was never tried: given back, due at once, its claim's attempt not counted.
+    assert (state[c]["status"], state[c]["attempts"], state[c]["claimed_by"]) == (
+        "pending",
+        0,
+        None,
+    )
+    assert len(opened) == 1 and not opened[0].is_connected  # the session was closed
+
+    assert await outbox.deliver_due() == 1  # no wait: c goes with the next pass
+    assert Counter(received_ids(smtp_server)) == Counter(
+        f"<{row_id}@viva.example.test>" for row_id in (a, b, c)
+    )
+    assert not opened[1].is_connected
+
+
+async def test_a_sent_record_that_keeps_failing_leaves_only_that_message_to_go_again(
+    mail_sessions: async_sessionmaker[AsyncSession],
+    smtp_settings: SmtpSettings,
+    smtp_server: SmtpServer,
+    clock: MovableClock,
+) -> None:
+    a, b, c = await enqueue_in_order(mail_sessions, clock)
+    outbox = Outbox(mail_sessions, smtp_settings, clock)
+    real = outbox._mark_sent
+    down = {a}  # the database fails every time a's record is tried
+
+    async def mark_sent(row: _Claimed, how: str) -> bool:
+        if row.id in down:
+            raise ConnectionError("the database went away")
+        return await real(row, how)
+
+    outbox._mark_sent = mark_sent  # type: ignore[method-assign]
+    opened = sessions_of(outbox)
+
+    with pytest.raises(ConnectionError):
+        await outbox.deliver_due()  # the pass fails: run() logs it and tries again later
+    state = await rows(mail_sessions)
+    assert [state[row_id]["status"] for row_id in (a, b, c)] == ["sending", "sent", "pending"]
+    assert len(opened) == 1 and not opened[0].is_connected
+
+    # a's lease ends: it goes again (its acceptance could never be recorded), c for the
+    # first time; b, accepted and recorded, never again.
+    down.clear()
+    clock.advance(timedelta(seconds=smtp_settings.lease_seconds))
+    assert await outbox.deliver_due() == 2
+    assert Counter(received_ids(smtp_server)) == Counter(
+        {
+            f"<{a}@viva.example.test>": 2,
+            f"<{b}@viva.example.test>": 1,
+            f"<{c}@viva.example.test>": 1,
+        }
+    )
+    assert {str(row["status"]) for row in (await rows(mail_sessions)).values()} == {"sent"}
+
+
+async def test_a_first_renewal_that_fails_still_closes_the_session(
+    mail_sessions: async_sessionmaker[AsyncSession],
+    smtp_settings: SmtpSettings,
+    smtp_server: SmtpServer,
+    clock: MovableClock,
+) -> None:
+    (row_id,) = await enqueue_simple(mail_sessions, clock, ["zoe@example.test"])
+    outbox = Outbox(mail_sessions, smtp_settings, clock)
+    real = outbox._renew
+    calls: list[int] = []
+
+    async def renew(rows: Sequence[_Claimed]) -> set[uuid.UUID]:
+        calls.append(1)
+        if len(calls) == 1:  # the check right after connecting
+            raise ConnectionError("the database went away")
+        return await real(rows)
+
+    outbox._renew = renew  # type: ignore[method-assign]
+    opened = sessions_of(outbox)
+
+    with pytest.raises(ConnectionError):
+        await outbox.deliver_due()
+    assert len(opened) == 1 and not opened[0].is_connected
+    assert smtp_server.received == []
+    assert (await rows(mail_sessions))[row_id]["status"] == "sending"  # waits for its lease
+
+    clock.advance(timedelta(seconds=smtp_settings.lease_seconds))
+    assert await outbox.deliver_due() == 1
     assert received_ids(smtp_server) == [f"<{row_id}@viva.example.test>"]
 
 
