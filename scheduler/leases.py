@@ -1,11 +1,12 @@
 """The one clock every lease is compared with: the database's on PostgreSQL.
 
-Mail claims, room hosts (and any future lease) are held by one process and taken over by
-another when they expire. Compared with each process's own clock, a host whose clock runs
-ahead would take a live lease. On PostgreSQL every lease instant is therefore read from the
-database (`clock_timestamp()`, the instant of the statement, not of the transaction's start),
-the one clock all processes share. SQLite is one machine's file: the processes share that
-machine's clock, and the injected clock (a FrozenClock in tests) is used.
+Mail claims, webhook deliveries, room hosts and retention runs (and any future lease) are
+held by one process and taken over by another when they expire. Compared with each
+process's own clock, a host whose clock runs ahead would take a live lease. On PostgreSQL
+every lease instant is therefore read from the database (`clock_timestamp()`, the instant
+of the statement, not of the transaction's start), the one clock all processes share. SQLite
+is one machine's file: the processes share that machine's clock, and the injected clock (a
+FrozenClock in tests) is used.
 
 Domain time (what is due, when a retry may happen, what the room shows) stays on the
 injected clock; only lease expiry comparisons use this. The timers need none: their claim is

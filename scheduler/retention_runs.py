@@ -16,6 +16,12 @@ are written and its lease renewed (a run that lost its lease stops). On finishin
 gets its counts and the next day's row is planned, in one transaction, and one log line
 gives the counts. A run that raises keeps its row pending and is tried again after a
 lease (the error is kept on the row and logged).
+
+Clocks (scheduler.leases): `lease_until` is written from, and compared with, the lease clock
+only (the database's on PostgreSQL), so a host whose clock runs ahead cannot take a run
+another process holds. That includes the wait after a failed run, which is a lease held by
+nobody in the same column. Domain time stays on the injected clock: when a run is due
+(`due_at`), what each kind deletes (its cutoff), and when runs started and finished.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from scheduler import keys
 from scheduler.clock import Clock
 from scheduler.config import RetentionSettings
 from scheduler.db import Database
+from scheduler.leases import LeaseNow, lease_clock
 from scheduler.models import Organisation, RetentionRun
 from scheduler.privacy import RecordingFiles
 from scheduler.retention import KINDS, Scope, cutoff, days_for
@@ -69,11 +76,12 @@ class RunDone:
     counts: dict[str, int]
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(now: datetime, lease_now: datetime) -> Any:
+    """Due by the app clock, and not leased by the lease clock."""
     return (
         _r.c.finished_at.is_(None)
         & (_r.c.due_at <= now)
-        & (_r.c.lease_until.is_(None) | (_r.c.lease_until < now))
+        & (_r.c.lease_until.is_(None) | (_r.c.lease_until < lease_now))
     )
 
 
@@ -88,9 +96,12 @@ class RetentionJob:
         settings: RetentionSettings,
         files: RecordingFiles,
         name: str | None = None,
+        lease_now: LeaseNow | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
+        # Lease instants: the database's clock on PostgreSQL, the injected one on SQLite.
+        self._lease_now = lease_now or lease_clock(db.sqlite, clock)
         self.settings = settings
         self._files = files
         # Who holds a claim: the host, the process, and a nonce (a restarted process with
@@ -131,23 +142,29 @@ class RetentionJob:
 
     async def _claim(self) -> tuple[uuid.UUID, uuid.UUID] | None:
         now = self._clock.now()
-        chosen = (
-            select(_r.c.id)
-            .where(_claimable(now))
-            .order_by(_r.c.due_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .cte("chosen")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
         async with self._db.write() as session:
+            lease_now = await self._lease_now(session)
+            claimable = _claimable(now, lease_now)
+            chosen = (
+                select(_r.c.id)
+                .where(claimable)
+                .order_by(_r.c.due_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+                .cte("chosen")
+                .prefix_with("MATERIALIZED", dialect="postgresql")
+            )
             row = (
                 await session.execute(
                     update(_r)
                     # Repeated outside: under READ COMMITTED a concurrent claimer
                     # re-evaluates it on the updated row and takes nothing.
-                    .where(_r.c.id.in_(select(chosen.c.id)), _claimable(now))
-                    .values(claimed_by=self.name, lease_until=now + self._lease, started_at=now)
+                    .where(_r.c.id.in_(select(chosen.c.id)), claimable)
+                    .values(
+                        claimed_by=self.name,
+                        lease_until=lease_now + self._lease,
+                        started_at=now,
+                    )
                     .returning(_r.c.id, _r.c.organisation_id)
                 )
             ).first()
@@ -197,12 +214,12 @@ class RetentionJob:
         return RunDone(run_id, org_id, counts)
 
     async def _renew(self, run_id: uuid.UUID, counts: dict[str, int]) -> bool:
-        now = self._clock.now()
         async with self._db.write() as session:
+            lease_now = await self._lease_now(session)
             result = await session.execute(
                 update(_r)
                 .where(_r.c.id == run_id, _r.c.claimed_by == self.name, _r.c.finished_at.is_(None))
-                .values(lease_until=now + self._lease, counts=dict(counts))
+                .values(lease_until=lease_now + self._lease, counts=dict(counts))
             )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -221,16 +238,17 @@ class RetentionJob:
             )
 
     async def _failed(self, run_id: uuid.UUID, counts: dict[str, int], exc: Exception) -> None:
-        """The row stays pending; its lease now says when to try again."""
-        now = self._clock.now()
+        """The row stays pending; its lease (held by nobody, on the lease clock like every
+        lease, since `_claimable` compares it with that clock) now says when to try again."""
         try:
             async with self._db.write() as session:
+                lease_now = await self._lease_now(session)
                 await session.execute(
                     update(_r)
                     .where(_r.c.id == run_id, _r.c.claimed_by == self.name)
                     .values(
                         claimed_by=None,
-                        lease_until=now + self._lease,
+                        lease_until=lease_now + self._lease,
                         counts=dict(counts),
                         last_error=f"{type(exc).__name__}: {exc}"[:1000],
                     )

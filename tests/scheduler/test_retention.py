@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mailer.models import outbox_messages as outbox
 from rooms.models import RoomAttendance, RoomRecord, RoomRecording
@@ -21,6 +21,7 @@ from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.config import RetentionSettings, Settings
 from scheduler.db import Database
+from scheduler.leases import lease_clock
 from scheduler.models import Assessment, BookingEvent, Candidate, Organisation, RetentionRun
 from scheduler.orgs import create_organisation
 from scheduler.retention import KINDS
@@ -307,6 +308,76 @@ async def test_two_processes_never_run_one_organisations_run_twice(
             await db.dispose()
 
 
+async def _lease_lapses(db: Database, clock: FrozenClock, by: timedelta) -> None:
+    """Move the clock leases are compared with (scheduler.leases) past every lease: on
+    SQLite the injected clock; on PostgreSQL it is the database's, which a test cannot move,
+    so the leases are made to end just before its now instead (the app clock moves on
+    either way)."""
+    clock.set(clock.now() + by)
+    if db.sqlite:
+        return
+    async with db.write() as session:
+        now = await lease_clock(db.sqlite, clock)(session)
+        await session.execute(
+            update(RetentionRun)
+            .where(RetentionRun.lease_until.is_not(None))
+            .values(lease_until=now - timedelta(seconds=1))
+        )
+
+
+async def _one_org(db: Database, clock: FrozenClock) -> None:
+    async with db.write() as session:
+        await create_organisation(
+            session,
+            name="Org",
+            contact_email="o@example.org",
+            contact_phone=None,
+            now=clock.now(),
+        )
+
+
+async def test_on_postgresql_retention_leases_are_compared_with_the_database_clock(
+    settings: Settings, tmp_path: Any
+) -> None:
+    """A process whose clock runs an hour ahead (of the real time and of the database's)
+    cannot take a run another process holds: by its own clock the lease has ended, by the
+    database's it has not."""
+    if settings.database.url.startswith("sqlite"):
+        pytest.skip("SQLite is one machine: its processes share one clock")
+    from scheduler.privacy import RecordingFiles
+
+    db = Database(settings.database.url)
+    try:
+        # Near the real time, since the database's clock is: the run fell due a day ago.
+        real = datetime.now(UTC)
+        clock = FrozenClock(real - timedelta(days=1))
+        await _one_org(db, clock)
+        files = RecordingFiles(tmp_path, lambda _: False, timedelta(minutes=30))
+        holder = RetentionJob(db, clock=clock, settings=settings.retention, files=files, name="h")
+        await holder.plan()
+        clock.set(real)
+        assert await holder._claim() is not None
+
+        lease = timedelta(minutes=settings.retention.lease_minutes)
+        ahead = FrozenClock(real + timedelta(hours=1))
+        assert timedelta(hours=1) > lease
+        fair = RetentionJob(db, clock=ahead, settings=settings.retention, files=files, name="f")
+        assert await fair._claim() is None, "the database's clock says the lease is live"
+        assert await fair.run_due() == []
+        # What happened before: leases compared with the process's own clock.
+        naive = RetentionJob(
+            db,
+            clock=ahead,
+            settings=settings.retention,
+            files=files,
+            name="n",
+            lease_now=lease_clock(True, ahead),
+        )
+        assert await naive._claim() is not None
+    finally:
+        await db.dispose()
+
+
 async def test_a_run_whose_process_died_is_taken_over_after_its_lease(
     settings: Settings, clock: FrozenClock, tmp_path: Any
 ) -> None:
@@ -314,14 +385,7 @@ async def test_a_run_whose_process_died_is_taken_over_after_its_lease(
 
     db = Database(settings.database.url)
     try:
-        async with db.write() as session:
-            await create_organisation(
-                session,
-                name="Org",
-                contact_email="o@example.org",
-                contact_phone=None,
-                now=clock.now(),
-            )
+        await _one_org(db, clock)
         files = RecordingFiles(tmp_path, lambda _: False, timedelta(minutes=30))
         dead, alive = (
             RetentionJob(db, clock=clock, settings=settings.retention, files=files, name=n)
@@ -331,7 +395,7 @@ async def test_a_run_whose_process_died_is_taken_over_after_its_lease(
         clock.set(clock.now() + timedelta(days=1))
         assert await dead._claim() is not None  # ...and the process dies holding it
         assert await alive.run_due() == [], "the claim holds while its lease runs"
-        clock.set(clock.now() + timedelta(minutes=settings.retention.lease_minutes + 1))
+        await _lease_lapses(db, clock, timedelta(minutes=settings.retention.lease_minutes + 1))
         [run] = await alive.run_due()
         async with db.read() as session:
             row = await session.get(RetentionRun, run.id)

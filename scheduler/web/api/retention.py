@@ -6,6 +6,7 @@ import logging
 
 from scheduler import keys
 from scheduler.errors import Conflict
+from scheduler.leases import lease_clock
 from scheduler.models import Candidate
 from scheduler.retention import KINDS, days_for
 from scheduler.retention_runs import next_due, pending_and_last
@@ -30,6 +31,9 @@ async def _retention(call: Call) -> RetentionOut:
     own = call.org.retention or {}
     days = days_for(own, defaults)
     pending, last = await pending_and_last(call.session, call.org.id)
+    # Whether its lease is live is read on the clock leases are written with (the
+    # database's on PostgreSQL, scheduler.leases); when it is due, on the app's.
+    lease_now = await lease_clock(app[keys.DB].sqlite, app[keys.CLOCK])(call.session)
     return RetentionOut(
         rules=[
             RetentionRule(
@@ -45,7 +49,7 @@ async def _retention(call: Call) -> RetentionOut:
         running=pending is not None
         and pending.claimed_by is not None
         and pending.lease_until is not None
-        and pending.lease_until > now,
+        and pending.lease_until > lease_now,
         last_run=RetentionRunOut.model_validate(last) if last is not None else None,
     )
 
