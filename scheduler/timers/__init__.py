@@ -21,7 +21,9 @@ An action that raises (a transient database error, a lost connection) is not los
 goes back to pending with `retry_at` (backoff doubling, `plan.retry_delay`) and its
 `last_error`, and is tried again until its own deadline: a reminder's is the interview's
 start (after it, a reminder is pointless); a lock or a no-show mark has none (it is never
-pointless). Past the deadline the row is closed as "failed", logged at error level, counted
+pointless). A retry whose backoff would pass the deadline is brought forward to just before
+it (`plan.LAST_TRY_BEFORE_DEADLINE`), so the last useful try is made. When no try is left
+before the deadline the row is closed as "failed", logged at error level, counted
 (viva_timer_failures_total) and written in the booking's history ("timer_failed").
 
 Modules: `plan` (which rows a booking has, re-planned in its transaction), `claims` (what
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 from scheduler.timers.claims import Fired
 from scheduler.timers.plan import (
+    LAST_TRY_BEFORE_DEADLINE,
     LOCK,
     NO_SHOW,
     deadline,
@@ -47,6 +50,7 @@ from scheduler.timers.service import TimerMetrics, TimerService
 from scheduler.timers.wiring import no_show_after, timers_ctx
 
 __all__ = [
+    "LAST_TRY_BEFORE_DEADLINE",
     "LOCK",
     "NO_SHOW",
     "Fired",

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from scheduler import history
 from scheduler.db import UTCDateTime
 from scheduler.models import Booking, Timer
-from scheduler.timers.plan import deadline, retry_delay
+from scheduler.timers.plan import LAST_TRY_BEFORE_DEADLINE, deadline, retry_delay
 
 __all__ = [
     "CLAIM_BATCH",
@@ -126,11 +126,20 @@ async def retry_or_fail(
     session: AsyncSession, claim: Claim, now: datetime, error: str
 ) -> datetime | None:
     """After an action raised (its savepoint rolled back): plan it again and return
-    when, or past its deadline close it as "failed", in the booking's history too."""
+    when, or when no useful try is left close it as "failed", in the booking's history too.
+
+    The retry comes after the backoff, but never past the action's deadline: one whose
+    backoff would pass it is brought forward to `LAST_TRY_BEFORE_DEADLINE` before it (a
+    reminder failing at 09:58 for a 10:00 interview is tried again at 09:59:30, not given up
+    because its 5-minute backoff ends after the start). Only when that moment is not after
+    `now` (the failure was the last try, or came later) is the row failed. Such a try may
+    come sooner than the backoff, and only once: the next failure is at or past it."""
     attempts = claim.attempts + 1
     retry_at = now + retry_delay(attempts)
     until = deadline(claim.kind, claim.due_at)
-    if until is None or retry_at < until:
+    if until is not None:
+        retry_at = min(retry_at, until - LAST_TRY_BEFORE_DEADLINE)
+    if retry_at > now:
         await session.execute(
             update(_t)
             .where(_t.c.id == claim.id)

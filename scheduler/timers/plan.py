@@ -16,6 +16,7 @@ from scheduler.models import ACTIVE_STATUSES, Booking, Timer
 from scheduler.policy import Policy, lock_time
 
 __all__ = [
+    "LAST_TRY_BEFORE_DEADLINE",
     "LOCK",
     "NO_SHOW",
     "deadline",
@@ -33,6 +34,9 @@ _REMINDER = re.compile(r"reminder_(\d+)h")
 # A failing action is tried again after this, doubled at each failure, up to the maximum.
 _RETRY_BASE_SECONDS = 5.0
 _RETRY_MAX_SECONDS = 300.0
+# A retry whose backoff would pass its action's deadline comes this long before it instead:
+# the last useful try, with room for a pass woken a little late to still run in time.
+LAST_TRY_BEFORE_DEADLINE = timedelta(seconds=30)
 
 
 def retry_delay(attempts: int) -> timedelta:

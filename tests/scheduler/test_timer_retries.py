@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import keys
 from scheduler.models import Timer
-from scheduler.timers import deadline, retry_delay
+from scheduler.timers import LAST_TRY_BEFORE_DEADLINE, deadline, retry_delay
 from tests.conftest import token_of
 
 START = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)  # 09:00 in Paris
@@ -106,7 +106,9 @@ async def test_a_reminder_that_keeps_failing_gives_up_at_the_interview(
             assert row.retry_at is not None and row.retry_at < START
             clock.set(row.retry_at)
     assert row.outcome == "failed" and row.attempts > 3
-    assert clock.now() < START  # given up as soon as the next try would come too late
+    # The last try came just before the start, though its backoff would have ended after it;
+    # given up only then, with no useful try left.
+    assert clock.now() == START - LAST_TRY_BEFORE_DEADLINE
     assert "no_such_table" in (row.last_error or "")
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(failures) == 1 and "failed for good" in failures[0].getMessage()
@@ -119,3 +121,64 @@ async def test_a_reminder_that_keeps_failing_gives_up_at_the_interview(
     clock.set(START + timedelta(minutes=10))
     await timers.run_due()
     assert (await org.ok("GET", f"/bookings/{booking_id}"))["status"] == "no_show"
+
+
+async def _reminder_failed_before(org, booking_id: str, attempts: int) -> None:
+    """The 1 h reminder as it is after `attempts` failures: pending, due again now."""
+    async with org.client.app[keys.DB].write() as session:
+        await session.execute(
+            update(Timer)
+            .where(Timer.booking_id == uuid.UUID(booking_id), Timer.kind == "reminder_1h")
+            .values(done_at=None, outcome=None, attempts=attempts, retry_at=None)
+        )
+
+
+async def test_a_reminder_whose_backoff_passes_the_start_is_tried_once_more_before_it(
+    make_org, clock
+) -> None:
+    """At the backoff's cap (5 min), a reminder failing 2 minutes before the interview is
+    not given up: its last try comes just before the start, and only a failure then (or at
+    or after the start) fails it for good."""
+    org, booking_id = await _booking(make_org)
+    timers = org.client.app[keys.TIMERS]
+    timers.before_action = _failing("reminder_1h", None)
+    capped = 10
+    assert retry_delay(capped + 1) == timedelta(minutes=5)
+    await _reminder_failed_before(org, booking_id, capped)
+
+    clock.set(START - timedelta(minutes=2))
+    await timers.run_due()
+    row = await _timer(org, booking_id, "reminder_1h")
+    assert (row.done_at, row.attempts) == (None, capped + 1), "planned again, not failed"
+    assert row.retry_at == START - LAST_TRY_BEFORE_DEADLINE
+    assert clock.now() < row.retry_at < clock.now() + retry_delay(capped + 1)
+    assert _sample(org, "viva_timer_failures_total", kind="reminder_1h") == 0
+
+    # The last try fails too: nothing useful is left, the reminder is failed for good.
+    clock.set(row.retry_at)
+    await timers.run_due()
+    row = await _timer(org, booking_id, "reminder_1h")
+    assert row.outcome == "failed" and row.done_at is not None and row.attempts == capped + 2
+    assert _sample(org, "viva_timer_failures_total", kind="reminder_1h") == 1
+
+    # Failing inside the last margin, at the start, or after it: failed at once.
+    for at in (START - LAST_TRY_BEFORE_DEADLINE / 2, START, START + timedelta(minutes=1)):
+        await _reminder_failed_before(org, booking_id, 1)
+        clock.set(at)
+        await timers.run_due()
+        row = await _timer(org, booking_id, "reminder_1h")
+        assert row.outcome == "failed" and row.retry_at is None, at
+    assert _sample(org, "viva_timer_failures_total", kind="reminder_1h") == 4
+
+
+async def test_a_lock_retried_long_after_its_time_still_waits_its_full_backoff(
+    make_org, clock
+) -> None:
+    """A lock has no deadline: its retry keeps the whole backoff, however late it is."""
+    org, booking_id = await _booking(make_org)
+    timers = org.client.app[keys.TIMERS]
+    timers.before_action = _failing("lock", None)
+    clock.set(START + timedelta(hours=1))
+    await timers.run_due()
+    row = await _timer(org, booking_id, "lock")
+    assert row.done_at is None and row.retry_at == clock.now() + retry_delay(1)
