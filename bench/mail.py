@@ -50,9 +50,10 @@ from sqlalchemy import func, select, update  # noqa: E402
 
 from bench.common import LANGUAGES, free_port, fresh_database, machine, table  # noqa: E402
 from mailer import compose  # noqa: E402
+from mailer.heartbeat import Claimed  # noqa: E402
 from mailer.message import MailContent  # noqa: E402
 from mailer.models import outbox_messages as t  # noqa: E402
-from mailer.outbox import Outbox, _Claimed, enqueue_content  # noqa: E402
+from mailer.outbox import Outbox, enqueue_content  # noqa: E402
 from mailer.settings import SmtpSettings  # noqa: E402
 from rooms.tokens import LinkKind, LinkSigner, new_nonce  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
@@ -294,19 +295,19 @@ class TimedOutbox(Outbox):
 
         return wrapped
 
-    async def _claim(self) -> list[_Claimed]:
-        result: list[_Claimed] = await self._timed(
+    async def _claim(self) -> list[Claimed]:
+        result: list[Claimed] = await self._timed(
             "claim (UPDATE..RETURNING, 1 tx/pass)", super()._claim()
         )
         return result
 
-    async def _still_ours(self, row: _Claimed) -> bool:
+    async def _still_ours(self, row: Claimed) -> bool:
         result: bool = await self._timed(
             "renew lease (_still_ours, 1 tx/msg)", super()._still_ours(row)
         )
         return result
 
-    async def _finish(self, row: _Claimed, **values: object) -> bool:
+    async def _finish(self, row: Claimed, **values: object) -> bool:
         result: bool = await self._timed(
             "record 'sent' (_finish, 1 tx/msg)", super()._finish(row, **values)
         )

@@ -37,17 +37,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiosmtplib
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailer.failures import (
+    FailedMessage,
+    OnFailedInTransaction,
+    describe,
+    is_permanent,
+    without_address,
+)
+from mailer.heartbeat import Claimed, ConnectionLost, Heartbeat, LeaseLost
 from mailer.models import outbox_messages as t
 from mailer.primitives import Clock
 from mailer.settings import SmtpSettings
@@ -87,107 +93,7 @@ logger = logging.getLogger("viva.mailer")
 LeaseNow = Callable[[AsyncSession], Awaitable[datetime]]
 
 
-@dataclass(frozen=True)
-class FailedMessage:
-    """A message marked failed for good, as told to `on_failed_in_transaction`. The error
-    no longer names the recipient (see `_without_address`)."""
-
-    id: uuid.UUID
-    organisation_id: uuid.UUID
-    booking_id: uuid.UUID | None
-    kind: str
-    attempts: int
-    error: str
-    at: datetime
-
-
-# Runs in the transaction that marks a message failed (the scheduler's webhooks), so what
-# it writes exists if and only if the failure is recorded.
-OnFailedInTransaction = Callable[[AsyncSession, FailedMessage], Awaitable[None]]
-
-
 # --- delivering ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    id: uuid.UUID
-    recipient: str
-    message_id: str
-    raw: bytes
-    attempts: int
-    created_at: datetime
-    organisation_id: uuid.UUID
-    booking_id: uuid.UUID | None
-    kind: str
-    token: str = ""  # claimed_by of this claim: fences every later write
-
-
-class _LeaseLost(Exception):
-    """The batch's lease could not be kept; what is left of it is not ours to send."""
-
-
-class _Heartbeat:
-    """Keeps a batch's lease alive while it is sent, and stops the send it can no longer
-    cover (`lose`)."""
-
-    def __init__(self, rows: Sequence[_Claimed], lease_seconds: float) -> None:
-        self.rows = rows
-        self.index = 0  # rows before it are done with
-        self.ours: set[uuid.UUID] = {row.id for row in rows}
-        self.lease_seconds = lease_seconds
-        # Loop time taken just before the last renewal that succeeded (before the claim's
-        # first check, the heartbeat's creation): the lease runs at least a lease from it.
-        self.renewed_at = asyncio.get_running_loop().time()
-        self.sending: asyncio.Future[Exception | None] | None = None
-        self.current: uuid.UUID | None = None
-        self.lost: str | None = None
-
-    def vouched_until(self) -> float:
-        """Loop time until which the lease is surely ours, with a margin (a tenth of a lease)
-        for clocks that run at different rates and for the stopped send to wind down."""
-        return self.renewed_at + self.lease_seconds * 0.9
-
-    def lose(self, why: str) -> None:
-        if self.lost is None:
-            self.lost = why
-        if self.sending is not None and not self.sending.done():
-            self.sending.cancel()
-
-
-class _ConnectionLost(Exception):
-    """The SMTP session is unusable; the rest of the batch waits for the next pass."""
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return f"{exc.code} {exc.message}"
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _without_address(error: str, recipient: str) -> str:
-    """An SMTP error often quotes the address it refused. Logs name a message by its
-    Message-ID, never its recipient: the outbox row says who it was for for as long as it
-    exists, and an erased candidate's row stops saying it (scheduler.privacy), which a log
-    line kept elsewhere could not."""
-    return re.sub(re.escape(recipient), "<recipient>", error, flags=re.IGNORECASE)
-
-
-def _is_permanent(exc: BaseException) -> bool:
-    """Whether a per-message error means "never going to work": a 5xx for this message.
-
-    Connection-level trouble never is: a 5xx while connecting or logging in is a
-    configuration or server problem, fixed by an operator, after which the message must go.
-    """
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return all(500 <= r.code < 600 for r in exc.recipients)
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return 500 <= exc.code < 600
-    if isinstance(exc, aiosmtplib.SMTPNotSupported | ValueError):
-        return True  # e.g. an address the server cannot take: retrying changes nothing
-    return False
 
 
 class Outbox:
@@ -228,7 +134,7 @@ class Outbox:
 
     # -- state changes, each in its own short transaction ------------------------------
 
-    async def _claim(self) -> list[_Claimed]:
+    async def _claim(self) -> list[Claimed]:
         """Take up to batch_size due rows, atomically, and lease them to this worker.
 
         Due means 'pending' whose time has come, or 'sending' whose lease has expired (its
@@ -277,11 +183,11 @@ class Outbox:
                 )
             )
             rows = [(*row, token) for row in (await session.execute(statement)).all()]
-        claimed = [_Claimed(*row) for row in rows]
+        claimed = [Claimed(*row) for row in rows]
         claimed.sort(key=lambda row: (row.created_at, row.id))
         return claimed
 
-    async def _renew(self, rows: Sequence[_Claimed]) -> set[uuid.UUID]:
+    async def _renew(self, rows: Sequence[Claimed]) -> set[uuid.UUID]:
         """Extend the lease of these rows in one statement; return the ids still ours.
 
         The claim's token (`claimed_by`) fences: a worker that claimed a row after our lease
@@ -321,7 +227,7 @@ class Outbox:
             )
         return count
 
-    async def _finish(self, row: _Claimed, **values: object) -> bool:
+    async def _finish(self, row: Claimed, **values: object) -> bool:
         """Record an outcome, unless another worker has taken the row over meanwhile. A
         failure for good is told to `on_failed_in_transaction` in the same transaction."""
         async with self._sessionmaker() as session, session.begin():
@@ -333,7 +239,7 @@ class Outbox:
             recorded = rows_changed(result) == 1
             hook = self._on_failed_in_transaction
             if recorded and values.get("status") == "failed" and hook is not None:
-                error = _without_address(str(values.get("last_error") or ""), row.recipient)
+                error = without_address(str(values.get("last_error") or ""), row.recipient)
                 failed = FailedMessage(
                     row.id,
                     row.organisation_id,
@@ -346,7 +252,7 @@ class Outbox:
                 await hook(session, failed)
         return recorded
 
-    async def _mark_sent(self, row: _Claimed, how: str) -> bool:
+    async def _mark_sent(self, row: Claimed, how: str) -> bool:
         recorded = await self._finish(row, status="sent", sent_at=self._now(), last_error=None)
         logger.info(
             "mail %s: message_id=%s",
@@ -356,7 +262,7 @@ class Outbox:
         )
         return recorded
 
-    async def _keep(self, rows: Sequence[_Claimed]) -> int:
+    async def _keep(self, rows: Sequence[Claimed]) -> int:
         """Dev mode: the claimed rows are delivered to the local mailbox, all recorded in one
         statement (they share the claim's token); returns how many were still ours."""
         async with self._sessionmaker() as session, session.begin():
@@ -373,7 +279,7 @@ class Outbox:
             )
         return rows_changed(result)
 
-    async def _mark_failed(self, row: _Claimed, error: str) -> None:
+    async def _mark_failed(self, row: Claimed, error: str) -> None:
         if not await self._finish(row, status="failed", last_error=error):
             return  # another worker has it: its outcome is the one that counts
         if self._on_failed is not None:
@@ -382,11 +288,11 @@ class Outbox:
             "mail failed for good: message_id=%s attempts=%d error=%s",
             row.message_id,
             row.attempts,
-            _without_address(error, row.recipient),
+            without_address(error, row.recipient),
             extra={"message_id": row.message_id},
         )
 
-    async def _retry_later(self, row: _Claimed, error: str) -> None:
+    async def _retry_later(self, row: Claimed, error: str) -> None:
         if row.attempts >= self._settings.max_attempts:
             await self._mark_failed(row, f"gave up after {row.attempts} attempts: {error}")
             return
@@ -398,7 +304,7 @@ class Outbox:
             row.message_id,
             row.attempts,
             retry_at.isoformat(),
-            _without_address(error, row.recipient),
+            without_address(error, row.recipient),
             extra={"message_id": row.message_id},
         )
 
@@ -416,7 +322,7 @@ class Outbox:
             start_tls=s.security == "starttls",
         )
 
-    async def _send_one(self, smtp: aiosmtplib.SMTP, row: _Claimed) -> Exception | None:
+    async def _send_one(self, smtp: aiosmtplib.SMTP, row: Claimed) -> Exception | None:
         """Put one row on the wire: None if the server accepted it, else why not.
 
         Nothing is recorded here: this is the part the heartbeat covers (and stops when the
@@ -429,31 +335,31 @@ class Outbox:
             return exc
         return None
 
-    async def _record_refusal(self, smtp: aiosmtplib.SMTP, row: _Claimed, exc: Exception) -> None:
+    async def _record_refusal(self, smtp: aiosmtplib.SMTP, row: Claimed, exc: Exception) -> None:
         """Record a send the server did not accept.
 
-        Raises _ConnectionLost when the session is no longer usable.
+        Raises ConnectionLost when the session is no longer usable.
         """
         lost = aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError | OSError
         if isinstance(exc, lost):
             # The server may or may not have the message; only an answer would tell. Retrying
             # is the safe side: a duplicate with the same Message-ID beats a lost invitation.
-            await self._retry_later(row, _describe(exc))
-            raise _ConnectionLost(_describe(exc)) from exc
-        if _is_permanent(exc):
-            await self._mark_failed(row, _describe(exc))
+            await self._retry_later(row, describe(exc))
+            raise ConnectionLost(describe(exc)) from exc
+        if is_permanent(exc):
+            await self._mark_failed(row, describe(exc))
         else:
-            await self._retry_later(row, _describe(exc))
+            await self._retry_later(row, describe(exc))
         if not smtp.is_connected:  # e.g. 421: the server closed the session
-            raise _ConnectionLost(_describe(exc)) from exc
+            raise ConnectionLost(describe(exc)) from exc
 
-    async def _deliver_over_smtp(self, rows: Sequence[_Claimed]) -> int:
+    async def _deliver_over_smtp(self, rows: Sequence[Claimed]) -> int:
         smtp = self._client()
         try:
             await smtp.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
             error = f"cannot connect to {self._settings.host}:{self._settings.port}: "
-            error += _describe(exc)
+            error += describe(exc)
             for row in rows:
                 await self._retry_later(row, error)
             return 0
@@ -468,7 +374,7 @@ class Outbox:
                     await smtp.quit()
             smtp.close()
 
-    async def _send_batch(self, smtp: aiosmtplib.SMTP, rows: Sequence[_Claimed]) -> int:
+    async def _send_batch(self, smtp: aiosmtplib.SMTP, rows: Sequence[Claimed]) -> int:
         """Send the claimed rows over a connected session; returns how many it accepted.
 
         Each accepted message's "sent" is recorded while the next one is on the wire: at most
@@ -481,19 +387,19 @@ class Outbox:
         """
         # The claim may be old (a slow connect): check the rows are still ours first. Then a
         # heartbeat keeps the lease alive for as long as the batch takes.
-        beat = _Heartbeat(rows, self._settings.lease_seconds)
+        beat = Heartbeat(rows, self._settings.lease_seconds)
         await self._renew_in_time(beat)
         keeper = asyncio.ensure_future(self._keep_lease(beat))
         sent = 0
-        recording: tuple[_Claimed, asyncio.Task[Exception | None]] | None = None
-        unrecorded: list[_Claimed] = []  # accepted, "sent" not recorded
+        recording: tuple[Claimed, asyncio.Task[Exception | None]] | None = None
+        unrecorded: list[Claimed] = []  # accepted, "sent" not recorded
         failure: Exception | None = None  # the first record that failed
-        untried: Sequence[_Claimed] = ()  # given back when a failed record stops the batch
+        untried: Sequence[Claimed] = ()  # given back when a failed record stops the batch
         try:
             for index, row in enumerate(rows):
                 beat.index = index
                 if beat.lost is not None:
-                    raise _LeaseLost(beat.lost)
+                    raise LeaseLost(beat.lost)
                 if row.id not in beat.ours:
                     continue
                 beat.current = row.id
@@ -504,7 +410,7 @@ class Outbox:
                     current = asyncio.current_task()
                     if beat.lost is None or (current is not None and current.cancelling()):
                         raise  # we are being cancelled ourselves
-                    raise _LeaseLost(beat.lost) from None
+                    raise LeaseLost(beat.lost) from None
                 finally:
                     # Off the wire: the row's outcome is recorded next, and a renewal that
                     # then misses it must not take it for a row another worker took over.
@@ -512,7 +418,7 @@ class Outbox:
                 if refused is not None:
                     try:
                         await self._record_refusal(smtp, row, refused)
-                    except _ConnectionLost as exc:
+                    except ConnectionLost as exc:
                         for rest in rows[index + 1 :]:
                             await self._retry_later(rest, f"connection lost during batch: {exc}")
                         break
@@ -531,7 +437,7 @@ class Outbox:
                 if failure is not None:
                     untried = rows[index + 1 :]
                     break
-        except _LeaseLost as lost:
+        except LeaseLost as lost:
             # The message on the wire was cut off (the server may or may not have it); the
             # lease's new holder, or the next claim once it ends, sends what is left.
             if self._on_lease_lost is not None:
@@ -561,7 +467,7 @@ class Outbox:
             raise failure
         return sent
 
-    async def _try_mark_sent(self, row: _Claimed) -> Exception | None:
+    async def _try_mark_sent(self, row: Claimed) -> Exception | None:
         """Record an accepted message as sent; the error if the database failed."""
         try:
             await self._mark_sent(row, "sent")
@@ -569,13 +475,13 @@ class Outbox:
             logger.warning(
                 "mail accepted, could not record it as sent: message_id=%s error=%s",
                 row.message_id,
-                _describe(exc),
+                describe(exc),
                 extra={"message_id": row.message_id},
             )
             return exc
         return None
 
-    async def _give_back(self, rows: Sequence[_Claimed]) -> None:
+    async def _give_back(self, rows: Sequence[Claimed]) -> None:
         """Rows of a stopped batch that were never tried go back to 'pending', due at once
         and their claim's attempt uncounted; if the database fails here too, they wait for
         their lease to end."""
@@ -594,10 +500,10 @@ class Outbox:
                 )
         except Exception as exc:
             logger.warning(
-                "mail: %d messages not tried wait for their lease: %s", len(rows), _describe(exc)
+                "mail: %d messages not tried wait for their lease: %s", len(rows), describe(exc)
             )
 
-    async def _renew_in_time(self, beat: _Heartbeat) -> None:
+    async def _renew_in_time(self, beat: Heartbeat) -> None:
         """Extend the lease of what is left of the batch, bounded by the time the lease can
         still be vouched for: a renewal that just waits (a half-open connection, a pool whose
         own timeout is longer than the lease) raises TimeoutError once that time is up,
@@ -610,7 +516,7 @@ class Outbox:
         beat.ours = ours
         beat.renewed_at = started
 
-    async def _keep_lease(self, beat: _Heartbeat) -> None:
+    async def _keep_lease(self, beat: Heartbeat) -> None:
         """Extend the batch's lease every third of it until cancelled. A row found taken
         over stops its send; so does a renewal that has not succeeded by the time the lease
         may end, whether the database failed or never answered (the lease can no longer be
@@ -622,7 +528,7 @@ class Outbox:
             try:
                 await self._renew_in_time(beat)
             except Exception as exc:
-                why = "no answer in time" if isinstance(exc, TimeoutError) else _describe(exc)
+                why = "no answer in time" if isinstance(exc, TimeoutError) else describe(exc)
                 logger.warning("mail: could not extend the lease: %s", why)
                 if loop.time() + interval >= beat.vouched_until():
                     beat.lose(f"the lease could not be extended: {why}")

@@ -19,8 +19,9 @@ from aiosmtpd.smtp import Envelope, Session
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailer.heartbeat import Claimed
 from mailer.models import outbox_messages as t
-from mailer.outbox import Outbox, _Claimed
+from mailer.outbox import Outbox
 from mailer.settings import SmtpSettings
 from scheduler.leases import lease_clock
 from tests.mailer.mailer_support import MovableClock, RecordingHandler, SmtpServer
@@ -137,7 +138,7 @@ async def test_a_renewal_that_never_answers_stops_the_send_before_the_lease_ends
     real_renew = first._renew
     renewed_from: list[float] = []
 
-    async def renew(rows: Sequence[_Claimed]) -> set[uuid.UUID]:
+    async def renew(rows: Sequence[Claimed]) -> set[uuid.UUID]:
         if renewed_from:
             await asyncio.Event().wait()  # the database stops answering (half-open TCP)
         renewed_from.append(loop.time())  # the lease runs at least a lease from here
@@ -185,14 +186,14 @@ async def test_a_message_just_recorded_failed_is_not_taken_for_a_lost_lease(
     renewed = asyncio.Event()  # a renewal begun after that has returned
     real_renew, real_finish = outbox._renew, outbox._finish
 
-    async def renew(rows: Sequence[_Claimed]) -> set[uuid.UUID]:
+    async def renew(rows: Sequence[Claimed]) -> set[uuid.UUID]:
         after = recorded.is_set()
         ours = await real_renew(rows)
         if after:
             renewed.set()
         return ours
 
-    async def finish(row: _Claimed, **values: object) -> bool:
+    async def finish(row: Claimed, **values: object) -> bool:
         done = await real_finish(row, **values)
         recorded.set()
         # The rest of recording it (the session handed back, the metric, the log line) is

@@ -25,11 +25,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from mailer.compose import BookingMail, Organisation, Reader, booking_confirmed
+from mailer.heartbeat import Claimed
 from mailer.message import build_message
 from mailer.models import outbox_messages
 from mailer.outbox import (
     Outbox,
-    _Claimed,
     enqueue,
     enqueue_content,
     get_message,
@@ -591,7 +591,7 @@ async def test_a_sent_record_that_fails_once_stops_the_batch_and_is_made_again(
     real = outbox._mark_sent
     calls: list[uuid.UUID] = []
 
-    async def mark_sent(row: _Claimed, how: str) -> bool:
+    async def mark_sent(row: Claimed, how: str) -> bool:
         calls.append(row.id)
         if len(calls) == 1:
             raise ConnectionError("the database went away")  # a blip: once
@@ -632,7 +632,7 @@ async def test_a_sent_record_that_keeps_failing_leaves_only_that_message_to_go_a
     real = outbox._mark_sent
     down = {a}  # the database fails every time a's record is tried
 
-    async def mark_sent(row: _Claimed, how: str) -> bool:
+    async def mark_sent(row: Claimed, how: str) -> bool:
         if row.id in down:
             raise ConnectionError("the database went away")
         return await real(row, how)
@@ -672,7 +672,7 @@ async def test_a_first_renewal_that_fails_still_closes_the_session(
     real = outbox._renew
     calls: list[int] = []
 
-    async def renew(rows: Sequence[_Claimed]) -> set[uuid.UUID]:
+    async def renew(rows: Sequence[Claimed]) -> set[uuid.UUID]:
         calls.append(1)
         if len(calls) == 1:  # the check right after connecting
             raise ConnectionError("the database went away")
