@@ -67,6 +67,7 @@ __all__ = [
     "BookingChange",
     "CloseCode",
     "Connection",
+    "Missed",
     "RoomServer",
     "ice_servers",
     "room_info",
@@ -77,8 +78,16 @@ log = logging.getLogger("viva.rooms")
 # Told, in the transaction that records it, that the evaluator ended the interview with an
 # outcome (the scheduler closes the booking: rooms cannot touch bookings themselves).
 OnEnded = Callable[[AsyncSession, uuid.UUID, str, datetime], Awaitable[None]]
-# Told each candidate arrival (booking id, instant) in the transaction recording it.
+# Told each candidate arrival (booking id, instant) in the transaction recording it; raises
+# `Missed` when the booking was marked no-show first (the transaction is then rolled back,
+# the arrival refused).
 OnJoined = Callable[[AsyncSession, uuid.UUID, datetime], Awaitable[None]]
+
+
+class Missed(Exception):
+    """The no-show mark was committed before this arrival could be: the candidate is refused
+    as missed, exactly as if they had come after it (the mark and the arrival are decided
+    under the booking's row lock, whichever process each runs in)."""
 
 
 class _ResolveAgain(Exception):
@@ -351,6 +360,9 @@ class RoomServer:
                 )
                 if ticket.role == "candidate" and self._on_joined is not None:
                     await self._on_joined(session, ticket.booking_id, at)
+        except Missed:
+            connection.attendance_id = None  # its row was rolled back with the arrival
+            return ("missed", NO_SHOW, CloseCode.ENDED, {})
         except Exception:
             log.exception("room %s: could not record an arrival", ticket.booking_id)
             self._count_error("internal")

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 from aiohttp import web
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.models import consented
 from rooms.relay import Role
 from rooms.room import Schedule, Ticket
-from rooms.signaling import RoomServer
+from rooms.signaling import Missed, RoomServer
 from rooms.tokens import LinkKind, LinkSigner, ParsedLink, new_nonce, parse_link
 from scheduler import history, keys
 from scheduler.bookings import HELD_STATUSES
@@ -147,6 +148,30 @@ async def interview_ended(
     )
 
 
+# FOR SHARE on PostgreSQL; SQLite renders no locking clause (its writer is alone anyway).
+_SHARED = (
+    select(Booking.status).where(Booking.id == bindparam("booking_id")).with_for_update(read=True)
+)
+
+
+async def candidate_joined(session: AsyncSession, booking_id: uuid.UUID, at: datetime) -> None:
+    """The candidate's arrival is being recorded (`at`: when they checked in): refused
+    (`rooms.signaling.Missed`, the arrival rolled back) if the booking was marked no-show
+    first; else its webhooks hear of it.
+
+    The booking's row is read under a share lock (PostgreSQL), which the no-show mark's
+    claim (FOR NO KEY UPDATE SKIP LOCKED, scheduler.timers.claims) cannot take meanwhile:
+    an arrival and a mark in two processes are decided one after the other, never both. A
+    mark that holds the row first makes this wait, then see `no_show`; an arrival that holds
+    it first makes the mark's claim skip the timer until the arrival is committed, and the
+    mark's next pass sees it. On SQLite the write transaction is exclusive already.
+    """
+    status = await session.scalar(_SHARED, {"booking_id": booking_id})
+    if status == "no_show":
+        raise Missed(str(booking_id))
+    await webhooks.candidate_joined(session, booking_id, at)
+
+
 class BookingTickets:
     """`rooms.room.TicketResolver` over the bookings table; also for the room page's handler."""
 
@@ -198,7 +223,7 @@ def setup(app: web.Application, *, on_miss: OnMiss) -> None:
             db, app[keys.LINKS].signer, on_miss=on_miss, catalogs=app[keys.CATALOGS]
         )
         app[keys.ROOM_TICKETS] = tickets
-        server.start(tickets, db, on_ended=interview_ended, on_joined=webhooks.candidate_joined)
+        server.start(tickets, db, on_ended=interview_ended, on_joined=candidate_joined)
         yield
         await server.close()
 

@@ -13,9 +13,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 
+from rooms.protocol import CloseCode
 from scheduler import keys
 from tests.rooms.room_support import Booked, Tab
 from tests.rooms.test_signaling import enter
@@ -114,4 +116,51 @@ async def test_a_mark_retried_after_a_seating_that_ended_late_still_sees_the_arr
     assert report["status"] == "locked", report
     (arrival,) = [a for a in report["room"]["attendance"] if a["role"] == "candidate"]
     assert datetime.fromisoformat(arrival["joined_at"]) < deadline
+    await evaluator.close()
+
+
+async def test_a_mark_committed_by_another_process_while_the_candidate_is_seated_refuses_them(
+    client: TestClient, booked: Booked, clock: Any
+) -> None:
+    """The mark runs in another process, which this one's room state cannot tell about: the
+    booking's row lock decides between the two. Here the other process's mark holds the row
+    when the candidate's arrival is being recorded: the arrival waits, sees the mark, and is
+    refused as missed (no attendance row); the booking and the room agree."""
+    db = client.app[keys.DB]
+    if db.sqlite:
+        pytest.skip("SQLite is one machine: one writer, and its marks run in this process")
+    deadline = booked.start + timedelta(minutes=10)
+    clock.set(deadline - timedelta(minutes=1))
+    await client.app[keys.TIMERS].run_due()  # the lock
+    clock.set(deadline + timedelta(seconds=1))
+    evaluator = await enter(client, booked, "evaluator")
+    async with db.engine.connect() as other:  # the other process's mark, its claim's lock
+        mark = await other.begin()
+        await other.execute(
+            text("SELECT id FROM bookings WHERE id = :id FOR NO KEY UPDATE"),
+            {"id": booked.booking_id},
+        )
+        candidate = await Tab.open(client, booked.candidate_token)
+
+        async def arrival_waiting() -> bool:
+            async with db.read() as session:
+                waiting = await session.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+            return bool(waiting)
+
+        await eventually(arrival_waiting, "the arrival waiting for the booking's row")
+        await other.execute(
+            text("UPDATE bookings SET status = 'no_show' WHERE id = :id"),
+            {"id": booked.booking_id},
+        )
+        await mark.commit()
+    error, code = await candidate.refused()
+    assert (error["code"], code) == ("missed", CloseCode.ENDED)
+    report = await booked.report()
+    assert report["status"] == "no_show"
+    assert [a["role"] for a in report["room"]["attendance"]] == ["evaluator"]
     await evaluator.close()
