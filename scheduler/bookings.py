@@ -481,6 +481,10 @@ async def _force_target(
         raise ValidationFailed(
             [FieldError("evaluator_id", f"this evaluator does not examine {candidate.language}")]
         )
+    # In a savepoint (PostgreSQL): an evaluator found busy under their lock is let go before
+    # another is looked for, so this never waits for one evaluator's lock while holding
+    # another's (the rule of scheduler.evaluator_choice: two moves cannot deadlock).
+    attempt = None if db.sqlite else await session.begin_nested()
     if not db.sqlite:
         await lock_evaluator(session, wanted)
     busy = await busy_intervals(
@@ -497,7 +501,11 @@ async def _force_target(
         for b_start, b_end in busy.get(wanted, [])
     )
     if clear:
+        if attempt is not None:
+            await attempt.commit()  # releases the savepoint, keeps the lock
         return wanted
+    if attempt is not None:
+        await attempt.rollback()  # and with it the evaluator's lock
     if evaluator_id is not None:
         raise SlotTaken("that evaluator is not free then")
     return await free_evaluator(
