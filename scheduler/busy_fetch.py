@@ -32,6 +32,8 @@ from aiohttp.resolver import DefaultResolver
 from icalendar import Calendar
 from yarl import URL
 
+from scheduler.addresses import is_public
+
 __all__ = ["FetchError", "Limits", "Source", "busy_from_ics", "client", "fetch_busy"]
 
 Interval = tuple[datetime, datetime]
@@ -76,24 +78,12 @@ class _PublicOnly(AbstractResolver):
     ) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
         for entry in found:
-            if not _public(entry["host"]):
+            if not is_public(entry["host"]):
                 raise FetchError(f"{host} resolves to a private address, which is not allowed")
         return found
 
     async def close(self) -> None:
         await self._inner.close()
-
-
-def _public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
 
 
 def _literal_host_allowed(url: str, limits: Limits) -> None:
@@ -103,7 +93,7 @@ def _literal_host_allowed(url: str, limits: Limits) -> None:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return
-    if not limits.allow_private and not _public(host.strip("[]")):
+    if not limits.allow_private and not is_public(host.strip("[]")):
         raise FetchError(f"{host} is a private address, which is not allowed")
 
 

@@ -23,7 +23,8 @@ from aiohttp import web_log
 
 # A token is base64url (a link's 46 characters); allow padding and %-escapes so a
 # variant spelling or an encoded one is hidden as well.
-_LINK = re.compile(r"(/(?:[cr]|feeds)/)([A-Za-z0-9_\-=%+.~]{16,})")
+# Every path that carries one: personal and room links, feeds, results.
+_LINK = re.compile(r"(/(?:[cr]|feeds|results)/)([A-Za-z0-9_\-=%+.~]{16,})")
 _BEARER = re.compile(r"(?i)(bearer\s+)([^\s'\",;]+)")
 _API_KEY = re.compile(r"\bviva_[A-Za-z0-9_\-]{16,}")
 

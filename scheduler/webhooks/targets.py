@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
+from scheduler.addresses import is_public
+
 __all__ = ["GuardedResolver", "Refused", "check_address", "check_url", "resolve_checked"]
 
 MAX_URL = 2000
@@ -32,19 +34,13 @@ class Refused(ValueError):
     """The URL or its addresses may not be called; the message says why."""
 
 
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
-
-
 def check_address(host: str, allow_private: bool) -> None:
     """Refuse a non-public address (unless private targets are allowed)."""
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError as exc:
         raise Refused(f"not an IP address: {host!r}") from exc
-    if not allow_private and not _public(address):
+    if not allow_private and not is_public(address):
         raise Refused(f"{address} is not a public address")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -61,3 +62,39 @@ def test_the_access_logger_redacts_at_the_source(tmp_path: Path) -> None:
     written = path.read_text()
     assert TOKEN not in written
     assert f"/c/{fingerprint(TOKEN)}/slots" in written
+
+
+def test_every_path_that_carries_a_link_is_redacted() -> None:
+    """Personal and room links, evaluators' feeds and candidates' results links: each is
+    a credential wherever it appears in a request line."""
+    for path in (
+        f"/c/{TOKEN}/book",
+        f"/r/{TOKEN}/ws",
+        f"/feeds/{TOKEN}.ics",
+        f"/results/{TOKEN}/certificate.pdf",
+    ):
+        line = redact(f'"GET {path} HTTP/1.1" 200')
+        assert TOKEN not in line, path
+        assert "…#" in line, path  # a fingerprint stands in its place
+
+
+def test_the_shipped_nginx_access_log_hides_every_link() -> None:
+    """deploy/nginx/viva.conf logs `$viva_loggable_uri`: its map must cut the token of every
+    path that carries one (its PCRE pattern, applied here as Python reads it)."""
+    conf = (Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "viva.conf").read_text()
+    pattern, replacement = re.search(
+        r'map \$request_uri \$viva_loggable_uri \{\s*"~([^"]+)" "([^"]+)";', conf
+    ).groups()  # type: ignore[union-attr]
+    rule = re.compile(pattern.replace("(?<", "(?P<"))
+    for path in (
+        f"/c/{TOKEN}/book",
+        f"/r/{TOKEN}/ws",
+        f"/feeds/{TOKEN}.ics",
+        f"/results/{TOKEN}/statement.pdf",
+    ):
+        match = rule.match(path)
+        assert match is not None, path
+        logged = replacement.replace("$viva_prefix", match["viva_prefix"]).replace(
+            "$viva_rest", match["viva_rest"]
+        )
+        assert TOKEN not in logged and logged.startswith(path[: path.index(TOKEN) + 6]), logged
