@@ -7,6 +7,8 @@ is gone).
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -19,11 +21,63 @@ from sqlalchemy import (
     Text,
     Uuid,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import TypeDecorator
 
 from mailer.primitives import UTCDateTime
 
 # UTCDateTime stays importable from here: migrations 0002, 0003 and 0008 name it so.
-__all__ = ["OUTBOX_STATUSES", "UTCDateTime", "metadata", "outbox_messages"]
+__all__ = [
+    "OUTBOX_STATUSES",
+    "MessageSeal",
+    "SealedMessage",
+    "UTCDateTime",
+    "metadata",
+    "outbox_messages",
+    "seal_messages",
+]
+
+
+class MessageSeal(Protocol):
+    """Encrypts a stored message and opens it again (the app's: scheduler.credentials)."""
+
+    def seal(self, raw: bytes) -> bytes: ...
+
+    def open(self, stored: bytes) -> bytes: ...
+
+
+_SEAL = "viva_message_seal"
+
+
+def seal_messages(engine: AsyncEngine, seal: MessageSeal) -> None:
+    """Store this engine's outbox bodies sealed with `seal`, and open them when read.
+
+    A stored message carries its reader's links in clear (invitations, re-issued links,
+    results): sealed, a copy of the database alone yields none of them. The seal is the
+    engine's (its dialect carries it), so two apps in one process keep their own keys; an
+    engine without one reads and writes bodies in clear (the mailer's own tests, tools).
+    """
+    setattr(engine.dialect, _SEAL, seal)
+
+
+class SealedMessage(TypeDecorator[bytes]):
+    """The `raw` column: bytes in Python, sealed in the database where the engine has a
+    seal (`seal_messages`). An empty body (erased, expired) stays empty, so "has a body"
+    is still `length(raw) > 0`; a body stored before sealing is read as it is."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: bytes | None, dialect: Dialect) -> bytes | None:
+        seal: MessageSeal | None = getattr(dialect, _SEAL, None)
+        return seal.seal(value) if value and seal is not None else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> bytes | None:
+        seal: MessageSeal | None = getattr(dialect, _SEAL, None)
+        if value and seal is not None:
+            return seal.open(bytes(value))
+        return bytes(value) if value is not None else None
 
 
 # Explicit constraint and index names keep Alembic migrations stable across databases.
@@ -51,7 +105,7 @@ outbox_messages = Table(
     Column("message_id", String(255), nullable=False, comment="Message-ID header, for logs."),
     Column(
         "raw",
-        LargeBinary(),
+        SealedMessage(),
         nullable=False,
         comment="The complete RFC 5322 message, so delivery never needs to render anything.",
     ),

@@ -329,6 +329,10 @@ class Outbox:
         lease is lost); the caller records the outcome once the heartbeat no longer answers
         for the row, so a row it has just recorded is never taken for one taken over.
         """
+        if not row.raw:
+            # Nothing to send: a body that could not be opened (sealed under another secret
+            # key) never goes out empty; it fails for good, and can be sent again re-issued.
+            return ValueError("the stored message cannot be read")
         try:
             await smtp.sendmail(self._settings.from_address, [row.recipient], row.raw)
         except (aiosmtplib.SMTPException, ValueError, OSError) as exc:

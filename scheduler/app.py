@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp_jinja2
 from aiohttp import web
 
+from mailer.models import seal_messages
 from rooms.tokens import LinkSigner
 from scheduler import keys, room_wiring, timers
 from scheduler.booking_service import BookingService
@@ -14,7 +15,7 @@ from scheduler.clock import Clock, SystemClock
 from scheduler.config import Settings, secret_key
 from scheduler.confirmations import confirmations_sweeper
 from scheduler.contention import Contention
-from scheduler.credentials import CredentialBox
+from scheduler.credentials import CredentialBox, MessageBox
 from scheduler.db import Database
 from scheduler.effects import AfterCommit, MailAndTimers
 from scheduler.external_calendars import calendar_sync
@@ -116,6 +117,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         busy_timeout=settings.database.busy_timeout_seconds,
         contention=app[keys.CONTENTION],
     )
+    seal_messages(db.engine, MessageBox(secret_key(settings)))
     app[keys.DB] = db
     app[keys.FREE_TIMES] = FreeTimes(app[keys.POLICY])
     yield

@@ -881,3 +881,42 @@ async def test_timestamps_come_back_as_aware_utc(
                 kind="test",
                 now=datetime(2026, 7, 1, 10, 0),
             )
+
+
+async def test_a_body_sealed_under_another_key_fails_and_is_never_sent_empty(
+    mail_db_url: str,
+    mail_sessions: async_sessionmaker[AsyncSession],
+    smtp_settings: SmtpSettings,
+    smtp_server: SmtpServer,
+    clock: MovableClock,
+) -> None:
+    """Bodies are sealed with a key derived from the server's secret: after the secret was
+    changed an older body cannot be opened, and it fails for good rather than going out as
+    an empty message."""
+    from mailer.models import seal_messages
+    from scheduler.credentials import MessageBox
+
+    before = create_async_engine(mail_db_url)
+    seal_messages(before, MessageBox(b"the secret key before the change"))
+    try:
+        (row_id,) = await enqueue_simple(
+            async_sessionmaker(before, expire_on_commit=False), clock, ["zoe@example.test"]
+        )
+    finally:
+        await before.dispose()
+    engine = mail_sessions.kw["bind"]
+    seal_messages(engine, MessageBox(b"the secret key after the change!"))
+    failed: list[int] = []
+    outbox = Outbox(mail_sessions, smtp_settings, clock, on_failed=lambda: failed.append(1))
+    assert await outbox.deliver_due() == 0
+    assert received_ids(smtp_server) == []
+    async with mail_sessions() as session:
+        row = (
+            await session.execute(
+                select(outbox_messages.c.status, outbox_messages.c.last_error).where(
+                    outbox_messages.c.id == row_id
+                )
+            )
+        ).one()
+    assert row.status == "failed" and "cannot be read" in row.last_error
+    assert failed == [1]
