@@ -21,6 +21,7 @@ from rooms.protocol import CloseCode
 from scheduler import keys
 from tests.rooms.room_support import Booked, Tab
 from tests.rooms.test_signaling import enter
+from tests.support.locks import waiting_on_a_lock
 from tests.support.polling import eventually
 
 
@@ -142,17 +143,7 @@ async def test_a_mark_committed_by_another_process_while_the_candidate_is_seated
         )
         candidate = await Tab.open(client, booked.candidate_token)
 
-        async def arrival_waiting() -> bool:
-            async with db.read() as session:
-                waiting = await session.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                )
-            return bool(waiting)
-
-        await eventually(arrival_waiting, "the arrival waiting for the booking's row")
+        await eventually(lambda: waiting_on_a_lock(db), "the arrival waiting for the booking's row")
         await other.execute(
             text("UPDATE bookings SET status = 'no_show' WHERE id = :id"),
             {"id": booked.booking_id},

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from scheduler import keys
 from scheduler.evaluator_choice import lock_evaluator
 from tests.conftest import Org, _run, _truncate, token_of
+from tests.support.locks import waiting_on_a_lock
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.postgres
@@ -31,17 +32,6 @@ def db_url(postgres_url: str) -> str:
     """PostgreSQL only: SQLite has one writer at a time, so it cannot deadlock."""
     _run(_truncate(postgres_url))
     return postgres_url
-
-
-async def _waiting_on_a_lock(org: Org) -> bool:
-    async with org.client.app[keys.DB].read() as session:
-        waiting = await session.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-    return bool(waiting)
 
 
 async def test_a_cancellation_refused_as_a_deadlock_is_run_again(make_org) -> None:
@@ -65,7 +55,9 @@ async def test_a_cancellation_refused_as_a_deadlock_is_run_again(make_org) -> No
         )
         cancel = asyncio.create_task(org.client.delete(f"/c/{token}/booking"))
         # ...the cancellation writes the booking, then waits for the organisation's row...
-        await eventually(lambda: _waiting_on_a_lock(org), "the cancellation waiting on a lock")
+        await eventually(
+            lambda: waiting_on_a_lock(org.client.app[keys.DB]), "the cancellation waiting on a lock"
+        )
         # ...and the other transaction now wants the booking's row: a deadlock.
         await other.execute(
             text("SELECT id FROM bookings WHERE id = :id FOR UPDATE"),
@@ -128,7 +120,9 @@ async def test_a_move_that_must_change_evaluator_never_holds_one_while_waiting_f
                 },
             )
         )
-        await eventually(lambda: _waiting_on_a_lock(org), "the move waiting for E2")
+        await eventually(
+            lambda: waiting_on_a_lock(org.client.app[keys.DB]), "the move waiting for E2"
+        )
         # Were E1 still the move's, this would close the circle.
         assert await asyncio.wait_for(lock_evaluator(other, uuid.UUID(e1)), 30)
     status, moved = await move

@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 
 from mailer.models import outbox_messages
 from scheduler import keys
@@ -21,6 +21,7 @@ from scheduler.clock import FrozenClock
 from scheduler.confirmations import GRACE, sweep, write_confirmations
 from scheduler.notify import Notifier
 from tests.conftest import token_of
+from tests.support.locks import waiting_on_a_lock
 from tests.support.polling import eventually
 
 _BOUNDARY = re.compile(rb"={15}\d+==")
@@ -134,18 +135,9 @@ async def test_two_writers_of_one_bookings_confirmations_write_them_once(
         write_confirmations(db, notifier, booking, candidate, clock.now())
     )
     if not db.sqlite:  # (SQLite's one write lock puts them one after the other anyway)
-
-        async def waiting_for_the_row() -> bool:
-            async with db.read() as session:
-                waiting = await session.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                )
-            return bool(waiting)
-
-        await eventually(waiting_for_the_row, "the second writer waiting for the booking's row")
+        await eventually(
+            lambda: waiting_on_a_lock(db), "the second writer waiting for the booking's row"
+        )
     release.set()
     results = await asyncio.gather(first, second)
     assert sorted(results) == [False, True]

@@ -299,10 +299,8 @@ async def test_vivas_own_interviews_in_the_evaluators_calendar_are_not_busy_time
     assert "11:00" in await starts_on(org, WED)
 
 
-async def test_write_back_puts_moves_and_deletes_the_interviews_with_their_uids(
-    make_org, radicale: Radicale
-) -> None:
-    org = await make_org()
+async def _writing_back(org: Org, radicale: Radicale) -> dict[str, Any]:
+    """An evaluator whose CalDAV calendar (on `radicale`) gets their interviews written in."""
     ev = await org.make_evaluator()
     calendars = [
         {
@@ -314,6 +312,14 @@ async def test_write_back_puts_moves_and_deletes_the_interviews_with_their_uids(
         }
     ]
     await org.ok("PUT", f"/evaluators/{ev['id']}/calendars", json={"calendars": calendars})
+    return ev
+
+
+async def test_write_back_puts_moves_and_deletes_the_interviews_with_their_uids(
+    make_org, radicale: Radicale
+) -> None:
+    org = await make_org()
+    ev = await _writing_back(org, radicale)
     candidate = await org.make_candidate()
     token = token_of(candidate["link"])
     resp = await org.client.post(f"/c/{token}/booking", json={"start": "2026-12-02T09:00:00+01:00"})
@@ -355,17 +361,7 @@ async def test_a_candidates_erasure_rewrites_their_past_interview_without_their_
 ) -> None:
     """Write-back leaves the past as written, but not a name the organisation must erase."""
     org = await make_org()
-    ev = await org.make_evaluator()
-    calendars = [
-        {
-            "type": "caldav",
-            "url": radicale.url,
-            "username": USER,
-            "password": PASSWORD,
-            "write_back": True,
-        }
-    ]
-    await org.ok("PUT", f"/evaluators/{ev['id']}/calendars", json={"calendars": calendars})
+    ev = await _writing_back(org, radicale)
     candidate = await org.make_candidate(name="Zéphyrine Quillard")
     token = token_of(candidate["link"])
     resp = await org.client.post(f"/c/{token}/booking", json={"start": "2026-12-02T09:00:00+01:00"})
