@@ -52,11 +52,7 @@ _MINE = select(Booking).where(Booking.id == bindparam("booking_id"), ~_HAS_CONFI
 # SELECT that waited re-reads the row it locked, not a subquery: its NOT EXISTS would still
 # be the snapshot from before the other writer committed the messages.
 _LOCK = select(Booking).where(Booking.id == bindparam("booking_id")).with_for_update()
-_WRITTEN = select(
-    exists().where(
-        outbox_messages.c.booking_id == bindparam("booking_id"), outbox_messages.c.kind == KIND
-    )
-)
+_WRITTEN = select(Booking.id).where(Booking.id == bindparam("booking_id"), _HAS_CONFIRMATIONS)
 
 
 async def write_confirmations(

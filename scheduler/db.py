@@ -32,7 +32,7 @@ from scheduler.errors import Busy
 
 log = logging.getLogger("viva.db")
 
-__all__ = ["Database", "UTCDateTime", "is_sqlite"]
+__all__ = ["Database", "UTCDateTime", "busy_timeout_pragma", "is_sqlite"]
 
 # Where a write session finds its Database's `after_commit` hooks (its `info`).
 _AFTER_COMMIT = "viva.after_commit"
@@ -116,16 +116,21 @@ class Database:
             async with asyncio.timeout(self.busy_timeout):
                 await self._write_lock.acquire()
         except TimeoutError:
-            self.contention.busy += 1
-            log.warning("SQLite writers queued for %.1f s: turned away", self.busy_timeout)
-            raise Busy(
-                "the database is busy; please try again in a moment",
-                retry_after=max(1, round(self.busy_timeout)),
-            ) from None
+            raise self._sqlite_busy("writers queued") from None
         try:
             yield
         finally:
             self._write_lock.release()
+
+    def _sqlite_busy(self, what: str) -> Busy:
+        """A writer turned away after SQLite's busy timeout (in this process's queue, or at
+        the lock itself): counted, logged, and told to come back in about that long."""
+        self.contention.busy += 1
+        log.warning("SQLite %s for %.1f s: turned away", what, self.busy_timeout)
+        return Busy(
+            "the database is busy; please try again in a moment",
+            retry_after=max(1, round(self.busy_timeout)),
+        )
 
     @asynccontextmanager
     async def _turned_away(self) -> AsyncIterator[None]:
@@ -137,12 +142,7 @@ class Database:
             yield
         except DBAPIError as exc:
             if self.sqlite and isinstance(exc, OperationalError) and _locked(exc):
-                self.contention.busy += 1
-                log.warning("SQLite write lock busy for %.1f s: turned away", self.busy_timeout)
-                raise Busy(
-                    "the database is busy; please try again in a moment",
-                    retry_after=max(1, round(self.busy_timeout)),
-                ) from exc
+                raise self._sqlite_busy("write lock busy") from exc
             if not self.sqlite and _refused_connection(exc):
                 self.contention.busy += 1
                 log.warning("PostgreSQL refused a connection (%s): turned away", exc.orig)
@@ -181,6 +181,12 @@ def _after_commit(session: Session) -> None:
             log.exception("an after-commit hook failed")
 
 
+def busy_timeout_pragma(seconds: float) -> str:
+    """The statement that gives a SQLite connection the pool's busy timeout (`seconds`):
+    set on every new connection, and again by whoever changed it for a while (/readyz)."""
+    return f"PRAGMA busy_timeout={round(seconds * 1000)}"
+
+
 def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
     """Take transaction control from pysqlite so BEGIN IMMEDIATE means what it says."""
 
@@ -194,7 +200,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
         # Deleted or overwritten content is zeroed on disk, not left in free pages: an
         # erasure or a retention run must not leave names readable in the file.
         cursor.execute("PRAGMA secure_delete=ON")
-        cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
+        cursor.execute(busy_timeout_pragma(busy_timeout))
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

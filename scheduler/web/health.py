@@ -22,7 +22,7 @@ from aiohttp import web
 from alembic.script import ScriptDirectory
 
 from scheduler import keys
-from scheduler.db import Database
+from scheduler.db import Database, busy_timeout_pragma
 from scheduler.migrate import alembic_config
 from scheduler.web.problems import problem
 
@@ -66,7 +66,7 @@ async def _sqlite_write(raw: Any, busy_timeout: float) -> None:
     the connection goes back, or its next writer would wait longer than configured before
     it is turned away with a 503.
     """
-    await raw.execute(f"PRAGMA busy_timeout={int(WRITE_LOCK_TIMEOUT_SECONDS * 1000)}")
+    await raw.execute(busy_timeout_pragma(WRITE_LOCK_TIMEOUT_SECONDS))
     try:
         await raw.execute("BEGIN IMMEDIATE")
         try:
@@ -74,7 +74,7 @@ async def _sqlite_write(raw: Any, busy_timeout: float) -> None:
         finally:
             await raw.execute("ROLLBACK")
     finally:
-        await raw.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
+        await raw.execute(busy_timeout_pragma(busy_timeout))
 
 
 async def _checks(db: Database) -> list[Check]:
